@@ -1,0 +1,221 @@
+"""Whisper on CTranslate2, batched across sessions: one encode, one generate, one align per batch.
+
+faster-whisper's model wrapper gives us the loader, feature extractor, tokenizer and word
+alignment; the batching across independent sessions (each with its own prompt) is ours,
+since faster-whisper's batched pipeline only batches chunks of one recording.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+
+from pipeline.types import SAMPLE_RATE, Transcript, TranscribeRequest, Word
+
+log = logging.getLogger(__name__)
+
+HOP = 160  # samples per mel frame
+# Encoding only as much audio as the utterance needs, padded up to one of a few lengths,
+# is several times cheaper than Whisper's fixed 30 s window (whisper.cpp's audio_ctx idea).
+# Under ~10 s Whisper starts to lose words on CPU tiny.en, so the shortest bucket is 10 s.
+FRAME_BUCKETS = (1000, 1500, 2000, 3000)
+MAX_SAMPLES = FRAME_BUCKETS[-1] * HOP
+MAX_PROMPT_TOKENS = 223  # Whisper allows half of its 448-token context for the prompt
+
+
+def bucket_frames(n_samples: int) -> int:
+    """The smallest encoder window (in mel frames) that holds ``n_samples`` with some tail room."""
+    needed = n_samples // HOP + 50
+    for frames in FRAME_BUCKETS:
+        if needed <= frames:
+            return frames
+    return FRAME_BUCKETS[-1]
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def merge_punctuation(words: list[Word]) -> list[Word]:
+    """Glue pieces without a leading space ("." after " Mr") onto the word before them."""
+    merged: list[Word] = []
+    for w in words:
+        if merged and w.text and not w.text[0].isspace():
+            prev = merged[-1]
+            merged[-1] = Word(prev.text + w.text, prev.start, w.end, min(prev.probability, w.probability))
+        else:
+            merged.append(w)
+    return merged
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    model_path: str
+    device: str = "cpu"
+    device_index: int = 0
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+
+
+class WhisperEngine:
+    """One Whisper model on one device, shared by every session through the scheduler."""
+
+    name = "whisper"
+
+    def __init__(self, config: WhisperConfig) -> None:
+        self.config = config
+        self._fw = WhisperModel(
+            config.model_path,
+            device=config.device,
+            device_index=config.device_index,
+            compute_type=config.compute_type,
+            cpu_threads=config.cpu_threads,
+        )
+        self._model: ctranslate2.models.Whisper = self._fw.model
+        self.multilingual: bool = bool(self._model.is_multilingual)
+        self._tokenizers: dict[str | None, Tokenizer] = {}
+
+    def _tokenizer(self, language: str | None) -> Tokenizer:
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(
+                self._fw.hf_tokenizer,
+                self.multilingual,
+                task="transcribe",
+                language=language if self.multilingual else "en",
+            )
+        return self._tokenizers[language]
+
+    def features(self, audio: np.ndarray, frames: int) -> np.ndarray:
+        audio = audio[:MAX_SAMPLES]
+        padded = np.zeros(frames * HOP, dtype=np.float32)
+        padded[: len(audio)] = audio
+        mel = self._fw.feature_extractor(padded, padding=0)
+        return np.ascontiguousarray(mel[:, :frames], dtype=np.float32)
+
+    def run_batch(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
+        if not requests:
+            return []
+        frames = max(bucket_frames(len(r.audio)) for r in requests)
+        feats = np.stack([self.features(r.audio, frames) for r in requests])
+        encoded = self._model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+
+        languages = self._languages(requests, encoded)
+        prompts = []
+        for req, lang in zip(requests, languages):
+            tok = self._tokenizer(lang)
+            prompt: list[int] = []
+            if req.prompt:
+                prompt = [tok.sot_prev] + tok.encode(" " + req.prompt.strip())[-MAX_PROMPT_TOKENS:]
+            prompts.append(prompt + list(tok.sot_sequence) + [tok.no_timestamps])
+
+        # Beam size is per call; requests in one batch share the scheduler's options.
+        opts = requests[0].options
+        results = self._model.generate(
+            encoded,
+            prompts,
+            beam_size=opts.beam_size,
+            max_length=MAX_PROMPT_TOKENS * 2,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            # Loops such as "thank you thank you" are cut at the decoder.
+            no_repeat_ngram_size=0,
+            repetition_penalty=1.0,
+        )
+
+        token_lists: list[list[int]] = []
+        for res in results:
+            eot = self._tokenizer(None).eot
+            token_lists.append([t for t in res.sequences_ids[0] if t < eot])
+        words_per_item = self._align(encoded, token_lists, languages, requests, frames)
+
+        out: list[Transcript] = []
+        for req, res, tokens, words, lang in zip(
+            requests, results, token_lists, words_per_item, languages
+        ):
+            text = self._tokenizer(lang).decode(tokens)
+            seq_len = max(1, len(tokens))
+            avg_logprob = res.scores[0] * seq_len / (seq_len + 1) if res.scores else 0.0
+            out.append(
+                Transcript(
+                    words=tuple(words),
+                    language=lang or "en",
+                    no_speech_prob=float(res.no_speech_prob),
+                    avg_logprob=float(avg_logprob),
+                    compression_ratio=compression_ratio(text),
+                )
+            )
+        return out
+
+    def _languages(
+        self, requests: Sequence[TranscribeRequest], encoded: ctranslate2.StorageView
+    ) -> list[str | None]:
+        if not self.multilingual:
+            return ["en"] * len(requests)
+        langs: list[str | None] = [r.options.language for r in requests]
+        if any(lang is None for lang in langs):
+            detected = self._model.detect_language(encoded)
+            for i, pairs in enumerate(detected):
+                if langs[i] is None:
+                    langs[i] = pairs[0][0][2:-2]  # "<|de|>" -> "de"
+        return langs
+
+    def _align(
+        self,
+        encoded: ctranslate2.StorageView,
+        token_lists: list[list[int]],
+        languages: list[str | None],
+        requests: Sequence[TranscribeRequest],
+        frames: int,
+    ) -> list[list[Word]]:
+        words: list[list[Word]] = [[] for _ in token_lists]
+        # align() takes one start sequence per call, so items are grouped by language.
+        groups: dict[str | None, list[int]] = {}
+        for i, (tokens, lang) in enumerate(zip(token_lists, languages)):
+            if tokens:
+                groups.setdefault(lang, []).append(i)
+        for lang, idx in groups.items():
+            tok = self._tokenizer(lang)
+            sub = self._select(encoded, idx, len(token_lists))
+            num_frames = [min(frames, len(requests[i].audio) // HOP) for i in idx]
+            try:
+                aligned = self._fw.find_alignment(
+                    tok, [token_lists[i] for i in idx], sub, num_frames
+                )
+            except Exception:  # noqa: BLE001 - a failed alignment must not lose the text
+                log.exception("word alignment failed; using evenly spread word times")
+                aligned = [self._even_words(tok, token_lists[i], num_frames[k]) for k, i in enumerate(idx)]
+            for i, item in zip(idx, aligned):
+                words[i] = merge_punctuation(
+                    [
+                        Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+                        for w in item
+                    ]
+                )
+        return words
+
+    @staticmethod
+    def _select(encoded: ctranslate2.StorageView, idx: list[int], total: int) -> ctranslate2.StorageView:
+        if len(idx) == total:
+            return encoded
+        arr = np.asarray(encoded.to_device(ctranslate2.Device.cpu) if encoded.device != "cpu" else encoded)
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(arr[idx]))
+        return view
+
+    @staticmethod
+    def _even_words(tok: Tokenizer, tokens: list[int], num_frames: int) -> list[dict]:
+        words, _ = tok.split_to_word_tokens(tokens)
+        span = num_frames * HOP / SAMPLE_RATE / max(1, len(words))
+        return [
+            {"word": w, "start": i * span, "end": (i + 1) * span, "probability": 0.0}
+            for i, w in enumerate(words)
+        ]

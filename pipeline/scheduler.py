@@ -1,0 +1,241 @@
+"""One scheduler per device: a worker thread that runs batched engine calls for every session.
+
+The batching decisions live in ``pipeline.batching`` (pure); this module is the thin shell
+that owns the thread, the lock and the hand-off of results to asyncio futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Hashable, Protocol
+
+from pipeline.batching import BatchOptions, BatchQueue, Pending
+from pipeline.clock import Clock, MonotonicClock
+from pipeline.engines import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Superseded(Exception):
+    """A waiting partial request was replaced by the same session's newer one."""
+
+
+class SchedulerClosed(Exception):
+    """The scheduler stopped (or the session left) before the request ran."""
+
+
+class SchedulerFull(Exception):
+    """Admission control: no device has room for another session."""
+
+
+class SchedulerObserver(Protocol):
+    def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None: ...
+
+    def on_coalesced(self, engine: str) -> None: ...
+
+    def on_cancelled(self, engine: str, count: int) -> None: ...
+
+
+class NullObserver:
+    def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:
+        pass
+
+    def on_coalesced(self, engine: str) -> None:
+        pass
+
+    def on_cancelled(self, engine: str, count: int) -> None:
+        pass
+
+
+@dataclass
+class _Job:
+    request: Any
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    def settle() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    job.loop.call_soon_threadsafe(settle)
+
+
+class Scheduler:
+    """Serialises one device: batches of one engine at a time, finals first, oldest first."""
+
+    def __init__(
+        self,
+        engines: dict[str, Engine[Any, Any]],
+        options: BatchOptions | None = None,
+        device: str = "cpu",
+        clock: Clock | None = None,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
+        self.engines = engines
+        self.device = device
+        self.options = options or BatchOptions()
+        self._clock = clock or MonotonicClock()
+        self.observer = observer or NullObserver()
+        self._queues: dict[str, BatchQueue[_Job]] = {n: BatchQueue(self.options) for n in engines}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy_since: float | None = None
+        self.sessions: set[Hashable] = set()
+        self._thread = threading.Thread(target=self._run, name=f"scheduler-{device}", daemon=True)
+        self._thread.start()
+
+    # -- called from the event loop -------------------------------------------------------
+
+    async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
+        loop = asyncio.get_running_loop()
+        job = _Job(request, loop.create_future(), loop)
+        with self._cond:
+            if self._closed:
+                raise SchedulerClosed("scheduler is closed")
+            replaced = self._queues[engine].submit(
+                Pending(session=session, final=final, enqueued=self._clock.now(), payload=job)
+            )
+            self._cond.notify()
+        if replaced is not None:
+            self.observer.on_coalesced(engine)
+            _resolve(replaced.payload, error=Superseded())
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._drop(engine, job)
+            raise
+
+    def _drop(self, engine: str, job: _Job) -> None:
+        with self._cond:
+            gone = self._queues[engine].cancel_matching(lambda p: p.payload is job)
+        if gone:
+            self.observer.on_cancelled(engine, len(gone))
+
+    def cancel_session(self, session: Hashable) -> None:
+        """Drop everything a departing session still has waiting."""
+        with self._cond:
+            gone = {name: q.cancel(session) for name, q in self._queues.items()}
+            self.sessions.discard(session)
+        for name, items in gone.items():
+            if items:
+                self.observer.on_cancelled(name, len(items))
+            for p in items:
+                _resolve(p.payload, error=SchedulerClosed("session left"))
+
+    def queue_delay(self) -> float:
+        """How long the oldest waiting request has waited, or the running batch has run."""
+        now = self._clock.now()
+        with self._cond:
+            waiting = max((q.oldest_age(now) for q in self._queues.values()), default=0.0)
+            running = now - self._busy_since if self._busy_since is not None else 0.0
+        return max(waiting, running if waiting else 0.0)
+
+    def depth(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            leftovers = [p for q in self._queues.values() for p in q.cancel_matching(lambda _: True)]
+            self._cond.notify_all()
+        for p in leftovers:
+            _resolve(p.payload, error=SchedulerClosed("scheduler closed"))
+        self._thread.join(timeout=30)
+
+    # -- the worker thread ------------------------------------------------------------------
+
+    def _next(self) -> tuple[str, list[Pending[_Job]]] | None:
+        """Under the lock: the engine whose batch should run now, finals and age first."""
+        while not self._closed:
+            now = self._clock.now()
+            best: tuple[tuple[int, float], str] | None = None
+            soonest: float | None = None
+            for name, q in self._queues.items():
+                wait = q.ready_in(now)
+                if wait is None:
+                    continue
+                if wait > 0:
+                    soonest = wait if soonest is None else min(soonest, wait)
+                    continue
+                key = (0 if q.has_final() else 1, -q.oldest_age(now))
+                if best is None or key < best[0]:
+                    best = (key, name)
+            if best is not None:
+                return best[1], self._queues[best[1]].take(now)
+            self._cond.wait(timeout=soonest)
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                picked = self._next()
+                if picked is None:
+                    return
+                self._busy_since = self._clock.now()
+            name, batch = picked
+            started = time.perf_counter()
+            waited = [self._busy_since - p.enqueued for p in batch]
+            try:
+                results = self.engines[name].run_batch([p.payload.request for p in batch])
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the device
+                log.exception("%s batch of %d failed; retrying one by one", name, len(batch))
+                results = None
+                for p in batch:
+                    try:
+                        (one,) = self.engines[name].run_batch([p.payload.request])
+                        _resolve(p.payload, one)
+                    except Exception as item_exc:  # noqa: BLE001
+                        _resolve(p.payload, error=item_exc if item_exc else exc)
+            if results is not None:
+                for p, res in zip(batch, results):
+                    _resolve(p.payload, res)
+            with self._cond:
+                self._busy_since = None
+            self.observer.on_batch(name, self.device, len(batch), time.perf_counter() - started, waited)
+
+
+class SchedulerPool:
+    """One scheduler per device; each new session goes to the least loaded, up to a limit."""
+
+    def __init__(self, schedulers: list[Scheduler], max_sessions: int = 0) -> None:
+        if not schedulers:
+            raise ValueError("at least one scheduler is needed")
+        self.schedulers = schedulers
+        self.max_sessions = max_sessions
+
+    @property
+    def session_count(self) -> int:
+        return sum(len(s.sessions) for s in self.schedulers)
+
+    def place(self, session: Hashable) -> Scheduler:
+        if self.max_sessions and self.session_count >= self.max_sessions:
+            raise SchedulerFull(f"all {self.max_sessions} session slots are taken")
+        best = min(self.schedulers, key=lambda s: (len(s.sessions), s.queue_delay()))
+        best.sessions.add(session)
+        return best
+
+    def release(self, session: Hashable) -> None:
+        for s in self.schedulers:
+            if session in s.sessions:
+                s.cancel_session(session)
+
+    def queue_delay(self) -> float:
+        return max(s.queue_delay() for s in self.schedulers)
+
+    def depth(self) -> int:
+        return sum(s.depth() for s in self.schedulers)
+
+    def close(self) -> None:
+        for s in self.schedulers:
+            s.close()

@@ -1,0 +1,96 @@
+"""A caption session: the async shell around the pure policy, talking to a scheduler.
+
+Audio goes in with ``push``; captions and speech changes come out through ``on_event``.
+The policy decides; this shell only runs its Submit actions on the scheduler and hands
+results back, so a session never touches a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Hashable
+
+import numpy as np
+
+from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
+from pipeline.scheduler import Scheduler, SchedulerClosed, Superseded
+from pipeline.types import Caption
+
+log = logging.getLogger(__name__)
+
+Event = Caption | SpeechChange
+
+
+class CaptionSession:
+    def __init__(
+        self,
+        key: Hashable,
+        policy: CaptionPolicy,
+        scheduler: Scheduler,
+        on_event: Callable[[Event], None],
+    ) -> None:
+        self.key = key
+        self.policy = policy
+        self.scheduler = scheduler
+        self._on_event = on_event
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finals_done = asyncio.Event()
+        self._finals_done.set()
+        self.closed = False
+
+    def push(self, samples: np.ndarray) -> None:
+        """16 kHz mono int16 samples; cheap (VAD only), safe to call from the media task."""
+        if self.closed:
+            return
+        self.policy.queue_delay = self.scheduler.queue_delay()
+        self._apply(self.policy.feed(samples))
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Submit):
+                task = asyncio.get_running_loop().create_task(self._run(action))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(action, Emit):
+                self._on_event(action.caption)
+            elif isinstance(action, SpeechChange):
+                self._on_event(action)
+        if self.policy.pending_finals:
+            self._finals_done.clear()
+        else:
+            self._finals_done.set()
+
+    async def _run(self, submit: Submit) -> None:
+        try:
+            result = await self.scheduler.submit("whisper", self.key, submit.request, submit.final)
+        except Superseded:
+            return
+        except SchedulerClosed:
+            self._apply(self.policy.on_failure(submit.ticket))
+            return
+        except Exception:  # noqa: BLE001 - an engine error must still close the segment
+            log.exception("transcription failed in session %s", self.key)
+            self._apply(self.policy.on_failure(submit.ticket))
+            return
+        self._apply(self.policy.on_result(submit.ticket, result))
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """End of audio: the last words still become a final before the session goes."""
+        if self.closed:
+            return
+        self._apply(self.policy.flush())
+        self.closed = True
+        try:
+            await asyncio.wait_for(self._finals_done.wait(), timeout)
+        except TimeoutError:
+            log.warning("session %s: final captions did not arrive in %.0f s", self.key, timeout)
+        await self.abort()
+
+    async def abort(self) -> None:
+        self.closed = True
+        self.scheduler.cancel_session(self.key)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,94 @@
+"""Word-level text helpers used by the caption policy: normalisation, overlap, loops, guards."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from pipeline.types import DecodeOptions, Transcript, Word
+
+_NON_WORD = re.compile(r"[^\w']+")
+
+# Phrases Whisper is known to invent on silence, noise and music (seen by feeding it silence;
+# Vexa and whisper_streaming keep similar lists). Dropped only when the audio is short or
+# the model itself doubts there is speech, so a speaker who really says "thank you" is kept.
+HALLUCINATIONS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks for watching",
+        "thank you for watching",
+        "thank you very much",
+        "please subscribe",
+        "subtitles by the amara org community",
+        "bye",
+        "so",
+        "okay",
+        "oh",
+        "hmm",
+        "music",
+        "applause",
+        "silence",
+        "blank audio",
+    }
+)
+
+
+def normalize(word: str) -> str:
+    return _NON_WORD.sub("", word.lower())
+
+
+def join_words(words: Sequence[Word]) -> str:
+    return "".join(w.text for w in words).strip()
+
+
+def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
+    """How many leading words two hypotheses agree on, ignoring case and punctuation."""
+    n = 0
+    for x, y in zip(a, b):
+        if normalize(x.text) != normalize(y.text):
+            break
+        n += 1
+    return n
+
+
+def overlap(tail: Sequence[Word], head: Sequence[Word], max_n: int = 5) -> int:
+    """The longest n such that the last n words of ``tail`` equal the first n of ``head``."""
+    for n in range(min(max_n, len(tail), len(head)), 0, -1):
+        if [normalize(w.text) for w in tail[-n:]] == [normalize(w.text) for w in head[:n]]:
+            return n
+    return 0
+
+
+def collapse_loops(words: Sequence[Word], min_repeats: int = 3, max_n: int = 6) -> list[Word]:
+    """Keep one copy of any run of n words repeated ``min_repeats`` times or more in a row."""
+    out = list(words)
+    for n in range(1, max_n + 1):
+        i = 0
+        while i + n * min_repeats <= len(out):
+            gram = [normalize(w.text) for w in out[i : i + n]]
+            reps = 1
+            while [normalize(w.text) for w in out[i + reps * n : i + (reps + 1) * n]] == gram:
+                reps += 1
+            if reps >= min_repeats:
+                del out[i + n : i + reps * n]
+            i += 1
+    return out
+
+
+def is_hallucination(transcript: Transcript, duration: float, options: DecodeOptions) -> bool:
+    """Whisper's own thresholds plus a phrase list for the texts it invents on non-speech."""
+    if not transcript.words:
+        return False
+    if transcript.compression_ratio > options.compression_ratio_threshold:
+        return True
+    if (
+        transcript.no_speech_prob > options.no_speech_threshold
+        and transcript.avg_logprob < options.log_prob_threshold
+    ):
+        return True
+    phrase = " ".join(filter(None, (normalize(w.text) for w in transcript.words)))
+    if phrase in HALLUCINATIONS:
+        doubtful = transcript.no_speech_prob > 0.2 or transcript.avg_logprob < -0.7
+        return doubtful or duration < 1.0
+    return not phrase

@@ -1,0 +1,71 @@
+"""The vocabulary shared by the pipeline: words, transcripts, requests and captions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word, timed in seconds from the start of the audio it came from."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a Whisper request is decoded; documented defaults tuned for CPU tiny.en."""
+
+    beam_size: int = 1
+    # Whisper's own guards against text invented on silence or noise.
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class TranscribeRequest:
+    """Audio (16 kHz mono float32) of one utterance, with the text that came before it."""
+
+    audio: np.ndarray
+    prompt: str = ""
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the engine heard in one request."""
+
+    words: tuple[Word, ...]
+    language: str
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words).strip()
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A line of captions: a partial that will be replaced, or a final that closes its segment.
+
+    ``start`` and ``end`` are stream time: seconds since the publisher's first sample.
+    """
+
+    segment: int
+    final: bool
+    text: str
+    start: float
+    end: float
+    lang: str
+    translations: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,50 @@
+"""The aiohttp application factory: routes, typed state, and paired setup/teardown."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from pipeline.models import ResolvedModel
+from pipeline.scheduler import SchedulerPool
+from server import health, pages, whip
+from server.http import cors
+from server.inference import build_pool
+from server.metrics import Metrics
+from server.peers import PeerSet, allow_loopback_candidates
+from server.settings import Settings
+from server.state import STATE, AppState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, inference: tuple[SchedulerPool, ResolvedModel] | None = None
+) -> web.Application:
+    """Build the app. ``inference`` lets a caller share already-loaded models (tests, embedding);
+    the app then leaves closing them to that caller."""
+    metrics = Metrics()
+    owns_pool = inference is None
+    pool, model = inference if inference is not None else build_pool(settings, metrics)
+    for scheduler in pool.schedulers:
+        scheduler.observer = metrics
+    state = AppState(settings=settings, pool=pool, model=model, metrics=metrics, peers=PeerSet())
+
+    app = web.Application(middlewares=[cors], client_max_size=64 * 1024)
+    app[STATE] = state
+    app[pages.TEMPLATES] = pages.environment()
+    app.add_routes(health.routes() + whip.routes() + pages.routes())
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        allow_loopback_candidates(settings.ice_loopback)
+        yield
+        for publisher in list(state.publishers.values()):
+            await publisher.stop()
+        await state.peers.close_all()
+        if owns_pool:
+            pool.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

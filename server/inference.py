@@ -1,0 +1,80 @@
+"""Build the per-device schedulers the settings ask for, with the models loaded once each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import ctranslate2
+
+from pipeline.batching import BatchOptions
+from pipeline.engines.whisper import WhisperConfig, WhisperEngine
+from pipeline.models import ResolvedModel, resolve_whisper
+from pipeline.scheduler import Scheduler, SchedulerObserver, SchedulerPool
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    device: str  # "cpu" or "cuda"
+    index: int
+
+    def __str__(self) -> str:
+        return self.device if self.device == "cpu" else f"{self.device}:{self.index}"
+
+
+def parse_devices(spec: str) -> list[DeviceSpec]:
+    """``auto``, ``cpu``, ``cuda`` or a list such as ``cuda:0,cuda:1``."""
+    if spec == "auto":
+        spec = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    out = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, index = part.partition(":")
+        if name not in {"cpu", "cuda"}:
+            raise ValueError(f"unknown device {part!r}: use cpu, cuda or cuda:N")
+        out.append(DeviceSpec(name, int(index or 0)))
+    if not out:
+        raise ValueError("no device given")
+    return out
+
+
+def batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
+    # On CPU a batch saves calls and shared decoder steps but not encoder time, so it waits
+    # only briefly for company; a GPU gains far more from width and can afford a longer gather.
+    gpu = device.device == "cuda"
+    return BatchOptions(
+        max_batch=settings.max_batch or (16 if gpu else 8),
+        max_wait=(settings.max_wait_ms if settings.max_wait_ms >= 0 else (30.0 if gpu else 10.0)) / 1000,
+    )
+
+
+def compute_type(settings: Settings, device: DeviceSpec) -> str:
+    if settings.compute_type != "auto":
+        return settings.compute_type
+    return "float16" if device.device == "cuda" else "int8"
+
+
+def build_pool(
+    settings: Settings, observer: SchedulerObserver | None = None
+) -> tuple[SchedulerPool, ResolvedModel]:
+    """Resolve and load the model once per device. Raises ``ModelNotFound`` with what was tried."""
+    devices = parse_devices(settings.device)
+    model = resolve_whisper(settings.model)
+    threads = settings.cpu_threads or (os.cpu_count() or 1)
+    schedulers = []
+    for dev in devices:
+        ctype = compute_type(settings, dev)
+        print(f"loading Whisper {model.name} ({model.source}: {model.path}) on {dev} {ctype} ...", flush=True)
+        started = time.perf_counter()
+        engine = WhisperEngine(
+            WhisperConfig(model.path, dev.device, dev.index, ctype, threads if dev.device == "cpu" else 0)
+        )
+        print(f"loaded on {dev} in {time.perf_counter() - started:.1f} s", flush=True)
+        schedulers.append(
+            Scheduler({"whisper": engine}, batch_options(settings, dev), device=str(dev), observer=observer)
+        )
+    return SchedulerPool(schedulers, max_sessions=settings.max_sessions), model

@@ -1,0 +1,159 @@
+"""Rooms: who listens, the caption sequence, and the backlog a late viewer gets first."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Protocol
+
+from pipeline.types import Caption
+
+log = logging.getLogger(__name__)
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+BACKLOG_FINALS = 20
+
+
+class InvalidRoomName(ValueError):
+    pass
+
+
+def check_room_name(name: str) -> str:
+    """Names become file names and URL parts, so only a safe alphabet is allowed."""
+    if not ROOM_NAME.match(name):
+        raise InvalidRoomName(
+            "room names are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return name
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), token_hash)
+
+
+class Listener(Protocol):
+    """A data channel, or anything else that takes caption messages as text."""
+
+    def send(self, message: str) -> None: ...
+
+
+@dataclass
+class Room:
+    name: str
+    token_hash: str | None = None
+    created: bool = False
+    seq: int = 0
+    listeners: dict[Hashable, Listener] = field(default_factory=dict)
+    backlog: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=BACKLOG_FINALS))
+    partials: dict[int, dict[str, Any]] = field(default_factory=dict)
+    on_final: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    publishers: set[Hashable] = field(default_factory=set)
+    _segments: dict[tuple[Hashable, int], int] = field(default_factory=dict)
+    _next_segment: int = 0
+    _epoch: float | None = None
+    _offsets: dict[Hashable, float] = field(default_factory=dict)
+
+    def join_publisher(self, key: Hashable) -> None:
+        """Each publisher's stream time starts at 0; the room's starts with its first publisher,
+        so that captions of successive publishers line up on one time line."""
+        now = time.monotonic()
+        if self._epoch is None:
+            self._epoch = now
+        self._offsets[key] = round(now - self._epoch, 3)
+        self.publishers.add(key)
+
+    def leave_publisher(self, key: Hashable) -> None:
+        self.publishers.discard(key)
+
+    def caption(self, publisher: Hashable, caption: Caption) -> dict[str, Any]:
+        """Number a publisher's caption into the room and send it to every listener."""
+        key = (publisher, caption.segment)
+        if key not in self._segments:
+            self._segments[key] = self._next_segment
+            self._next_segment += 1
+        segment = self._segments[key]
+        offset = self._offsets.get(publisher, 0.0)
+        message: dict[str, Any] = {
+            "type": "caption",
+            "room": self.name,
+            "seq": 0,
+            "segment": segment,
+            "final": caption.final,
+            "text": caption.text,
+            "start": round(caption.start + offset, 3),
+            "end": round(caption.end + offset, 3),
+            "lang": caption.lang,
+        }
+        if caption.translations:
+            message["translations"] = dict(caption.translations)
+        if caption.final:
+            del self._segments[key]
+            self.partials.pop(segment, None)
+            if caption.text:
+                self.backlog.append(message)
+        else:
+            self.partials[segment] = message
+        self.send(message)
+        if caption.final and caption.text:
+            for hook in self.on_final:
+                hook(message)
+        return message
+
+    def status(self, speaking: bool, queue_delay: float) -> None:
+        self.send({"type": "status", "room": self.name, "speech": speaking,
+                   "queue_delay": round(queue_delay, 3), "publishers": len(self.publishers)})
+
+    def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "caption":
+            self.seq += 1
+            message["seq"] = self.seq
+        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        for key, listener in list(self.listeners.items()):
+            try:
+                listener.send(text)
+            except Exception:  # noqa: BLE001 - one broken listener must not silence the room
+                log.info("dropping listener %s of room %s", key, self.name)
+                self.listeners.pop(key, None)
+
+    def replay(self) -> list[str]:
+        """What a listener who joins now is sent first: recent finals, then live partials."""
+        items = list(self.backlog) + sorted(self.partials.values(), key=lambda m: m["seq"])
+        return [json.dumps(m, ensure_ascii=False, separators=(",", ":")) for m in items]
+
+
+class RoomRegistry:
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+
+    def get(self, name: str) -> Room | None:
+        return self.rooms.get(name)
+
+    def ensure(self, name: str) -> Room:
+        check_room_name(name)
+        if name not in self.rooms:
+            self.rooms[name] = Room(name)
+        return self.rooms[name]
+
+    def create(self, name: str | None = None) -> tuple[Room, str]:
+        """A new room with its own publish token; the token is returned once and kept hashed."""
+        name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        room = self.rooms.get(name)
+        if room is not None and room.created:
+            raise KeyError(name)
+        token = secrets.token_urlsafe(24)
+        room = room or Room(name)
+        room.token_hash = hash_token(token)
+        room.created = True
+        self.rooms[name] = room
+        return room, token

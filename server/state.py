@@ -1,0 +1,47 @@
+"""The typed state of one app: settings, inference pool, rooms, peers, publishers, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiortc import RTCDataChannel
+
+from pipeline.models import ResolvedModel
+from pipeline.scheduler import SchedulerPool
+from server.metrics import Metrics
+from server.peers import PeerSet
+from server.rooms import RoomRegistry
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.whip import Publisher
+
+# Messages pile up in SCTP buffers when a listener's network is slower than the captions;
+# past this a listener is skipped until it drains rather than growing memory without end.
+MAX_BUFFERED = 1 << 20
+
+
+class DataChannelListener:
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+
+    def send(self, message: str) -> None:
+        if self.channel.readyState == "open" and self.channel.bufferedAmount < MAX_BUFFERED:
+            self.channel.send(message)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    pool: SchedulerPool
+    model: ResolvedModel
+    metrics: Metrics
+    peers: PeerSet
+    rooms: RoomRegistry = field(default_factory=RoomRegistry)
+    publishers: dict[str, "Publisher"] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+STATE = web.AppKey("state", AppState)
