@@ -119,12 +119,12 @@ class CaptionPolicy:
     def __init__(
         self,
         options: PolicyOptions | None = None,
-        vad: VadOptions | None = None,
+        vad: VadOptions | VadSegmenter | None = None,
         decode: DecodeOptions | None = None,
     ) -> None:
         self.options = options or PolicyOptions()
         self.decode = decode or DecodeOptions()
-        self._vad = VadSegmenter(vad)
+        self._vad = vad if isinstance(vad, VadSegmenter) else VadSegmenter(vad)
         self._stream_samples = 0
         self._next_segment = 0
         self._next_ticket = 0
@@ -161,7 +161,8 @@ class CaptionPolicy:
                 self._utt.append(frame.samples)
                 if frame.ended:
                     actions.extend(self._finish())
-                    actions.append(SpeechChange(False, self.stream_time))
+                    heard_until = self.stream_time - self._vad.options.end_silence_ms / 1000
+                    actions.append(SpeechChange(False, round(heard_until, 3)))
                     continue
             actions.extend(self._maybe_cut_or_update())
         return actions
@@ -328,6 +329,7 @@ class CaptionPolicy:
             start=words[0].start,
             end=words[-1].end,
             lang=self.options.language,
+            stable=join_words(utt.committed),
         )
 
     def _remember(self, words: list[Word]) -> None:

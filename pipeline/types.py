@@ -69,3 +69,5 @@ class Caption:
     end: float
     lang: str
     translations: dict[str, str] = field(default_factory=dict)
+    # The leading part of a partial that successive hypotheses agreed on and will not change.
+    stable: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import webrtcvad
@@ -51,9 +52,15 @@ class VadFrame:
 class VadSegmenter:
     """Feed int16 16 kHz samples of any length; get a verdict per complete frame."""
 
-    def __init__(self, options: VadOptions | None = None) -> None:
+    def __init__(
+        self, options: VadOptions | None = None, voiced: Callable[[np.ndarray], bool] | None = None
+    ) -> None:
+        """``voiced`` decides one frame; webrtcvad by default, a rule of thumb in unit tests."""
         self.options = options or VadOptions()
-        self._vad = webrtcvad.Vad(self.options.aggressiveness)
+        if voiced is None:
+            vad = webrtcvad.Vad(self.options.aggressiveness)
+            voiced = lambda frame: vad.is_speech(frame.tobytes(), SAMPLE_RATE)  # noqa: E731
+        self._voiced = voiced
         self._pending = np.zeros(0, dtype=np.int16)
         self._history: list[tuple[np.ndarray, bool]] = []
         self._silence_frames = 0
@@ -70,7 +77,7 @@ class VadSegmenter:
         return [self._frame(data[i : i + n]) for i in range(0, whole, n)]
 
     def _frame(self, frame: np.ndarray) -> VadFrame:
-        voiced = self._vad.is_speech(frame.tobytes(), SAMPLE_RATE)
+        voiced = self._voiced(frame)
         opts = self.options
         if not self.speaking:
             self._history.append((frame, voiced))

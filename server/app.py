@@ -10,7 +10,7 @@ from aiohttp import web
 from pipeline.models import ResolvedModel
 from pipeline.scheduler import SchedulerPool
 from server import health, pages, whip
-from server.http import cors
+from server.http import cors, json_errors
 from server.inference import build_pool
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
@@ -28,11 +28,14 @@ def create_app(
     metrics = Metrics()
     owns_pool = inference is None
     pool, model = inference if inference is not None else build_pool(settings, metrics)
+    # A shared pool serves one app at a time (tests reuse loaded models): it takes this app's
+    # metrics and admission limit.
+    pool.max_sessions = settings.max_sessions
     for scheduler in pool.schedulers:
         scheduler.observer = metrics
     state = AppState(settings=settings, pool=pool, model=model, metrics=metrics, peers=PeerSet())
 
-    app = web.Application(middlewares=[cors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(health.routes() + whip.routes() + pages.routes())

@@ -67,3 +67,18 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if wants:
         response.headers.update(CORS_HEADERS)
     return response
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405 answer in plain text; API clients get the same JSON as ours."""
+    try:
+        return await handler(request)
+    except JsonError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        raise JsonError(exc.status, code, f"{request.method} {request.path}: {exc.reason}",
+                        headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"}) from None

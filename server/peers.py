@@ -50,11 +50,13 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
 
 
 def prefer_opus(pc: RTCPeerConnection) -> None:
-    """Answer audio with Opus only, the codec the decoder path is built and tested for."""
+    """Answer audio with Opus only, the codec the decoder path is built and tested for.
+
+    Call before setRemoteDescription: aiortc negotiates codecs while applying the offer, and
+    reuses a waiting transceiver of the same kind for the offer's first audio section.
+    """
     opus = [c for c in RTCRtpReceiver.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio":
-            transceiver.setCodecPreferences(opus)
+    pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(opus)
 
 
 _original_host_addresses = aioice.ice.get_host_addresses

@@ -95,6 +95,8 @@ class Room:
             "end": round(caption.end + offset, 3),
             "lang": caption.lang,
         }
+        if not caption.final:
+            message["stable"] = caption.stable
         if caption.translations:
             message["translations"] = dict(caption.translations)
         if caption.final:

@@ -170,8 +170,8 @@ async def post_whip(request: web.Request) -> web.Response:
         room.listeners[pub_id] = DataChannelListener(channel)
 
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         prefer_opus(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError and others on offers it cannot answer
         await state.peers.close(pc)

@@ -1,0 +1,54 @@
+"""Shared fixtures: one real Whisper model for the whole run, and a real server per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from pipeline.models import ResolvedModel
+from pipeline.scheduler import SchedulerPool
+from server.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def inference() -> Iterator[tuple[SchedulerPool, ResolvedModel]]:
+    from server.inference import build_pool
+
+    pool, model = build_pool(Settings(device="cpu"))
+    yield pool, model
+    pool.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+StartServer = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def nova(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    inference: tuple[SchedulerPool, ResolvedModel],
+    tmp_path: Path,
+) -> AsyncIterator[StartServer]:
+    """Start a real Nova Voice server on 127.0.0.1 with the shared model and given settings."""
+    from server.app import create_app
+
+    async def start(**overrides: object) -> TestServer:
+        settings = Settings(**{"data_dir": str(tmp_path / "data"), **overrides})  # type: ignore[arg-type]
+        app: web.Application = create_app(settings, inference)
+        return await aiohttp_server(app, host="127.0.0.1")
+
+    yield start

@@ -1,0 +1,190 @@
+"""The scheduler's thread shell with a fake engine: results, batching, coalescing, leaving, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Sequence
+
+import pytest
+
+from pipeline.batching import BatchOptions
+from pipeline.scheduler import (
+    Scheduler,
+    SchedulerClosed,
+    SchedulerFull,
+    SchedulerPool,
+    Superseded,
+)
+
+
+class GatedEngine:
+    """Echoes requests; holds each batch until the test opens the gate, and records batches."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fail_batches = False
+
+    def run_batch(self, requests: Sequence[str]) -> list[str]:
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        self.batches.append(list(requests))
+        if self.fail_batches and len(requests) > 1:
+            raise RuntimeError("batch failed")
+        if "boom" in requests:
+            raise ValueError("bad item")
+        return [r.upper() for r in requests]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.coalesced = 0
+        self.cancelled = 0
+
+    def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:
+        self.sizes.append(size)
+
+    def on_coalesced(self, engine: str) -> None:
+        self.coalesced += 1
+
+    def on_cancelled(self, engine: str, count: int) -> None:
+        self.cancelled += count
+
+
+@pytest.fixture
+def engine() -> GatedEngine:
+    return GatedEngine()
+
+
+async def blocked(engine: GatedEngine, scheduler: Scheduler) -> asyncio.Task[str]:
+    """Occupy the worker with one request so that the next ones queue up behind it."""
+    task = asyncio.create_task(scheduler.submit("echo", "blocker", "first", final=True))
+    await asyncio.to_thread(engine.entered.wait, 10)
+    return task
+
+
+async def test_requests_waiting_together_run_as_one_batch(engine: GatedEngine) -> None:
+    rec = Recorder()
+    s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0), observer=rec)
+    try:
+        first = await blocked(engine, s)
+        tasks = [asyncio.create_task(s.submit("echo", f"s{i}", f"r{i}", final=True)) for i in range(4)]
+        await asyncio.sleep(0)  # let the submissions reach the queue
+        while s.depth() < 4:
+            await asyncio.sleep(0)
+        engine.gate.set()
+        assert await first == "FIRST"
+        assert await asyncio.gather(*tasks) == ["R0", "R1", "R2", "R3"]
+        assert engine.batches == [["first"], ["r0", "r1", "r2", "r3"]]
+        assert rec.sizes == [1, 4]
+    finally:
+        s.close()
+
+
+async def test_a_stale_partial_is_superseded(engine: GatedEngine) -> None:
+    rec = Recorder()
+    s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0), observer=rec)
+    try:
+        first = await blocked(engine, s)
+        old = asyncio.create_task(s.submit("echo", "a", "old", final=False))
+        while s.depth() < 1:
+            await asyncio.sleep(0)
+        new = asyncio.create_task(s.submit("echo", "a", "new", final=False))
+        with pytest.raises(Superseded):
+            await old
+        engine.gate.set()
+        await first
+        assert await new == "NEW"
+        assert rec.coalesced == 1
+        assert ["old"] not in engine.batches
+    finally:
+        s.close()
+
+
+async def test_cancel_session_drops_its_waiting_requests(engine: GatedEngine) -> None:
+    rec = Recorder()
+    s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0), observer=rec)
+    try:
+        first = await blocked(engine, s)
+        gone = asyncio.create_task(s.submit("echo", "leaver", "x", final=True))
+        kept = asyncio.create_task(s.submit("echo", "stayer", "y", final=True))
+        while s.depth() < 2:
+            await asyncio.sleep(0)
+        s.cancel_session("leaver")
+        with pytest.raises(SchedulerClosed):
+            await gone
+        engine.gate.set()
+        await first
+        assert await kept == "Y"
+        assert rec.cancelled == 1
+    finally:
+        s.close()
+
+
+async def test_a_failed_batch_is_retried_item_by_item(engine: GatedEngine) -> None:
+    engine.fail_batches = True
+    s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0))
+    try:
+        first = await blocked(engine, s)
+        good = asyncio.create_task(s.submit("echo", "a", "fine", final=True))
+        bad = asyncio.create_task(s.submit("echo", "b", "boom", final=True))
+        while s.depth() < 2:
+            await asyncio.sleep(0)
+        engine.gate.set()
+        await first
+        assert await good == "FINE"
+        with pytest.raises(ValueError):
+            await bad
+    finally:
+        s.close()
+
+
+async def test_two_engines_share_one_device_thread(engine: GatedEngine) -> None:
+    other = GatedEngine()
+    other.gate.set()
+    s = Scheduler({"echo": engine, "other": other}, BatchOptions(max_batch=4, max_wait=0.0))
+    try:
+        engine.gate.set()
+        assert await s.submit("other", "a", "x", final=False) == "X"
+        assert await s.submit("echo", "a", "y", final=False) == "Y"
+    finally:
+        s.close()
+
+
+async def test_close_fails_what_still_waits(engine: GatedEngine) -> None:
+    s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0))
+    first = await blocked(engine, s)
+    waiting = asyncio.create_task(s.submit("echo", "a", "late", final=True))
+    while s.depth() < 1:
+        await asyncio.sleep(0)
+    closer = asyncio.create_task(asyncio.to_thread(s.close))
+    with pytest.raises(SchedulerClosed):
+        await waiting
+    engine.gate.set()
+    await closer
+    assert await first == "FIRST"  # the batch already running still completes
+    with pytest.raises(SchedulerClosed):
+        await s.submit("echo", "a", "after", final=True)
+
+
+def test_pool_places_sessions_on_the_least_loaded_device_up_to_a_limit() -> None:
+    a, b = GatedEngine(), GatedEngine()
+    s1 = Scheduler({"echo": a}, device="cuda:0")
+    s2 = Scheduler({"echo": b}, device="cuda:1")
+    pool = SchedulerPool([s1, s2], max_sessions=3)
+    try:
+        placed = [pool.place(f"p{i}").device for i in range(3)]
+        assert sorted(placed) == ["cuda:0", "cuda:0", "cuda:1"] or sorted(placed) == ["cuda:0", "cuda:1", "cuda:1"]
+        assert {placed[0], placed[1]} == {"cuda:0", "cuda:1"}
+        with pytest.raises(SchedulerFull):
+            pool.place("p3")
+        pool.release("p0")
+        assert pool.session_count == 2
+        pool.place("p4")
+    finally:
+        pool.close()
