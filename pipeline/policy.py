@@ -31,6 +31,8 @@ class PolicyOptions:
     min_partial_audio: no partial before this much speech (too little audio gives noise).
     max_utterance: length cap in seconds; the utterance is cut after a committed word.
     context_chars: how much earlier final text is passed to Whisper as the prompt.
+    prompt_min_probability: words Whisper itself doubted stay out of the prompt, since a
+        misheard word in the prompt tends to be misheard again in the next utterance.
     backpressure_delay: queue delay (s) beyond which partial updates slow down.
     """
 
@@ -38,6 +40,7 @@ class PolicyOptions:
     min_partial_audio: float = 0.4
     max_utterance: float = 12.0
     context_chars: int = 200
+    prompt_min_probability: float = 0.5
     backpressure_delay: float = 1.0
     language: str = "en"
 
@@ -336,6 +339,7 @@ class CaptionPolicy:
         if not words:
             return
         self._last_final = list(words)
-        self._context.append(join_words(words))
+        sure = [w for w in words if w.probability >= self.options.prompt_min_probability]
+        self._context.append(join_words(sure))
         while len(self._context) > 1 and sum(map(len, self._context)) > 4 * self.options.context_chars:
             self._context.popleft()

