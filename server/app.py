@@ -9,13 +9,15 @@ from aiohttp import web
 
 from pipeline.models import ResolvedModel
 from pipeline.scheduler import SchedulerPool
-from server import health, pages, whip
+from server import health, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
 from server.inference import build_pool
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
+from server.rooms import RoomRegistry
 from server.settings import Settings
 from server.state import STATE, AppState
+from server.transcripts import TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,22 @@ def create_app(
     pool.max_sessions = settings.max_sessions
     for scheduler in pool.schedulers:
         scheduler.observer = metrics
-    state = AppState(settings=settings, pool=pool, model=model, metrics=metrics, peers=PeerSet())
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    transcripts = TranscriptStore(settings.data_path)
+    state = AppState(
+        settings=settings,
+        pool=pool,
+        model=model,
+        metrics=metrics,
+        peers=PeerSet(),
+        transcripts=transcripts,
+        rooms=RoomRegistry(settings.data_path / "rooms.json", on_final=transcripts.append),
+    )
 
     app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
-    app.add_routes(health.routes() + whip.routes() + pages.routes())
+    app.add_routes(health.routes() + whip.routes() + viewers.routes() + room_routes.routes() + pages.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Hashable, Protocol
 
 from pipeline.types import Caption
@@ -59,6 +60,7 @@ class Room:
     partials: dict[int, dict[str, Any]] = field(default_factory=dict)
     on_final: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     publishers: set[Hashable] = field(default_factory=set)
+    viewers: set[Hashable] = field(default_factory=set)
     _segments: dict[tuple[Hashable, int], int] = field(default_factory=dict)
     _next_segment: int = 0
     _epoch: float | None = None
@@ -135,17 +137,38 @@ class Room:
 
 
 class RoomRegistry:
-    def __init__(self) -> None:
+    """All rooms; the created ones (name and token hash) are kept in ``path`` across restarts."""
+
+    def __init__(
+        self, path: Path | None = None, on_final: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.rooms: dict[str, Room] = {}
+        self._path = path
+        self._on_final = on_final
+        if path is not None and path.exists():
+            for name, token_hash in json.loads(path.read_text()).items():
+                self._add(Room(name, token_hash=token_hash, created=True))
+
+    def _add(self, room: Room) -> Room:
+        if self._on_final is not None:
+            room.on_final.append(self._on_final)
+        self.rooms[room.name] = room
+        return room
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        created = {r.name: r.token_hash for r in self.rooms.values() if r.created}
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(created, indent=1))
+        tmp.replace(self._path)  # atomic: a crash leaves the old file or the new one
 
     def get(self, name: str) -> Room | None:
         return self.rooms.get(name)
 
     def ensure(self, name: str) -> Room:
         check_room_name(name)
-        if name not in self.rooms:
-            self.rooms[name] = Room(name)
-        return self.rooms[name]
+        return self.rooms.get(name) or self._add(Room(name))
 
     def create(self, name: str | None = None) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed."""
@@ -154,8 +177,8 @@ class RoomRegistry:
         if room is not None and room.created:
             raise KeyError(name)
         token = secrets.token_urlsafe(24)
-        room = room or Room(name)
+        room = room or self._add(Room(name))
         room.token_hash = hash_token(token)
         room.created = True
-        self.rooms[name] = room
+        self._save()
         return room, token

@@ -14,6 +14,7 @@ from server.metrics import Metrics
 from server.peers import PeerSet
 from server.rooms import RoomRegistry
 from server.settings import Settings
+from server.transcripts import TranscriptStore
 
 if TYPE_CHECKING:
     from server.whip import Publisher
@@ -39,6 +40,7 @@ class AppState:
     model: ResolvedModel
     metrics: Metrics
     peers: PeerSet
+    transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, "Publisher"] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

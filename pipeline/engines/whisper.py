@@ -39,6 +39,28 @@ def bucket_frames(n_samples: int) -> int:
     return FRAME_BUCKETS[-1]
 
 
+def prompt_groups(lengths: list[int], keep_ratio: float = 0.75) -> list[tuple[list[int], int]]:
+    """Split a batch into generate calls whose prompts have the same length.
+
+    CTranslate2 needs <|startoftranscript|> at one position across a batch, so the earlier
+    text of each item is cut to the shortest in its group; grouping similar lengths keeps
+    that cut small (each item keeps at least ``keep_ratio`` of its context), and items with
+    no context at all form their own group. Returns (indices, tokens of context to keep).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[tuple[list[int], int]] = []
+    for i in order:
+        n = lengths[i]
+        if groups:
+            idx, keep = groups[-1]
+            first = lengths[idx[0]]
+            if (n == 0) == (first == 0) and n >= keep_ratio * first:
+                groups[-1] = (idx + [i], min(keep, n))
+                continue
+        groups.append(([i], n))
+    return [(sorted(idx), keep) for idx, keep in groups]
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
@@ -108,34 +130,33 @@ class WhisperEngine:
         encoded = self._model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
 
         languages = self._languages(requests, encoded)
-        prompts = []
-        for req, lang in zip(requests, languages):
-            tok = self._tokenizer(lang)
-            prompt: list[int] = []
-            if req.prompt:
-                prompt = [tok.sot_prev] + tok.encode(" " + req.prompt.strip())[-MAX_PROMPT_TOKENS:]
-            prompts.append(prompt + list(tok.sot_sequence) + [tok.no_timestamps])
+        contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages)]
+        results: list[ctranslate2.models.WhisperGenerationResult | None] = [None] * len(requests)
+        for idx, keep in prompt_groups([len(c) for c in contexts]):
+            prompts = []
+            for i in idx:
+                tok = self._tokenizer(languages[i])
+                prev = [tok.sot_prev] + contexts[i][len(contexts[i]) - keep :] if keep else []
+                prompts.append(prev + list(tok.sot_sequence) + [tok.no_timestamps])
+            # Beam size is per call; the scheduler batches requests of one configuration.
+            opts = requests[idx[0]].options
+            group = self._model.generate(
+                self._select(encoded, idx, len(requests)),
+                prompts,
+                beam_size=opts.beam_size,
+                max_length=MAX_PROMPT_TOKENS * 2,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+            )
+            for i, res in zip(idx, group):
+                results[i] = res
 
-        # Beam size is per call; requests in one batch share the scheduler's options.
-        opts = requests[0].options
-        results = self._model.generate(
-            encoded,
-            prompts,
-            beam_size=opts.beam_size,
-            max_length=MAX_PROMPT_TOKENS * 2,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            # Loops such as "thank you thank you" are cut at the decoder.
-            no_repeat_ngram_size=0,
-            repetition_penalty=1.0,
-        )
-
-        token_lists: list[list[int]] = []
-        for res in results:
-            eot = self._tokenizer(None).eot
-            token_lists.append([t for t in res.sequences_ids[0] if t < eot])
+        eot = self._tokenizer(None).eot
+        token_lists: list[list[int]] = [
+            [t for t in res.sequences_ids[0] if t < eot] for res in results if res is not None
+        ]
         words_per_item = self._align(encoded, token_lists, languages, requests, frames)
 
         out: list[Transcript] = []
@@ -155,6 +176,11 @@ class WhisperEngine:
                 )
             )
         return out
+
+    def _context_tokens(self, request: TranscribeRequest, language: str | None) -> list[int]:
+        if not request.prompt.strip():
+            return []
+        return self._tokenizer(language).encode(" " + request.prompt.strip())[-MAX_PROMPT_TOKENS:]
 
     def _languages(
         self, requests: Sequence[TranscribeRequest], encoded: ctranslate2.StorageView
@@ -205,7 +231,7 @@ class WhisperEngine:
 
     @staticmethod
     def _select(encoded: ctranslate2.StorageView, idx: list[int], total: int) -> ctranslate2.StorageView:
-        if len(idx) == total:
+        if idx == list(range(total)):
             return encoded
         arr = np.asarray(encoded.to_device(ctranslate2.Device.cpu) if encoded.device != "cpu" else encoded)
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(arr[idx]))

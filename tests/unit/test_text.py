@@ -32,3 +32,14 @@ def test_hallucination_rules() -> None:
     assert is_hallucination(Transcript(tuple(words("you")), "en"), 0.5, opts)
     assert not is_hallucination(Transcript(tuple(words("thank you")), "en", avg_logprob=-0.1), 2.0, opts)
     assert not is_hallucination(Transcript(tuple(words("the meeting starts now")), "en"), 2.0, opts)
+
+
+def test_prompt_groups_align_start_of_transcript_with_small_cuts() -> None:
+    from pipeline.engines.whisper import prompt_groups
+
+    assert prompt_groups([40, 38, 40]) == [([0, 1, 2], 38)]
+    assert prompt_groups([40, 0, 39, 0]) == [([0, 2], 39), ([1, 3], 0)]
+    groups = prompt_groups([45, 10, 44, 9])
+    assert groups == [([0, 2], 44), ([1, 3], 9)]
+    for idx, keep in groups:
+        assert all(keep >= 0.75 * [45, 10, 44, 9][i] for i in idx)

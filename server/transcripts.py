@@ -1,0 +1,96 @@
+"""Transcripts: every final written through to disk as it arrives, and exported on request.
+
+One append-only JSON-lines file per room under ``<data-dir>/transcripts/``; a line is flushed
+and fsynced before the next caption, so a crash loses no finished caption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from server.rooms import check_room_name
+
+
+class TranscriptStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir / "transcripts"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, room: str) -> Path:
+        # Room names are validated to a safe alphabet, so no name can leave this folder.
+        return self.dir / f"{check_room_name(room)}.jsonl"
+
+    def append(self, message: dict[str, Any]) -> None:
+        line = json.dumps(
+            {k: message[k] for k in ("seq", "segment", "start", "end", "text", "lang") if k in message}
+            | ({"translations": message["translations"]} if "translations" in message else {}),
+            ensure_ascii=False,
+        )
+        with open(self.path(message["room"]), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def exists(self, room: str) -> bool:
+        return self.path(room).exists()
+
+    def finals(self, room: str) -> list[dict[str, Any]]:
+        path = self.path(room)
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-write: skip it, keep the rest
+        return out
+
+
+def _clock(seconds: float, sep: str) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _text(item: dict[str, Any], lang: str | None) -> str:
+    if lang and lang != item.get("lang"):
+        return str(item.get("translations", {}).get(lang, ""))
+    return str(item["text"])
+
+
+def _cues(items: Iterable[dict[str, Any]], lang: str | None) -> list[tuple[float, float, str]]:
+    cues = []
+    for item in items:
+        text = _text(item, lang).strip()
+        if text:
+            end = max(float(item["end"]), float(item["start"]) + 0.1)
+            cues.append((float(item["start"]), end, text))
+    return cues
+
+
+def to_vtt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+    lines = ["WEBVTT", ""]
+    for start, end, text in _cues(items, lang):
+        lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text.replace("-->", "->"), ""]
+    return "\n".join(lines)
+
+
+def to_srt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+    lines = []
+    for i, (start, end, text) in enumerate(_cues(items, lang), 1):
+        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
+    return "\n".join(lines)
+
+
+def to_txt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+    return "\n".join(text for _, _, text in _cues(items, lang)) + "\n"
+
+
+def to_json(room: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"room": room, "captions": items}

@@ -1,0 +1,89 @@
+"""Viewer signaling: a receive-only aiortc peer whose data channel gets every caption of a room."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from aiohttp import web
+from aiortc import RTCDataChannel, RTCSessionDescription
+
+from server.http import error, read_body
+from server.peers import OfferError, check_offer
+from server.rooms import InvalidRoomName, Room, check_room_name
+from server.state import STATE, AppState, DataChannelListener
+
+MAX_VIEWER_MESSAGE = 4096
+
+
+def known_room(state: AppState, name: str) -> Room:
+    """A room that exists now, or whose transcript survived a restart; else a JSON 404."""
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    room = state.rooms.get(name)
+    if room is None and state.transcripts.exists(name):
+        room = state.rooms.ensure(name)
+    if room is None:
+        raise error(404, "unknown_room", f"room {name!r} does not exist")
+    return room
+
+
+async def post_viewer(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    room = known_room(state, request.match_info["room"])
+    if request.content_type != "application/json":
+        raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
+    try:
+        body = json.loads(await read_body(request))
+        sdp = body["sdp"]
+        if not isinstance(sdp, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError) as exc:
+        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}') from exc
+    try:
+        check_offer(sdp, want_audio=False)
+    except OfferError as exc:
+        raise error(400, exc.code, exc.message) from exc
+    if len(room.viewers) >= state.settings.max_viewers:
+        state.metrics.rejected.labels("room_full").inc()
+        raise error(429, "too_many_viewers", f"room {room.name!r} has its {state.settings.max_viewers} viewers",
+                    headers={"Retry-After": "30"})
+
+    viewer_id = "viewer-" + uuid.uuid4().hex
+
+    def gone() -> None:
+        if viewer_id not in room.viewers:
+            return
+        room.viewers.discard(viewer_id)
+        room.listeners.pop(viewer_id, None)
+        state.metrics.viewers.dec()
+
+    pc = state.peers.create(on_closed=gone)
+    room.viewers.add(viewer_id)
+    state.metrics.viewers.inc()
+
+    @pc.on("datachannel")
+    def on_datachannel(channel: RTCDataChannel) -> None:
+        # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
+        for message in room.replay():
+            channel.send(message)
+        room.listeners[viewer_id] = DataChannelListener(channel)
+
+        @channel.on("message")
+        def ignore(message: object) -> None:
+            """Viewers have nothing to say; whatever they send is dropped unread."""
+
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # noqa: BLE001 - aiortc raises several kinds on offers it cannot answer
+        await state.peers.close(pc)
+        gone()
+        raise error(400, "bad_offer", f"the offer could not be answered: {exc}") from exc
+    return web.json_response({"sdp": pc.localDescription.sdp, "type": "answer"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/rooms/{room}/viewers", post_viewer)]

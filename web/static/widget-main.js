@@ -1,0 +1,62 @@
+// The embeddable widget: <script src="https://HOST/widget.js" data-room="demo" async></script>
+// drops a caption box where the tag stands, inside a Shadow DOM so no CSS leaks either way.
+// Served by the server after viewer.js and lines.js, as one file.
+(function (root) {
+  "use strict";
+  const script = document.currentScript;
+  const origin = script && script.src ? new URL(script.src).origin : location.origin;
+
+  function styleText(server) {
+    return `@import url("${server}/static/lines.css");
+      :host { display: block; }
+      .box { position: relative; overflow: hidden; min-height: 2.6em; height: var(--nova-height, auto);
+             display: flex; flex-direction: column; justify-content: flex-end;
+             background: var(--nova-box, #111c); border-radius: 8px; padding: 8px 12px; }
+      .box[data-position="top"] { justify-content: flex-start; }
+      .nova-captions { width: 100%; }`;
+  }
+
+  function mount(element, options) {
+    const o = Object.assign({ server: origin, lines: 3, fade: 0, size: "20" }, options || {});
+    const server = String(o.server).replace(/\/$/, "");
+    const shadow = element.shadowRoot || element.attachShadow({ mode: "open" });
+    shadow.innerHTML = "";
+    const style = document.createElement("style");
+    style.textContent = styleText(server);
+    const box = document.createElement("div");
+    box.className = "box";
+    box.setAttribute("part", "box");
+    const captions = document.createElement("div");
+    captions.className = "nova-captions";
+    captions.setAttribute("aria-live", "polite");
+    box.appendChild(captions);
+    shadow.append(style, box);
+    NovaLines.applyStyle(box, o);
+    if (o.height) box.style.setProperty("--nova-height", /^\d+$/.test(o.height) ? o.height + "px" : o.height);
+    if (o.box) box.style.setProperty("--nova-box", o.box);
+    const lines = new NovaLines(captions, o);
+    // Custom rendering: listen for "caption" on the element (event.detail is the message).
+    lines.on((msg) => element.dispatchEvent(new CustomEvent("caption", { detail: msg })));
+    const viewer = new NovaViewer({
+      server, room: o.room, lang: o.lang,
+      onMessage: (m) => lines.apply(m),
+      onState: (s) => { element.dataset.state = s; },
+    }).start();
+    return {
+      element, lines, viewer,
+      on(type, fn) { element.addEventListener(type, (e) => fn(e.detail)); return this; },
+      stop() { viewer.stop(); },
+    };
+  }
+
+  root.NovaCaptions = { mount, version: 1 };
+
+  if (script && script.dataset.room) {
+    const host = document.createElement("div");
+    host.className = "nova-captions-widget";
+    script.parentNode.insertBefore(host, script);
+    const opts = Object.assign({}, script.dataset);
+    if (!opts.server) opts.server = origin;
+    root.NovaCaptions.last = mount(host, opts);
+  }
+})(window);
