@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pipeline.models import ResolvedModel
 from pipeline.scheduler import SchedulerPool
-from server import health, pages, room_routes, viewers, whip
+from server import health, ice, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
 from server.inference import build_pool
 from server.metrics import Metrics
@@ -50,7 +50,7 @@ def create_app(
     app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
-    app.add_routes(health.routes() + whip.routes() + viewers.routes() + room_routes.routes() + pages.routes())
+    app.add_routes(health.routes() + ice.routes() + whip.routes() + viewers.routes() + room_routes.routes() + pages.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)

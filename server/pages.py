@@ -7,6 +7,9 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
+from server.http import error
+from server.rooms import InvalidRoomName, check_room_name
+
 WEB = Path(__file__).resolve().parent.parent / "web"
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
@@ -28,5 +31,37 @@ async def capture(request: web.Request) -> web.Response:
     return render(request, "capture.html", title="Nova Voice — live captions", default_room=room)
 
 
+async def overlay(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    try:
+        check_room_name(room)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    # Served for rooms that do not exist yet: an OBS scene is set up before the stream starts,
+    # and the page keeps trying until the room has captions.
+    return render(request, "overlay.html", room=room)
+
+
+WIDGET_PARTS = ("viewer.js", "lines.js", "widget-main.js")
+
+
+def widget_source() -> str:
+    """One file for one script tag: the shared viewer and renderer, then the widget itself."""
+    return "\n".join((WEB / "static" / name).read_text(encoding="utf-8") for name in WIDGET_PARTS)
+
+
+async def widget(request: web.Request) -> web.Response:
+    return web.Response(
+        text=widget_source(),
+        content_type="application/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.get("/", capture), web.static("/static", WEB / "static")]
+    return [
+        web.get("/", capture),
+        web.get("/overlay/{room}", overlay),
+        web.get("/widget.js", widget),
+        web.static("/static", WEB / "static"),
+    ]

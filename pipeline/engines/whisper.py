@@ -39,6 +39,20 @@ def bucket_frames(n_samples: int) -> int:
     return FRAME_BUCKETS[-1]
 
 
+def split_by_frames(frames: list[int], budget: int) -> list[list[int]]:
+    """Consecutive runs of items whose padded windows (the run's largest, times its size) fit ``budget``."""
+    chunks: list[list[int]] = []
+    for i, f in enumerate(frames):
+        if chunks:
+            run = chunks[-1]
+            widest = max(f, *(frames[j] for j in run))
+            if widest * (len(run) + 1) <= budget:
+                run.append(i)
+                continue
+        chunks.append([i])
+    return chunks
+
+
 def prompt_groups(lengths: list[int], keep_ratio: float = 0.75) -> list[tuple[list[int], int]]:
     """Split a batch into generate calls whose prompts have the same length.
 
@@ -85,6 +99,10 @@ class WhisperConfig:
     device_index: int = 0
     compute_type: str = "int8"
     cpu_threads: int = 0
+    # Encoder attention memory grows with batch x window^2: a 30 s window costs ~50 MB of
+    # scores per item. One engine call is split so that its windows add up to at most this
+    # many mel frames (0: device default: 6000 on CPU, where width buys no encoder speed).
+    max_batch_frames: int = 0
 
 
 class WhisperEngine:
@@ -123,6 +141,13 @@ class WhisperEngine:
         return np.ascontiguousarray(mel[:, :frames], dtype=np.float32)
 
     def run_batch(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
+        budget = self.config.max_batch_frames or (6000 if self.config.device == "cpu" else 96000)
+        out: list[Transcript] = []
+        for chunk in split_by_frames([bucket_frames(len(r.audio)) for r in requests], budget):
+            out.extend(self._run_chunk([requests[i] for i in chunk]))
+        return out
+
+    def _run_chunk(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
         if not requests:
             return []
         frames = max(bucket_frames(len(r.audio)) for r in requests)

@@ -94,3 +94,38 @@ class WhipPublisher:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+class Viewer:
+    """A receive-only aiortc viewer of ``POST /rooms/{room}/viewers``."""
+
+    def __init__(self, base_url: str, room: str, lang: str | None = None) -> None:
+        self.base_url = base_url
+        self.room = room
+        self.lang = lang
+        self.log = CaptionLog()
+        self.pc = RTCPeerConnection()
+        self.channel = self.pc.createDataChannel("captions")
+        self.open = asyncio.Event()
+        self.channel.on("open", self.open.set)
+
+        @self.channel.on("message")
+        async def on_message(message: str) -> None:
+            await self.log.add(message)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def connect(self, session: aiohttp.ClientSession) -> None:
+        sdp = await self.offer()
+        query = f"?lang={self.lang}" if self.lang else ""
+        async with session.post(f"{self.base_url}/rooms/{self.room}/viewers{query}", json={"sdp": sdp}) as resp:
+            body = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"viewer signaling answered {resp.status}: {body}")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+        await asyncio.wait_for(self.open.wait(), 10)
+
+    async def close(self) -> None:
+        await self.pc.close()

@@ -43,3 +43,12 @@ def test_prompt_groups_align_start_of_transcript_with_small_cuts() -> None:
     assert groups == [([0, 2], 44), ([1, 3], 9)]
     for idx, keep in groups:
         assert all(keep >= 0.75 * [45, 10, 44, 9][i] for i in idx)
+
+
+def test_engine_calls_are_split_by_window_budget() -> None:
+    from pipeline.engines.whisper import split_by_frames
+
+    assert split_by_frames([1000] * 6, 6000) == [[0, 1, 2, 3, 4, 5]]
+    assert split_by_frames([1000] * 7, 6000) == [[0, 1, 2, 3, 4, 5], [6]]
+    assert split_by_frames([3000, 1000, 3000], 6000) == [[0, 1], [2]]
+    assert split_by_frames([], 6000) == []

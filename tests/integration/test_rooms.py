@@ -1,0 +1,178 @@
+"""Rooms and their viewers, with real aiortc peers, real speech and the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
+
+from server.state import STATE
+from tests.support.speech import LIBRIVOX, silence, write_wav
+from tests.support.whip_client import Viewer, WhipPublisher
+
+VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")
+
+
+async def audio_offer() -> str:
+    pc = RTCPeerConnection()
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    pc.createDataChannel("captions")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def test_created_rooms_need_their_token(nova) -> None:
+    server = await nova()
+    base = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession(base) as http:
+        resp = await http.post("/rooms", json={"name": "stage"})
+        assert resp.status == 201
+        room = await resp.json()
+        assert room["room"] == "stage" and len(room["publish_token"]) >= 32
+        assert room["whip_url"] == f"{base}/whip/stage"
+        assert room["overlay_url"] == f"{base}/overlay/stage"
+        assert 'data-room="stage"' in room["widget_snippet"] and "/widget.js" in room["widget_snippet"]
+        assert set(room["transcripts"]) == {"vtt", "srt", "json", "txt"}
+        assert (await http.post("/rooms", json={"name": "stage"})).status == 409
+        assert (await http.post("/rooms", json={"name": "../../etc"})).status == 400
+        anonymous = await (await http.post("/rooms")).json()
+        assert re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", anonymous["room"])
+
+        sdp = await audio_offer()
+        headers = {"Content-Type": "application/sdp"}
+        none = await http.post("/whip/stage", data=sdp, headers=headers)
+        assert none.status == 401 and (await none.json())["error"] == "unauthorized"
+        assert "Bearer" in none.headers["WWW-Authenticate"]
+        wrong = await http.post("/whip/stage", data=sdp, headers={**headers, "Authorization": "Bearer nope"})
+        assert wrong.status == 403
+        right = await http.post(
+            "/whip/stage", data=sdp, headers={**headers, "Authorization": f"Bearer {room['publish_token']}"}
+        )
+        assert right.status == 201
+        await http.delete(right.headers["Location"])
+        # The token is stored hashed, never as given.
+        state = server.app[STATE]
+        saved = (Path(state.settings.data_path) / "rooms.json").read_text()
+        assert room["publish_token"] not in saved
+
+
+async def test_a_server_token_guards_every_room(nova) -> None:
+    server = await nova(publish_token="s3cret-token")
+    async with aiohttp.ClientSession(str(server.make_url(""))) as http:
+        sdp = await audio_offer()
+        headers = {"Content-Type": "application/sdp"}
+        assert (await http.post("/whip/any", data=sdp, headers=headers)).status == 401
+        assert (await http.post("/rooms", json={})).status == 401
+        ok = await http.post("/whip/any", data=sdp, headers={**headers, "Authorization": "Bearer s3cret-token"})
+        assert ok.status == 201
+        await http.delete(ok.headers["Location"])
+
+
+async def test_viewer_input_is_checked(nova) -> None:
+    server = await nova(max_viewers=1)
+    base = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession(base) as http:
+        unknown = await http.post("/rooms/nowhere/viewers", json={"sdp": "v=0"})
+        assert unknown.status == 404 and (await unknown.json())["error"] == "unknown_room"
+        await http.post("/rooms", json={"name": "hall"})
+        sends_media = await http.post("/rooms/hall/viewers", json={"sdp": await audio_offer()})
+        assert sends_media.status == 400 and (await sends_media.json())["error"] == "viewer_sends_media"
+        assert (await http.post("/rooms/hall/viewers", data=b"{not json", headers={"Content-Type": "application/json"})).status == 400
+        assert (await http.post("/rooms/hall/viewers", json={"sdp": 5})).status == 400
+        preflight = await http.options(
+            "/rooms/hall/viewers",
+            headers={"Origin": "https://blog.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+
+        first = Viewer(base, "hall")
+        await first.connect(http)
+        # Garbage and oversized messages from a viewer are ignored; the room keeps serving.
+        first.channel.send("\x00garbage{")
+        first.channel.send("x" * 60_000)
+        first.channel.send(json.dumps({"type": "caption", "text": "forged"}))
+        second = Viewer(base, "hall")
+        try:
+            await second.connect(http)
+            raise AssertionError("a viewer beyond --max-viewers was let in")
+        except RuntimeError as exc:
+            assert "429" in str(exc)
+        finally:
+            await second.close()
+        state = server.app[STATE]
+        room = state.rooms.get("hall")
+        assert room is not None and len(room.viewers) == 1
+        room.status(False, 0.0)
+        await first.log.wait_for(lambda log: any(m["type"] == "status" for m in log.messages), 5)
+        assert not any(m.get("text") == "forged" for m in first.log.messages)
+        await first.close()
+
+
+async def test_viewers_get_every_final_and_late_ones_the_backlog_and_transcripts_persist(
+    nova, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "persist"
+    server = await nova(data_dir=str(data_dir))
+    base = str(server.make_url("")).rstrip("/")
+    clips = [LIBRIVOX[1], LIBRIVOX[4]]  # two short sentences
+    from pipeline.audio import read_audio
+
+    audio = np.concatenate([silence(0.5)] + [x for c in clips for x in (read_audio(str(c.path)), silence(1.2))])
+    wav = write_wav(tmp_path / "two.wav", audio)
+    async with aiohttp.ClientSession(base) as http:
+        created = await (await http.post("/rooms", json={"name": "talk"})).json()
+        early = Viewer(base, "talk")
+        await early.connect(http)
+        pub = WhipPublisher(base, "talk", str(wav), token=created["publish_token"])
+        await pub.start(http)
+        await pub.log.wait_for(lambda log: len(log.finals()) >= 1, 20)
+        late = Viewer(base, "talk")
+        await late.connect(http)
+        await late.log.wait_for(lambda log: len(log.finals()) >= 1, 5)  # the backlog, at once
+        await pub.ended()
+        await pub.log.wait_for(lambda log: len(log.finals()) >= 2, 20)
+        await late.log.wait_for(lambda log: len(log.finals()) >= 2, 10)
+        await early.log.wait_for(lambda log: len(log.finals()) >= 2, 10)
+        await pub.stop(http)
+
+        def finals(v: Viewer | WhipPublisher) -> list[tuple[int, str]]:
+            return [(m["seq"], m["text"]) for m in v.log.finals()]
+
+        assert finals(early) == finals(pub) == finals(late)
+        assert "ill disposed" in finals(pub)[0][1].lower().replace("-", " ")
+
+        vtt = await (await http.get("/rooms/talk/transcript.vtt")).text()
+        srt = await (await http.get("/rooms/talk/transcript.srt")).text()
+        doc = await (await http.get("/rooms/talk/transcript.json")).json()
+        txt = await (await http.get("/rooms/talk/transcript.txt")).text()
+        await early.close()
+        await late.close()
+
+    assert vtt.startswith("WEBVTT\n")
+    cues = [line for line in vtt.splitlines() if "-->" in line]
+    assert len(cues) == 2 and all(VTT_CUE.match(c) for c in cues)
+    blocks = [b.splitlines() for b in srt.strip().split("\n\n")]
+    assert [b[0] for b in blocks] == ["1", "2"]
+    assert all(re.match(r"^\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}$", b[1]) for b in blocks)
+    assert [c["text"] for c in doc["captions"]] == [t for _, t in finals(pub)]
+    starts = [c["start"] for c in doc["captions"]]
+    assert 0.3 < starts[0] < 1.5 and starts == sorted(starts)
+    assert txt.splitlines() == [t for _, t in finals(pub)]
+
+    # A restart: same data directory, fresh process state. Finals and the room's token survive.
+    again = await nova(data_dir=str(data_dir))
+    async with aiohttp.ClientSession(str(again.make_url(""))) as http:
+        assert (await (await http.get("/rooms/talk/transcript.vtt")).text()) == vtt
+        sdp = await audio_offer()
+        resp = await http.post("/whip/talk", data=sdp, headers={"Content-Type": "application/sdp"})
+        assert resp.status == 401
+        assert (await http.get("/rooms/other/transcript.vtt")).status == 404
+        assert (await http.get("/rooms/..%2F..%2Fetc/transcript.txt")).status in (400, 404)
