@@ -17,7 +17,7 @@
   const ui = {
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
-    captions: $('captions'),
+    captions: $('captions'), token: $('token'), links: $('share-links'),
   };
 
   let state = 'idle';
@@ -195,7 +195,10 @@
       if (session !== s) return;
       res = await fetch(`/whip/${encodeURIComponent(room)}`, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/sdp' },
+        headers: Object.assign(
+          { 'Content-Type': 'application/sdp' },
+          ui.token.value.trim() ? { Authorization: `Bearer ${ui.token.value.trim()}` } : {},
+        ),
         body: pc.localDescription.sdp,
       });
     } catch (err) {
@@ -224,7 +227,40 @@
     const url = new URL(window.location.href);
     url.searchParams.set('room', room);
     history.replaceState(null, '', url); // so a reload or a copied link keeps the room
+    showLinks(room);
   }
+
+  // Where else these captions can be shown: the OBS overlay, the widget, the transcripts.
+  function showLinks(room) {
+    const base = window.location.origin;
+    const r = encodeURIComponent(room);
+    $('overlay-url').value = `${base}/overlay/${r}`;
+    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}" async></` + 'script>';
+    const list = $('transcripts');
+    list.textContent = '';
+    for (const fmt of ['vtt', 'srt', 'txt', 'json']) {
+      const a = document.createElement('a');
+      a.href = `${base}/rooms/${r}/transcript.${fmt}`;
+      a.textContent = fmt.toUpperCase();
+      a.target = '_blank';
+      list.append(a, ' ');
+    }
+    ui.links.hidden = false;
+  }
+
+  ui.links.addEventListener('click', async (e) => {
+    const button = e.target.closest('button.copy');
+    if (!button) return;
+    const field = $(button.dataset.copy);
+    field.select();
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch {
+      document.execCommand('copy'); // plain http pages have no async clipboard
+    }
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+  });
 
   async function stop() {
     const s = session;
