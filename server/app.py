@@ -44,7 +44,7 @@ def create_app(
         metrics=metrics,
         peers=PeerSet(),
         transcripts=transcripts,
-        rooms=RoomRegistry(settings.data_path / "rooms.json", on_final=transcripts.append),
+        rooms=RoomRegistry(settings.data_path / "rooms.json", on_final=transcripts.append, history=transcripts.finals),
     )
 
     app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)

@@ -140,11 +140,17 @@ class RoomRegistry:
     """All rooms; the created ones (name and token hash) are kept in ``path`` across restarts."""
 
     def __init__(
-        self, path: Path | None = None, on_final: Callable[[dict[str, Any]], None] | None = None
+        self,
+        path: Path | None = None,
+        on_final: Callable[[dict[str, Any]], None] | None = None,
+        history: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``history(name)`` gives a room's finals kept from before a restart (the transcript),
+        so its backlog and sequence carry on where they were."""
         self.rooms: dict[str, Room] = {}
         self._path = path
         self._on_final = on_final
+        self._history = history
         if path is not None and path.exists():
             for name, token_hash in json.loads(path.read_text()).items():
                 self._add(Room(name, token_hash=token_hash, created=True))
@@ -152,6 +158,11 @@ class RoomRegistry:
     def _add(self, room: Room) -> Room:
         if self._on_final is not None:
             room.on_final.append(self._on_final)
+        if self._history is not None:
+            for item in self._history(room.name)[-BACKLOG_FINALS:]:
+                room.backlog.append({"type": "caption", "room": room.name, "final": True, **item})
+                room.seq = max(room.seq, int(item.get("seq", 0)))
+                room._next_segment = max(room._next_segment, int(item.get("segment", -1)) + 1)
         self.rooms[room.name] = room
         return room
 

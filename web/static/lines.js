@@ -54,6 +54,11 @@
       }
     }
 
+    clear() {
+      this.bySegment.clear();
+      this.el.replaceChildren();
+    }
+
     remove(segment, line) {
       if (this.bySegment.get(segment) === line) this.bySegment.delete(segment);
       line.remove();

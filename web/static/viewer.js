@@ -20,6 +20,9 @@
       this.lang = opts.lang || "";
       this.onMessage = opts.onMessage || (() => {});
       this.onState = opts.onState || (() => {});
+      // Called before each (re)connection's first message: the server replays its recent
+      // captions to every new viewer, and a restarted server numbers segments afresh.
+      this.onConnect = opts.onConnect || (() => {});
       this.pc = null;
       this.attempt = 0;
       this.timer = null;
@@ -51,9 +54,11 @@
       const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
       this.pc = pc;
       const dc = pc.createDataChannel("captions");
+      let first = true;
       dc.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (first) { first = false; this.onConnect(); }
         this.onMessage(msg);
       };
       dc.onopen = () => { this.attempt = 0; this.onState("live"); };

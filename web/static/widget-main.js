@@ -40,6 +40,7 @@
     const viewer = new NovaViewer({
       server, room: o.room, lang: o.lang,
       onMessage: (m) => lines.apply(m),
+      onConnect: () => lines.clear(),
       onState: (s) => { element.dataset.state = s; },
     }).start();
     return {
