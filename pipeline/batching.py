@@ -15,10 +15,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """max_batch: requests per engine call. max_wait: how long the first request may wait for company."""
+    """How batches are formed.
+
+    max_batch: requests per engine call.
+    max_wait: how long the first request may wait for company.
+    max_partial_batch: requests per call of partials only (0: max_batch). Finals never share
+        a call with partials, and a smaller partial batch bounds how long a final that arrives
+        meanwhile waits for the device: on a CPU each item of a batch costs its own encoder time.
+    """
 
     max_batch: int = 8
     max_wait: float = 0.01
+    max_partial_batch: int = 0
 
 
 @dataclass
@@ -85,5 +93,9 @@ class BatchQueue(Generic[T]):
         if wait is None or (wait > 0 and not force):
             return []
         self._items.sort(key=Pending.order)
-        batch, self._items = self._items[: self.options.max_batch], self._items[self.options.max_batch :]
+        final = self._items[0].final
+        size = self.options.max_batch if final else (self.options.max_partial_batch or self.options.max_batch)
+        batch = [p for p in self._items if p.final == final][:size]
+        taken = {id(p) for p in batch}
+        self._items = [p for p in self._items if id(p) not in taken]
         return batch

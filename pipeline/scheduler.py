@@ -186,23 +186,28 @@ class Scheduler:
             name, batch = picked
             started = time.perf_counter()
             waited = [self._busy_since - p.enqueued for p in batch]
-            try:
-                results = self.engines[name].run_batch([p.payload.request for p in batch])
-            except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the device
-                log.exception("%s batch of %d failed; retrying one by one", name, len(batch))
-                results = None
-                for p in batch:
-                    try:
-                        (one,) = self.engines[name].run_batch([p.payload.request])
-                        _resolve(p.payload, one)
-                    except Exception as item_exc:  # noqa: BLE001
-                        _resolve(p.payload, error=item_exc if item_exc else exc)
-            if results is not None:
-                for p, res in zip(batch, results):
-                    _resolve(p.payload, res)
+            outcomes = self._execute(name, [p.payload.request for p in batch])
             with self._cond:
                 self._busy_since = None
+            # Metrics first, then results: whoever reads a result also sees its batch counted.
             self.observer.on_batch(name, self.device, len(batch), time.perf_counter() - started, waited)
+            for p, (result, error) in zip(batch, outcomes):
+                _resolve(p.payload, result, error)
+
+    def _execute(self, name: str, requests: list[Any]) -> list[tuple[Any, BaseException | None]]:
+        engine = self.engines[name]
+        try:
+            return [(r, None) for r in engine.run_batch(requests)]
+        except Exception:  # noqa: BLE001 - one bad item must not fail its batch, nor kill the device
+            log.exception("%s batch of %d failed; retrying one by one", name, len(requests))
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for request in requests:
+            try:
+                (one,) = engine.run_batch([request])
+                outcomes.append((one, None))
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append((None, exc))
+        return outcomes
 
 
 class SchedulerPool:

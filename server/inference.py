@@ -49,6 +49,9 @@ def batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
     return BatchOptions(
         max_batch=settings.max_batch or (16 if gpu else 8),
         max_wait=(settings.max_wait_ms if settings.max_wait_ms >= 0 else (30.0 if gpu else 10.0)) / 1000,
+        # Measured on 2 CPU cores (bench/results/scheduler.md): partial batches of 2-4 keep
+        # finals waiting least at 12 sessions; a GPU takes full-width partial batches.
+        max_partial_batch=settings.max_partial_batch or (0 if gpu else 3),
     )
 
 

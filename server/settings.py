@@ -25,14 +25,13 @@ class Settings:
     vad_aggressiveness: int = 2
     max_batch: int = 0  # 0: a default that suits the device
     max_wait_ms: float = -1.0  # <0: a default that suits the device
+    max_partial_batch: int = 0  # 0: a default that suits the device
     max_sessions: int = 0  # 0: no limit
     max_viewers: int = 200
     data_dir: str = ""
     publish_token: str = ""
     open_rooms: bool = False
     ice_loopback: bool = True
-    redis: str = ""
-    translate_model: str = ""
     turn_secret: str = ""
     turn_urls: str = ""
 
@@ -81,14 +80,13 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "vad_aggressiveness", int, "webrtcvad mode 0-3")
     _flag(p, "max_batch", int, "largest inference batch (0: per-device default)")
     _flag(p, "max_wait_ms", float, "longest wait to fill a batch (negative: per-device default)")
+    _flag(p, "max_partial_batch", int, "largest batch of partial updates (0: 3 on CPU, max-batch on GPU)")
     _flag(p, "max_sessions", int, "publishers at once before new ones get 503 (0: no limit)")
     _flag(p, "max_viewers", int, "viewers per room before new ones get 429")
     _flag(p, "data_dir", str, "where transcripts are written (default ./nova-data)")
     _flag(p, "publish_token", str, "a token every room needs to publish")
     _flag(p, "open_rooms", bool, "let anyone publish to rooms not created first, on any address")
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
-    _flag(p, "redis", str, "Redis URL for scale-out inference")
-    _flag(p, "translate_model", str, "NLLB-200 CTranslate2 folder for translations")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
     _flag(p, "turn_urls", str, "comma-separated turn: URLs handed to browsers")
 

@@ -46,8 +46,19 @@ def test_finals_go_before_partials_and_older_before_newer() -> None:
     q.submit(pending(clock, "b", tag="b-partial"))
     clock.advance(0.1)
     q.submit(pending(clock, "c", final=True, tag="c-final"))
-    assert [p.payload for p in q.take(clock.now())] == ["c-final", "a-partial"]
-    assert [p.payload for p in q.take(clock.now())] == ["b-partial"]
+    assert [p.payload for p in q.take(clock.now())] == ["c-final"]  # finals never wait on partials
+    assert [p.payload for p in q.take(clock.now())] == ["a-partial", "b-partial"]
+
+
+def test_partial_batches_have_their_own_cap() -> None:
+    clock = FakeClock()
+    q: BatchQueue[str] = BatchQueue(BatchOptions(max_batch=8, max_wait=0.0, max_partial_batch=2))
+    for s in "abcd":
+        q.submit(pending(clock, s))
+        q.submit(pending(clock, s + "!", final=True, tag=s + "-final"))
+    assert [p.payload for p in q.take(clock.now())] == ["a-final", "b-final", "c-final", "d-final"]
+    assert [p.payload for p in q.take(clock.now())] == ["a", "b"]
+    assert [p.payload for p in q.take(clock.now())] == ["c", "d"]
 
 
 def test_a_newer_partial_replaces_the_stale_one_but_keeps_its_place() -> None:
