@@ -49,9 +49,11 @@ def free_port() -> int:
 
 async def main(out: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port),
-                               "--data-dir", "/tmp/nova-bench-data"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", "/tmp/nova-bench-data"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -79,7 +81,9 @@ async def main(out: Path) -> None:
             await pub.ended()
             wall = time.monotonic() - t0
             cpu = proc_cpu_seconds(server.pid) - cpu0
-            await pub.log.wait_for(lambda log: any(m["end"] >= stream.utterances[-1].end - 1 for m in log.finals()), 20)
+            await pub.log.wait_for(
+                lambda log: any(m["end"] >= stream.utterances[-1].end - 1 for m in log.finals()), 20
+            )
             busy_rss = proc_rss_mb(server.pid)
             await pub.stop(http)
 

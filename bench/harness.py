@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tests.support.corpus import Stream
 from pipeline.batching import BatchOptions
 from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.scheduler import Scheduler
 from pipeline.session import CaptionSession
 from pipeline.types import Caption
+from tests.support.corpus import Stream
 from tests.support.speech import wer
 
 CHUNK = 320  # 20 ms, as WebRTC delivers it

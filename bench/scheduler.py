@@ -125,7 +125,8 @@ async def main(ns: list[int], partial_batch: int, out: Path) -> None:
     for r in rows:
         mode = (
             f"batched (finals {r['max_batch']}, partials {r['max_partial_batch']})"
-            if r["max_batch"] > 1 else "unbatched"
+            if r["max_batch"] > 1
+            else "unbatched"
         )
         lines.append(
             f"| {r['n']} | {mode} | {r['final_p50']:.2f} | {r['final_p90']:.2f} | {r['wer']:.3f} | "

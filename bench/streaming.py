@@ -17,20 +17,21 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
-from tests.support.corpus import espeak_passage, librivox
 from bench.harness import replay_one, summary
+from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.policy import PolicyOptions
 from pipeline.scheduler import Scheduler
-from pipeline.batching import BatchOptions
+from tests.support.corpus import espeak_passage, librivox
 from tests.support.speech import wer
 
 
 def offline(model: WhisperModel, audio) -> tuple[str, float]:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
-    segments, _ = model.transcribe(audio.astype("float32") / 32768, language="en", beam_size=5,
-                                   condition_on_previous_text=True)
+    segments, _ = model.transcribe(
+        audio.astype("float32") / 32768, language="en", beam_size=5, condition_on_previous_text=True
+    )
     return " ".join(s.text.strip() for s in segments), time.perf_counter() - started
 
 
@@ -51,7 +52,7 @@ async def main(out: Path) -> None:
     scheduler.close()
 
     lines = [
-        "# Streaming policy vs offline (tiny.en int8, CPU, %d threads)" % threads,
+        f"# Streaming policy vs offline (tiny.en int8, CPU, {threads} threads)",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M')} by `python -m bench.streaming`. Latencies in seconds, from the",
         "true end (or start) of each utterance's voice; audio replayed at real-time pace.",

@@ -7,8 +7,9 @@ has waited ``max_wait``. No threads, no clock of its own: ``now`` is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable, Protocol
+from typing import Any, Protocol
 
 from pipeline.batching import BatchOptions, BatchQueue, Pending
 from pipeline.clock import Clock, MonotonicClock
@@ -67,7 +68,10 @@ def _resolve(job: _Job, result: Any = None, error: BaseException | None = None) 
         else:
             job.future.set_result(result)
 
-    job.loop.call_soon_threadsafe(settle)
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        pass  # the loop that asked is gone (its program ended): nobody is left to tell
 
 
 class Scheduler:
@@ -191,7 +195,7 @@ class Scheduler:
                 self._busy_since = None
             # Metrics first, then results: whoever reads a result also sees its batch counted.
             self.observer.on_batch(name, self.device, len(batch), time.perf_counter() - started, waited)
-            for p, (result, error) in zip(batch, outcomes):
+            for p, (result, error) in zip(batch, outcomes, strict=True):
                 _resolve(p.payload, result, error)
 
     def _execute(self, name: str, requests: list[Any]) -> list[tuple[Any, BaseException | None]]:

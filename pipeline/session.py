@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline.types import DecodeOptions, Transcript, Word
 
@@ -45,7 +45,7 @@ def join_words(words: Sequence[Word]) -> str:
 def common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
     """How many leading words two hypotheses agree on, ignoring case and punctuation."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if normalize(x.text) != normalize(y.text):
             break
         n += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -44,13 +44,22 @@ def create_app(
         metrics=metrics,
         peers=PeerSet(),
         transcripts=transcripts,
-        rooms=RoomRegistry(settings.data_path / "rooms.json", on_final=transcripts.append, history=transcripts.finals),
+        rooms=RoomRegistry(
+            settings.data_path / "rooms.json", on_final=transcripts.append, history=transcripts.finals
+        ),
     )
 
     app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
-    app.add_routes(health.routes() + ice.routes() + whip.routes() + viewers.routes() + room_routes.routes() + pages.routes())
+    app.add_routes(
+        health.routes()
+        + ice.routes()
+        + whip.routes()
+        + viewers.routes()
+        + room_routes.routes()
+        + pages.routes()
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)

@@ -17,10 +17,20 @@ async def health_full(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
-            "model": {"name": state.model.name, "path": state.model.path, "source": state.model.source, "loaded": True},
+            "model": {
+                "name": state.model.name,
+                "path": state.model.path,
+                "source": state.model.source,
+                "loaded": True,
+            },
             "devices": [
-                {"device": s.device, "sessions": len(s.sessions), "queue_depth": s.depth(),
-                 "queue_delay": round(s.queue_delay(), 3), "max_batch": s.options.max_batch}
+                {
+                    "device": s.device,
+                    "sessions": len(s.sessions),
+                    "queue_depth": s.depth(),
+                    "queue_delay": round(s.queue_delay(), 3),
+                    "max_batch": s.options.max_batch,
+                }
                 for s in pool.schedulers
             ],
             "sessions": len(state.publishers),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -80,5 +80,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
             raise
         code = exc.reason.lower().replace(" ", "_")
-        raise JsonError(exc.status, code, f"{request.method} {request.path}: {exc.reason}",
-                        headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"}) from None
+        raise JsonError(
+            exc.status,
+            code,
+            f"{request.method} {request.path}: {exc.reason}",
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        ) from None

@@ -18,7 +18,9 @@ from server.state import STATE
 TTL = 6 * 3600
 
 
-def turn_credentials(secret: str, name: str = "nova", now: float | None = None, ttl: int = TTL) -> tuple[str, str]:
+def turn_credentials(
+    secret: str, name: str = "nova", now: float | None = None, ttl: int = TTL
+) -> tuple[str, str]:
     username = f"{int((now if now is not None else time.time()) + ttl)}:{name}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode()

@@ -15,8 +15,11 @@ class Metrics:
             "nova_whisper_batch_size", "Requests per batched Whisper call", buckets=BATCH_BUCKETS, registry=r
         )
         self.engine_batch_size = Histogram(
-            "nova_engine_batch_size", "Requests per batched engine call", ["engine", "device"],
-            buckets=BATCH_BUCKETS, registry=r,
+            "nova_engine_batch_size",
+            "Requests per batched engine call",
+            ["engine", "device"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
         )
         self.inference_seconds = Histogram(
             "nova_inference_seconds", "Seconds per batched engine call", ["engine", "device"], registry=r
@@ -25,10 +28,16 @@ class Metrics:
             "nova_queue_delay_seconds", "Time a request waited before its batch ran", ["engine"], registry=r
         )
         self.requests_coalesced = Counter(
-            "nova_requests_coalesced_total", "Partial requests replaced by a newer one", ["engine"], registry=r
+            "nova_requests_coalesced_total",
+            "Partial requests replaced by a newer one",
+            ["engine"],
+            registry=r,
         )
         self.requests_dropped = Counter(
-            "nova_requests_dropped_total", "Requests dropped because their session left", ["engine"], registry=r
+            "nova_requests_dropped_total",
+            "Requests dropped because their session left",
+            ["engine"],
+            registry=r,
         )
         self.sessions = Gauge("nova_sessions", "Publishing sessions", registry=r)
         self.viewers = Gauge("nova_viewers", "Connected viewers", registry=r)

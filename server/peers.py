@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver
@@ -39,9 +39,15 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
         if not audio:
             raise OfferError("no_audio", "the offer has no audio track to caption")
         if not any(c.mimeType.lower() == "audio/opus" for m in audio for c in m.rtp.codecs):
-            raise OfferError("unsupported_codec", "the offer's audio has no Opus codec; Nova Voice needs Opus")
+            raise OfferError(
+                "unsupported_codec", "the offer's audio has no Opus codec; Nova Voice needs Opus"
+            )
     else:
-        sending = [m for m in parsed.media if m.kind in ("audio", "video") and m.direction in ("sendrecv", "sendonly", None)]
+        sending = [
+            m
+            for m in parsed.media
+            if m.kind in ("audio", "video") and m.direction in ("sendrecv", "sendonly", None)
+        ]
         if sending:
             raise OfferError("viewer_sends_media", "a viewer offer must not send media (use recvonly)")
         if not any(m.kind == "application" for m in parsed.media):

@@ -30,8 +30,12 @@ async def create_room(request: web.Request) -> web.Response:
     if state.settings.publish_token:
         # With a server-wide token, creating rooms is for those who hold it.
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token_matches(token.strip(), hash_token(state.settings.publish_token)):
-            raise error(401, "unauthorized", "creating rooms needs 'Authorization: Bearer <server publish token>'")
+        if scheme.lower() != "bearer" or not token_matches(
+            token.strip(), hash_token(state.settings.publish_token)
+        ):
+            raise error(
+                401, "unauthorized", "creating rooms needs 'Authorization: Bearer <server publish token>'"
+            )
     raw = await read_body(request) if request.can_read_body else ""
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -47,7 +51,9 @@ async def create_room(request: web.Request) -> web.Response:
     except KeyError as exc:
         raise error(409, "room_exists", f"room {name!r} already exists") from exc
     base = f"{request.scheme}://{request.host}"
-    return web.json_response({"room": room.name, "publish_token": token, **room_links(base, room.name)}, status=201)
+    return web.json_response(
+        {"room": room.name, "publish_token": token, **room_links(base, room.name)}, status=201
+    )
 
 
 async def transcript(request: web.Request) -> web.Response:

@@ -10,9 +10,10 @@ import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Protocol
+from typing import Any, Protocol
 
 from pipeline.types import Caption
 
@@ -115,8 +116,15 @@ class Room:
         return message
 
     def status(self, speaking: bool, queue_delay: float) -> None:
-        self.send({"type": "status", "room": self.name, "speech": speaking,
-                   "queue_delay": round(queue_delay, 3), "publishers": len(self.publishers)})
+        self.send(
+            {
+                "type": "status",
+                "room": self.name,
+                "speech": speaking,
+                "queue_delay": round(queue_delay, 3),
+                "publishers": len(self.publishers),
+            }
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "caption":

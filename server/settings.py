@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,19 @@ def _flag(p: argparse.ArgumentParser, name: str, kind: type, help: str) -> None:
     if kind is bool:
         raw = os.environ.get(env)
         value = default if raw is None else raw.lower() in {"1", "true", "yes", "on"}
-        p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction,
-                       default=value, help=f"{help} (env {env})")
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            action=argparse.BooleanOptionalAction,
+            default=value,
+            help=f"{help} (env {env})",
+        )
         return
-    p.add_argument("--" + name.replace("_", "-"), type=kind, default=kind(_env(name, str(default))),
-                   help=f"{help} (env {env}, default {default!r})")
+    p.add_argument(
+        "--" + name.replace("_", "-"),
+        type=kind,
+        default=kind(_env(name, str(default))),
+        help=f"{help} (env {env}, default {default!r})",
+    )
 
 
 def _serve_flags(p: argparse.ArgumentParser) -> None:

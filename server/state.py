@@ -42,7 +42,7 @@ class AppState:
     peers: PeerSet
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
-    publishers: dict[str, "Publisher"] = field(default_factory=dict)
+    publishers: dict[str, Publisher] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

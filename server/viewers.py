@@ -48,8 +48,12 @@ async def post_viewer(request: web.Request) -> web.Response:
         raise error(400, exc.code, exc.message) from exc
     if len(room.viewers) >= state.settings.max_viewers:
         state.metrics.rejected.labels("room_full").inc()
-        raise error(429, "too_many_viewers", f"room {room.name!r} has its {state.settings.max_viewers} viewers",
-                    headers={"Retry-After": "30"})
+        raise error(
+            429,
+            "too_many_viewers",
+            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
+            headers={"Retry-After": "30"},
+        )
 
     viewer_id = "viewer-" + uuid.uuid4().hex
 

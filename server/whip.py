@@ -22,7 +22,7 @@ from pipeline.vad import VadOptions
 from server.http import error, read_body
 from server.peers import OfferError, check_offer, prefer_opus
 from server.rooms import InvalidRoomName, Room, check_room_name, hash_token, token_matches
-from server.state import AppState, STATE, DataChannelListener
+from server.state import STATE, AppState, DataChannelListener
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,12 @@ def authorize(request: web.Request, state: AppState, room_name: str) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise error(401, "unauthorized", "this room needs 'Authorization: Bearer <publish token>'",
-                    headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'})
+        raise error(
+            401,
+            "unauthorized",
+            "this room needs 'Authorization: Bearer <publish token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
+        )
     if not any(token_matches(token.strip(), h) for h in accepted):
         raise error(403, "forbidden", "the publish token is not valid for this room")
 
@@ -201,8 +205,12 @@ async def delete_whip(request: web.Request) -> web.Response:
 
 async def patch_whip(request: web.Request) -> web.Response:
     # Trickle ICE is optional in RFC 9725; our answers carry all candidates already.
-    raise error(405, "trickle_unsupported", "trickle ICE is not supported; send a complete offer",
-                headers={"Allow": "DELETE, OPTIONS"})
+    raise error(
+        405,
+        "trickle_unsupported",
+        "trickle ICE is not supported; send a complete offer",
+        headers={"Allow": "DELETE, OPTIONS"},
+    )
 
 
 def routes() -> list[web.RouteDef]:
@@ -211,4 +219,3 @@ def routes() -> list[web.RouteDef]:
         web.delete("/whip/{room}/{session}", delete_whip),
         web.patch("/whip/{room}/{session}", patch_whip),
     ]
-

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
-from pipeline.types import SAMPLE_RATE, Transcript, TranscribeRequest, Word
+from pipeline.types import SAMPLE_RATE, TranscribeRequest, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class WhisperEngine:
         encoded = self._model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
 
         languages = self._languages(requests, encoded)
-        contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages)]
+        contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages, strict=True)]
         results: list[ctranslate2.models.WhisperGenerationResult | None] = [None] * len(requests)
         for idx, keep in prompt_groups([len(c) for c in contexts]):
             prompts = []
@@ -175,19 +175,16 @@ class WhisperEngine:
                 suppress_blank=True,
                 suppress_tokens=[-1],
             )
-            for i, res in zip(idx, group):
+            for i, res in zip(idx, group, strict=True):
                 results[i] = res
 
         eot = self._tokenizer(None).eot
-        token_lists: list[list[int]] = [
-            [t for t in res.sequences_ids[0] if t < eot] for res in results if res is not None
-        ]
+        done = [res for res in results if res is not None]
+        token_lists = [[t for t in res.sequences_ids[0] if t < eot] for res in done]
         words_per_item = self._align(encoded, token_lists, languages, requests, frames)
 
         out: list[Transcript] = []
-        for req, res, tokens, words, lang in zip(
-            requests, results, token_lists, words_per_item, languages
-        ):
+        for res, tokens, words, lang in zip(done, token_lists, words_per_item, languages, strict=True):
             text = self._tokenizer(lang).decode(tokens)
             seq_len = max(1, len(tokens))
             avg_logprob = res.scores[0] * seq_len / (seq_len + 1) if res.scores else 0.0
@@ -231,7 +228,7 @@ class WhisperEngine:
         words: list[list[Word]] = [[] for _ in token_lists]
         # align() takes one start sequence per call, so items are grouped by language.
         groups: dict[str | None, list[int]] = {}
-        for i, (tokens, lang) in enumerate(zip(token_lists, languages)):
+        for i, (tokens, lang) in enumerate(zip(token_lists, languages, strict=True)):
             if tokens:
                 groups.setdefault(lang, []).append(i)
         for lang, idx in groups.items():
@@ -239,13 +236,11 @@ class WhisperEngine:
             sub = self._select(encoded, idx, len(token_lists))
             num_frames = [min(frames, len(requests[i].audio) // HOP) for i in idx]
             try:
-                aligned = self._fw.find_alignment(
-                    tok, [token_lists[i] for i in idx], sub, num_frames
-                )
+                aligned = self._fw.find_alignment(tok, [token_lists[i] for i in idx], sub, num_frames)
             except Exception:  # noqa: BLE001 - a failed alignment must not lose the text
                 log.exception("word alignment failed; using evenly spread word times")
                 aligned = [self._even_words(tok, token_lists[i], num_frames[k]) for k, i in enumerate(idx)]
-            for i, item in zip(idx, aligned):
+            for i, item in zip(idx, aligned, strict=True):
                 words[i] = merge_punctuation(
                     [
                         Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))

@@ -51,14 +51,19 @@ async def test_overlay_draws_captions_over_a_transparent_page(nova, tmp_path: Pa
     token = await create_room(base, "show")
     async with chromium() as browser:
         page = await browser.new_page(viewport={"width": 640, "height": 360})
-        await page.goto(f"{base}/overlay/show?size=34&color=%23ffe14d&outline=2&lines=2&fade=0&bg=%23000&bg_opacity=0.5")
+        await page.goto(
+            f"{base}/overlay/show?size=34&color=%23ffe14d&outline=2&lines=2&fade=0&bg=%23000&bg_opacity=0.5"
+        )
         await page.wait_for_function("document.body.dataset.state === 'live'", timeout=10_000)
         await publish(base, "show", clip_wav(tmp_path), token)
         await page.wait_for_function(f"({OVERLAY_FINAL}).toLowerCase().includes('young man')", timeout=10_000)
         # No scrollbars, transparent page, styled text.
         assert await page.evaluate("document.documentElement.scrollHeight <= innerHeight")
         assert await page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgba(0, 0, 0, 0)"
-        assert await page.evaluate("getComputedStyle(document.querySelector('.line')).color") == "rgb(255, 225, 77)"
+        assert (
+            await page.evaluate("getComputedStyle(document.querySelector('.line')).color")
+            == "rgb(255, 225, 77)"
+        )
         # A final fades in from the partial's dimmer look: wait until it is fully drawn.
         await page.wait_for_function(
             "getComputedStyle(document.querySelector('#captions .line.final')).opacity === '1'", timeout=5_000
@@ -98,9 +103,10 @@ async def test_widget_embedded_in_another_origin_shows_captions(
         await publish(base, "blog", clip_wav(tmp_path), token)
         await page.wait_for_function(f"({WIDGET_FINAL}).toLowerCase().includes('young man')", timeout=10_000)
         # The widget stands where its tag stood, and the page's CSS does not reach inside it.
-        assert await page.evaluate(
-            "document.querySelector('.nova-captions-widget').nextElementSibling.tagName"
-        ) == "SCRIPT"
+        assert (
+            await page.evaluate("document.querySelector('.nova-captions-widget').nextElementSibling.tagName")
+            == "SCRIPT"
+        )
         color = await page.evaluate(
             "getComputedStyle(document.querySelector('.nova-captions-widget').shadowRoot.querySelector('.line')).color"
         )
@@ -141,7 +147,9 @@ async def test_overlay_reconnects_after_the_server_restarts(inference, tmp_path:
         try:
             await page.wait_for_function("document.body.dataset.state === 'live'", timeout=30_000)
             # The restarted server replays the room's last finals from its transcript: not blank.
-            await page.wait_for_function(f"({OVERLAY_FINAL}).toLowerCase().includes('young man')", timeout=5_000)
+            await page.wait_for_function(
+                f"({OVERLAY_FINAL}).toLowerCase().includes('young man')", timeout=5_000
+            )
             await publish(base, "again", wav)
             await page.wait_for_function(
                 "document.querySelectorAll('#captions .line.final').length === 2", timeout=15_000

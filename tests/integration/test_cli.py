@@ -43,7 +43,10 @@ def test_serve_loads_the_bundled_model_and_becomes_healthy() -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
     )
     try:
         assert proc.stdout is not None

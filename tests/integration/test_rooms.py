@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -71,7 +70,9 @@ async def test_a_server_token_guards_every_room(nova) -> None:
         headers = {"Content-Type": "application/sdp"}
         assert (await http.post("/whip/any", data=sdp, headers=headers)).status == 401
         assert (await http.post("/rooms", json={})).status == 401
-        ok = await http.post("/whip/any", data=sdp, headers={**headers, "Authorization": "Bearer s3cret-token"})
+        ok = await http.post(
+            "/whip/any", data=sdp, headers={**headers, "Authorization": "Bearer s3cret-token"}
+        )
         assert ok.status == 201
         await http.delete(ok.headers["Location"])
 
@@ -85,7 +86,11 @@ async def test_viewer_input_is_checked(nova) -> None:
         await http.post("/rooms", json={"name": "hall"})
         sends_media = await http.post("/rooms/hall/viewers", json={"sdp": await audio_offer()})
         assert sends_media.status == 400 and (await sends_media.json())["error"] == "viewer_sends_media"
-        assert (await http.post("/rooms/hall/viewers", data=b"{not json", headers={"Content-Type": "application/json"})).status == 400
+        assert (
+            await http.post(
+                "/rooms/hall/viewers", data=b"{not json", headers={"Content-Type": "application/json"}
+            )
+        ).status == 400
         assert (await http.post("/rooms/hall/viewers", json={"sdp": 5})).status == 400
         preflight = await http.options(
             "/rooms/hall/viewers",
@@ -125,7 +130,9 @@ async def test_viewers_get_every_final_and_late_ones_the_backlog_and_transcripts
     clips = [LIBRIVOX[1], LIBRIVOX[4]]  # two short sentences
     from pipeline.audio import read_audio
 
-    audio = np.concatenate([silence(0.5)] + [x for c in clips for x in (read_audio(str(c.path)), silence(1.2))])
+    audio = np.concatenate(
+        [silence(0.5)] + [x for c in clips for x in (read_audio(str(c.path)), silence(1.2))]
+    )
     wav = write_wav(tmp_path / "two.wav", audio)
     async with aiohttp.ClientSession(base) as http:
         created = await (await http.post("/rooms", json={"name": "talk"})).json()

@@ -34,12 +34,12 @@ async def test_streamed_finals_are_within_1_3x_of_offline_wer(nova, inference, t
             pubs.append(WhipPublisher(base, s.name, str(wav)))
         await asyncio.gather(*(p.start(http) for p in pubs))
         await asyncio.gather(*(p.ended() for p in pubs))
-        for s, p in zip(streams, pubs):
+        for s, p in zip(streams, pubs, strict=True):
             last_end = s.utterances[-1].end
             await p.log.wait_for(lambda log, t=last_end: _closed(log, t), timeout=30)
         await asyncio.gather(*(p.stop(http) for p in pubs))
 
-    for s, p in zip(streams, pubs):
+    for s, p in zip(streams, pubs, strict=True):
         streaming = wer(s.reference, p.log.final_text())
         bound = 1.3 * offline_wer[s.name] + 0.01
         assert streaming <= bound, (s.name, streaming, offline_wer[s.name], p.log.final_text())

@@ -66,7 +66,9 @@ async def test_every_bad_offer_is_refused_with_a_reason(nova) -> None:
         # Nothing leaked, and a good offer still gets an answer.
         state = server.app[STATE]
         assert len(state.peers) == 0 and state.publishers == {}
-        resp = await client.post("/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"})
+        resp = await client.post(
+            "/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"}
+        )
         assert resp.status == 201
         assert resp.headers["Content-Type"].startswith("application/sdp")
         location = resp.headers["Location"]
@@ -86,8 +88,11 @@ async def test_cors_lets_other_origins_publish(nova) -> None:
     async with aiohttp.ClientSession(str(server.make_url(""))) as client:
         resp = await client.options(
             "/whip/demo",
-            headers={"Origin": "https://example.org", "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "content-type, authorization"},
+            headers={
+                "Origin": "https://example.org",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, authorization",
+            },
         )
         assert resp.status == 204
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
@@ -101,14 +106,20 @@ async def test_cors_lets_other_origins_publish(nova) -> None:
 async def test_a_full_server_answers_503_with_retry_after(nova) -> None:
     server = await nova(max_sessions=1)
     async with aiohttp.ClientSession(str(server.make_url(""))) as client:
-        first = await client.post("/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"})
+        first = await client.post(
+            "/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"}
+        )
         assert first.status == 201
-        second = await client.post("/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"})
+        second = await client.post(
+            "/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"}
+        )
         assert second.status == 503
         assert second.headers["Retry-After"]
         assert (await second.json())["error"] == "server_full"
         await client.delete(first.headers["Location"])
-        third = await client.post("/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"})
+        third = await client.post(
+            "/whip/demo", data=await offer(), headers={"Content-Type": "application/sdp"}
+        )
         assert third.status == 201
         await client.delete(third.headers["Location"])
 

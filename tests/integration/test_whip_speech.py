@@ -79,18 +79,19 @@ async def test_a_publisher_that_vanishes_mid_sentence_still_gets_its_words_final
         await pub.start(http)
         probe = Probe()
         server.app[STATE].rooms.get("vanish").listeners["probe"] = probe  # type: ignore[union-attr]
-        await pub.log.wait_for(lambda log: "dashwood" in " ".join(m["text"] for m in log.captions()).lower(), 15)
+        await pub.log.wait_for(
+            lambda log: "dashwood" in " ".join(m["text"] for m in log.captions()).lower(), 15
+        )
+        state = server.app[STATE]
+        (publisher,) = state.publishers.values()
         await pub.close()  # no DELETE, no goodbye: the peer is simply gone mid-sentence
         await probe.log.wait_for(lambda log: log.finals(), timeout=15)
+        # The media task ends with the session's cleanup: nothing of the publisher outlives it.
+        await asyncio.wait_for(asyncio.gather(*publisher.tasks), 15)
     assert "dashwood" in probe.log.final_text().lower()
-    state = server.app[STATE]
-    await asyncio.wait_for(_until(lambda: not state.publishers), 15)
+    assert state.publishers == {}
+    assert publisher.id not in state.pool.schedulers[0].sessions
 
 
 def _final_until(log: CaptionLog, t: float) -> bool:
     return any(m["end"] >= t for m in log.finals())
-
-
-async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
-    while not predicate():
-        await asyncio.sleep(0.05)

@@ -120,7 +120,9 @@ class Viewer:
     async def connect(self, session: aiohttp.ClientSession) -> None:
         sdp = await self.offer()
         query = f"?lang={self.lang}" if self.lang else ""
-        async with session.post(f"{self.base_url}/rooms/{self.room}/viewers{query}", json={"sdp": sdp}) as resp:
+        async with session.post(
+            f"{self.base_url}/rooms/{self.room}/viewers{query}", json={"sdp": sdp}
+        ) as resp:
             body = await resp.json()
             if resp.status != 200:
                 raise RuntimeError(f"viewer signaling answered {resp.status}: {body}")

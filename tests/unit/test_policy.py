@@ -119,7 +119,10 @@ def test_doubtful_words_stay_out_of_the_prompt() -> None:
     p = make()
     p.feed(speech(0.6))
     (f1,) = submits(p.feed(silence(0.6)))
-    p.on_result(f1.ticket, Transcript(words=(*hyp("he", "was").words, Word(" old-sposed", 1.0, 1.3, 0.2)), language="en"))
+    p.on_result(
+        f1.ticket,
+        Transcript(words=(*hyp("he", "was").words, Word(" old-sposed", 1.0, 1.3, 0.2)), language="en"),
+    )
     (s2,) = submits(p.feed(speech(0.6)))
     assert s2.request.prompt == "he was"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -61,6 +61,12 @@ def engine() -> GatedEngine:
     return GatedEngine()
 
 
+async def queued(scheduler: Scheduler, n: int) -> None:
+    """Yield to the loop until ``n`` submissions have reached the queue (each needs one turn)."""
+    while scheduler.depth() < n:  # noqa: ASYNC110 - no event exists for this; bounded by the test timeout
+        await asyncio.sleep(0)
+
+
 async def blocked(engine: GatedEngine, scheduler: Scheduler) -> asyncio.Task[str]:
     """Occupy the worker with one request so that the next ones queue up behind it."""
     task = asyncio.create_task(scheduler.submit("echo", "blocker", "first", final=True))
@@ -74,9 +80,7 @@ async def test_requests_waiting_together_run_as_one_batch(engine: GatedEngine) -
     try:
         first = await blocked(engine, s)
         tasks = [asyncio.create_task(s.submit("echo", f"s{i}", f"r{i}", final=True)) for i in range(4)]
-        await asyncio.sleep(0)  # let the submissions reach the queue
-        while s.depth() < 4:
-            await asyncio.sleep(0)
+        await queued(s, 4)
         engine.gate.set()
         assert await first == "FIRST"
         assert await asyncio.gather(*tasks) == ["R0", "R1", "R2", "R3"]
@@ -92,8 +96,7 @@ async def test_a_stale_partial_is_superseded(engine: GatedEngine) -> None:
     try:
         first = await blocked(engine, s)
         old = asyncio.create_task(s.submit("echo", "a", "old", final=False))
-        while s.depth() < 1:
-            await asyncio.sleep(0)
+        await queued(s, 1)
         new = asyncio.create_task(s.submit("echo", "a", "new", final=False))
         with pytest.raises(Superseded):
             await old
@@ -113,8 +116,7 @@ async def test_cancel_session_drops_its_waiting_requests(engine: GatedEngine) ->
         first = await blocked(engine, s)
         gone = asyncio.create_task(s.submit("echo", "leaver", "x", final=True))
         kept = asyncio.create_task(s.submit("echo", "stayer", "y", final=True))
-        while s.depth() < 2:
-            await asyncio.sleep(0)
+        await queued(s, 2)
         s.cancel_session("leaver")
         with pytest.raises(SchedulerClosed):
             await gone
@@ -133,8 +135,7 @@ async def test_a_failed_batch_is_retried_item_by_item(engine: GatedEngine) -> No
         first = await blocked(engine, s)
         good = asyncio.create_task(s.submit("echo", "a", "fine", final=True))
         bad = asyncio.create_task(s.submit("echo", "b", "boom", final=True))
-        while s.depth() < 2:
-            await asyncio.sleep(0)
+        await queued(s, 2)
         engine.gate.set()
         await first
         assert await good == "FINE"
@@ -160,8 +161,7 @@ async def test_close_fails_what_still_waits(engine: GatedEngine) -> None:
     s = Scheduler({"echo": engine}, BatchOptions(max_batch=8, max_wait=0.0))
     first = await blocked(engine, s)
     waiting = asyncio.create_task(s.submit("echo", "a", "late", final=True))
-    while s.depth() < 1:
-        await asyncio.sleep(0)
+    await queued(s, 1)
     closer = asyncio.create_task(asyncio.to_thread(s.close))
     with pytest.raises(SchedulerClosed):
         await waiting
@@ -179,7 +179,11 @@ def test_pool_places_sessions_on_the_least_loaded_device_up_to_a_limit() -> None
     pool = SchedulerPool([s1, s2], max_sessions=3)
     try:
         placed = [pool.place(f"p{i}").device for i in range(3)]
-        assert sorted(placed) == ["cuda:0", "cuda:0", "cuda:1"] or sorted(placed) == ["cuda:0", "cuda:1", "cuda:1"]
+        assert sorted(placed) == ["cuda:0", "cuda:0", "cuda:1"] or sorted(placed) == [
+            "cuda:0",
+            "cuda:1",
+            "cuda:1",
+        ]
         assert {placed[0], placed[1]} == {"cuda:0", "cuda:1"}
         with pytest.raises(SchedulerFull):
             pool.place("p3")

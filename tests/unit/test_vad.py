@@ -11,7 +11,9 @@ from tests.support.speech import LIBRIVOX
 RATE = 16_000
 
 
-def run(segmenter: VadSegmenter, audio: np.ndarray, chunk: int = 333) -> tuple[list[float], list[float], list[int]]:
+def run(
+    segmenter: VadSegmenter, audio: np.ndarray, chunk: int = 333
+) -> tuple[list[float], list[float], list[int]]:
     starts, ends, prerolls = [], [], []
     t = 0
     for i in range(0, len(audio), chunk):
