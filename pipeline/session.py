@@ -82,7 +82,8 @@ class CaptionSession:
         self._apply(self.policy.flush())
         self.closed = True
         try:
-            await asyncio.wait_for(self._finals_done.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                await self._finals_done.wait()
         except TimeoutError:
             log.warning("session %s: final captions did not arrive in %.0f s", self.key, timeout)
         await self.abort()

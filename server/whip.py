@@ -6,12 +6,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import numpy as np
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
 
 from pipeline.audio import GapTracker, Resampler
 from pipeline.policy import CaptionPolicy, PolicyOptions, SpeechChange
@@ -30,6 +32,19 @@ FINALISE_TIMEOUT = 15.0
 STALL_SECONDS = 0.5
 
 
+async def next_frame(track: MediaStreamTrack, stall: float) -> AudioFrame | None:
+    """The track's next frame, or None when none came within ``stall`` seconds.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands just as
+    a frame arrives, and a DELETE waiting for the media task to end would then wait forever.
+    """
+    try:
+        async with asyncio.timeout(stall):
+            return await track.recv()  # type: ignore[return-value]  # audio tracks yield AudioFrames
+    except TimeoutError:
+        return None
+
+
 @dataclass
 class Publisher:
     id: str
@@ -38,7 +53,7 @@ class Publisher:
     session: CaptionSession
     pc: object
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _finishing: asyncio.Task[None] | None = None
     _last_status: float = 0.0
 
     def on_event(self, event: Event) -> None:
@@ -66,14 +81,14 @@ class Publisher:
         try:
             while True:
                 try:
-                    frame = await asyncio.wait_for(track.recv(), STALL_SECONDS)
-                except TimeoutError:
+                    frame = await next_frame(track, STALL_SECONDS)
+                except MediaStreamError:
+                    break
+                if frame is None:
                     silence = int(STALL_SECONDS * SAMPLE_RATE)
                     filled += silence
                     self.session.push(np.zeros(silence, dtype=np.int16))
                     continue
-                except MediaStreamError:
-                    break
                 missing = max(0, gaps.gap(frame.pts, frame.samples, frame.sample_rate) - filled)
                 filled = 0
                 if missing:
@@ -83,15 +98,24 @@ class Publisher:
             # Audio ended (peer gone, DELETE, or network drop): the last words still become a final.
             await self.finish()
 
-    async def finish(self) -> None:
-        if self.stopped.is_set():
-            return
-        self.stopped.set()
+    def finish(self) -> Awaitable[None]:
+        """Finalise and release everything, once, whoever asks first (media end, peer gone, DELETE)."""
+        if self._finishing is None:
+            self._finishing = asyncio.get_running_loop().create_task(self._finish())
+        # Shielded: a media task cancelled while it waits must not cancel the cleanup itself.
+        return asyncio.shield(self._finishing)
+
+    async def _finish(self) -> None:
         await self.session.close(FINALISE_TIMEOUT)
         self.state.pool.release(self.id)
         self.room.leave_publisher(self.id)
+        self.room.listeners.pop(self.id, None)
         self.state.publishers.pop(self.id, None)
         self.state.metrics.sessions.set(len(self.state.publishers))
+
+    def peer_closed(self) -> None:
+        """The connection failed or closed: finish even if no audio track ever arrived."""
+        self.finish()
 
     async def stop(self) -> None:
         """DELETE: finalise first so the publisher's own data channel still gets the last line."""
@@ -99,7 +123,6 @@ class Publisher:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.finish()
-        self.room.listeners.pop(self.id, None)
         await self.state.peers.close(self.pc)  # type: ignore[arg-type]
 
 
@@ -156,7 +179,7 @@ async def post_whip(request: web.Request) -> web.Response:
         DecodeOptions(beam_size=s.beam_size),
     )
     room = state.rooms.ensure(room_name)
-    pc = state.peers.create()
+    pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(pub_id, policy, scheduler, lambda event: publisher.on_event(event))
     publisher = Publisher(pub_id, room, state, session, pc)

@@ -75,6 +75,7 @@ async def test_every_bad_offer_is_refused_with_a_reason(nova) -> None:
         assert location.startswith("/whip/demo/")
         assert "a=rtpmap" in (answer := await resp.text()) and "opus" in answer.lower()
         assert "PCMU" not in answer  # audio answered with Opus only
+        assert " 127.0.0.1 " in answer  # a loopback candidate, so same-machine peers always meet
 
         assert (await client.delete(location)).status == 200
         assert (await client.delete(location)).status == 404

@@ -91,6 +91,7 @@ async def test_a_publisher_that_vanishes_mid_sentence_still_gets_its_words_final
     assert "dashwood" in probe.log.final_text().lower()
     assert state.publishers == {}
     assert publisher.id not in state.pool.schedulers[0].sessions
+    assert publisher.id not in state.rooms.get("vanish").listeners  # type: ignore[union-attr]
 
 
 def _final_until(log: CaptionLog, t: float) -> bool:
