@@ -52,3 +52,26 @@ async def nova(
         return await aiohttp_server(app, host="127.0.0.1")
 
     yield start
+
+
+@pytest.fixture(autouse=True)
+def dump_tasks_when_stuck() -> Iterator[None]:
+    """If a test is still running after NOVA_TEST_DUMP_AFTER seconds (default 240, before
+    pytest-timeout's 300), print every asyncio task's stack: a hang then says where it waits
+    (pytest-timeout shows only threads, and there the loop thread is merely idle)."""
+    import asyncio.tasks
+    import sys
+    import threading
+
+    def dump() -> None:
+        # From the timer thread: reading the tasks' frames is racy but only ever diagnostic.
+        for task in list(asyncio.tasks._all_tasks):  # noqa: SLF001 - the only cross-thread view
+            if not task.done():
+                print(f"--- {task.get_name()}: {task.get_coro()}", file=sys.stderr)
+                task.print_stack(file=sys.stderr)
+
+    timer = threading.Timer(float(os.environ.get("NOVA_TEST_DUMP_AFTER", "240")), dump)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()

@@ -24,10 +24,10 @@ def batch_counts(metrics: str) -> tuple[float, float]:
 async def publish_all(base: str, wavs: list[Path], rooms: list[str]) -> list[str]:
     async with aiohttp.ClientSession() as http:
         pubs = [WhipPublisher(base, room, str(wav)) for room, wav in zip(rooms, wavs, strict=True)]
-        await asyncio.gather(*(p.start(http) for p in pubs))
-        await asyncio.gather(*(p.ended() for p in pubs))
+        await asyncio.wait_for(asyncio.gather(*(p.start(http) for p in pubs)), 30)
+        await asyncio.gather(*(p.ended(timeout=40) for p in pubs))
         await asyncio.gather(*(p.log.wait_for(lambda log: len(log.finals()) >= 2, 20) for p in pubs))
-        await asyncio.gather(*(p.stop(http) for p in pubs))
+        await asyncio.wait_for(asyncio.gather(*(p.stop(http) for p in pubs)), 60)
     return [p.log.final_text() for p in pubs]
 
 

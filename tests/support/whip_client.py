@@ -75,15 +75,21 @@ class WhipPublisher:
             self.location = resp.headers["Location"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
-    async def ended(self) -> None:
-        """Until the file has been played out entirely."""
+    async def ended(self, timeout: float = 120.0) -> None:
+        """Until the file has been played out entirely (real-time pace, so bounded by its length)."""
         assert self._player is not None and self._player.audio is not None
         track = self._player.audio
         done = asyncio.Event()
         track.on("ended", done.set)
         if track.readyState == "ended":
             return
-        await done.wait()
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.path} did not finish playing; peer connection {self.pc.connectionState}, "
+                f"ICE {self.pc.iceConnectionState}"
+            ) from None
 
     async def stop(self, session: aiohttp.ClientSession) -> int:
         assert self.location is not None
