@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -64,8 +65,8 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)
         yield
-        for publisher in list(state.publishers.values()):
-            await publisher.stop()
+        # Finalise every publisher's last words side by side: shutdown takes one final's time, not N.
+        await asyncio.gather(*(p.stop() for p in list(state.publishers.values())), return_exceptions=True)
         await state.peers.close_all()
         if owns_pool:
             pool.close()
