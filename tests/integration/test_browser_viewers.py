@@ -112,6 +112,12 @@ async def test_widget_embedded_in_another_origin_shows_captions(
         )
         assert color != "rgb(255, 0, 0)"
         assert await page.evaluate("seen.some(m => m.final && m.text.toLowerCase().includes('young man'))")
+        # Screenshot once the final has faded in from the partial's dimmer look.
+        await page.wait_for_function(
+            "getComputedStyle(document.querySelector('.nova-captions-widget').shadowRoot"
+            ".querySelector('.line.final')).opacity === '1'",
+            timeout=5_000,
+        )
         await page.screenshot(path=str(artifacts / "widget.png"))
 
 
