@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
 # Install Nova Voice on Debian or Ubuntu into ./.venv.
-#   ./install.sh         the service (Python 3.11+, its wheels, the offline tiny.en model)
-#   ./install.sh --dev   plus what the tests use: Chromium, espeak-ng, sox, LibriVox test clips,
-#                        ALSA sounds, redis-server and coturn
+#   ./install.sh               the service (Python 3.11+, its wheels, the offline tiny.en model)
+#   ./install.sh --dev         plus what the tests use: Chromium, espeak-ng, sox, LibriVox test clips,
+#                              ALSA sounds, Apertium English-Spanish, redis-server and coturn
+#   ./install.sh --update-pins resolve the newest versions allowed by pyproject.toml in a scratch
+#                              venv and write them to constraints.txt (then run the tests, commit)
+# Every install is pinned by constraints.txt, so a fresh machine gets the versions the tests passed with.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+mode="${1:-}"
 dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+[ "$mode" = "--dev" ] && dev=1
+
+if [ "$mode" = "--update-pins" ]; then
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  python3 -m venv "$scratch/venv"
+  "$scratch/venv/bin/python" -m pip install -q --upgrade pip
+  "$scratch/venv/bin/python" -m pip install -q ".[test]"
+  {
+    echo "# Pinned by ./install.sh --update-pins on $(date -u +%Y-%m-%d); install.sh installs with -c constraints.txt."
+    "$scratch/venv/bin/python" -m pip freeze --exclude-editable | grep -viE '^nova-voice( |=|@)'
+  } > constraints.txt
+  echo "install.sh: wrote constraints.txt ($(grep -vc '^#' constraints.txt) pins)"
+  exit 0
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -16,7 +34,7 @@ missing=()
 # python3 may come from elsewhere (pyenv, a container image): apt only when it cannot make a venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv python3-pip)
 if [ "$dev" = 1 ]; then
-  for p in chromium espeak-ng sox pocketsphinx-testdata alsa-utils redis-server coturn; do
+  for p in chromium espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 fi
@@ -32,8 +50,8 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi
 echo "install.sh: ready; start with .venv/bin/nova-voice serve"

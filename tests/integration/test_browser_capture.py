@@ -22,8 +22,9 @@ async def test_the_capture_page_shows_the_spoken_words(nova, tmp_path: Path, art
         assert await page.input_value("#room") == "browser"
         await page.click("#share")
         await page.wait_for_function("window.novaCapture.state() === 'live'", timeout=15_000)
+        enough = len(ESPEAK_TEXT.split()) * 4 // 5
         await page.wait_for_function(
-            "window.novaCapture.finals().join(' ').toLowerCase().includes('next year')", timeout=40_000
+            f"window.novaCapture.finals().join(' ').split(/\\s+/).length >= {enough}", timeout=40_000
         )
         finals = await page.evaluate("window.novaCapture.finals()")
         assert wer(ESPEAK_TEXT, " ".join(finals)) <= 0.15, finals

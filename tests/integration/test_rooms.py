@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
 from server.state import STATE
-from tests.support.speech import LIBRIVOX, silence, write_wav
+from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")
@@ -154,7 +154,8 @@ async def test_viewers_get_every_final_and_late_ones_the_backlog_and_transcripts
             return [(m["seq"], m["text"]) for m in v.log.finals()]
 
         assert finals(early) == finals(pub) == finals(late)
-        assert "ill disposed" in finals(pub)[0][1].lower().replace("-", " ")
+        # Whisper's words differ between CPUs: assert a margin over both clips, never exact words.
+        assert wer(" ".join(c.text for c in clips), " ".join(t for _, t in finals(pub))) <= 0.35
 
         vtt = await (await http.get("/rooms/talk/transcript.vtt")).text()
         srt = await (await http.get("/rooms/talk/transcript.srt")).text()
