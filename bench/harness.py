@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.backend import InferenceBackend, LocalBackend
 from pipeline.batching import BatchOptions
 from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.scheduler import Scheduler
@@ -78,7 +79,11 @@ class SessionResult:
 
 
 async def replay_one(
-    stream: Stream, scheduler: Scheduler, key: str, policy: PolicyOptions, delay: float = 0.0
+    stream: Stream,
+    inference: Scheduler | InferenceBackend,
+    key: str,
+    policy: PolicyOptions,
+    delay: float = 0.0,
 ) -> SessionResult:
     result = SessionResult(stream)
     await asyncio.sleep(delay)
@@ -88,7 +93,9 @@ async def replay_one(
         if isinstance(event, Caption):
             result.seen.append(Seen(time.monotonic() - t0, event))
 
-    session = CaptionSession(key, CaptionPolicy(policy), scheduler, on_event)
+    backend = LocalBackend([inference]) if isinstance(inference, Scheduler) else inference
+    backend.open_session(key)
+    session = CaptionSession(key, CaptionPolicy(policy), backend, on_event)
     audio = stream.audio
     for i in range(0, len(audio), CHUNK):
         session.push(audio[i : i + CHUNK])

@@ -14,23 +14,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.backend import SchedulerClosed, SchedulerFull, Superseded
 from pipeline.batching import BatchOptions, BatchQueue, Pending
 from pipeline.clock import Clock, MonotonicClock
 from pipeline.engines import Engine
 
 log = logging.getLogger(__name__)
 
-
-class Superseded(Exception):
-    """A waiting partial request was replaced by the same session's newer one."""
-
-
-class SchedulerClosed(Exception):
-    """The scheduler stopped (or the session left) before the request ran."""
-
-
-class SchedulerFull(Exception):
-    """Admission control: no device has room for another session."""
+__all__ = ["NullObserver", "Scheduler", "SchedulerClosed", "SchedulerFull", "SchedulerObserver", "Superseded"]
 
 
 class SchedulerObserver(Protocol):
@@ -94,7 +85,6 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._busy_since: float | None = None
-        self.sessions: set[Hashable] = set()
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{device}", daemon=True)
         self._thread.start()
 
@@ -129,7 +119,6 @@ class Scheduler:
         """Drop everything a departing session still has waiting."""
         with self._cond:
             gone = {name: q.cancel(session) for name, q in self._queues.items()}
-            self.sessions.discard(session)
         for name, items in gone.items():
             if items:
                 self.observer.on_cancelled(name, len(items))
@@ -212,39 +201,3 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001
                 outcomes.append((None, exc))
         return outcomes
-
-
-class SchedulerPool:
-    """One scheduler per device; each new session goes to the least loaded, up to a limit."""
-
-    def __init__(self, schedulers: list[Scheduler], max_sessions: int = 0) -> None:
-        if not schedulers:
-            raise ValueError("at least one scheduler is needed")
-        self.schedulers = schedulers
-        self.max_sessions = max_sessions
-
-    @property
-    def session_count(self) -> int:
-        return sum(len(s.sessions) for s in self.schedulers)
-
-    def place(self, session: Hashable) -> Scheduler:
-        if self.max_sessions and self.session_count >= self.max_sessions:
-            raise SchedulerFull(f"all {self.max_sessions} session slots are taken")
-        best = min(self.schedulers, key=lambda s: (len(s.sessions), s.queue_delay()))
-        best.sessions.add(session)
-        return best
-
-    def release(self, session: Hashable) -> None:
-        for s in self.schedulers:
-            if session in s.sessions:
-                s.cancel_session(session)
-
-    def queue_delay(self) -> float:
-        return max(s.queue_delay() for s in self.schedulers)
-
-    def depth(self) -> int:
-        return sum(s.depth() for s in self.schedulers)
-
-    def close(self) -> None:
-        for s in self.schedulers:
-            s.close()

@@ -1,8 +1,8 @@
 """A caption session: the async shell around the pure policy, talking to a scheduler.
 
 Audio goes in with ``push``; captions and speech changes come out through ``on_event``.
-The policy decides; this shell only runs its Submit actions on the scheduler and hands
-results back, so a session never touches a model.
+The policy decides; this shell only runs its Submit actions on the inference backend and
+hands results back, so a session never touches a model or knows where one runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 
+from pipeline.backend import InferenceBackend, SchedulerClosed, Superseded
 from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
-from pipeline.scheduler import Scheduler, SchedulerClosed, Superseded
 from pipeline.types import Caption
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,13 @@ class CaptionSession:
         self,
         key: Hashable,
         policy: CaptionPolicy,
-        scheduler: Scheduler,
+        backend: InferenceBackend,
         on_event: Callable[[Event], None],
     ) -> None:
+        """The caller has admitted ``key`` on ``backend`` (``open_session``); ``abort`` closes it."""
         self.key = key
         self.policy = policy
-        self.scheduler = scheduler
+        self.backend = backend
         self._on_event = on_event
         self._tasks: set[asyncio.Task[None]] = set()
         self._finals_done = asyncio.Event()
@@ -43,8 +44,11 @@ class CaptionSession:
         """16 kHz mono int16 samples; cheap (VAD only), safe to call from the media task."""
         if self.closed:
             return
-        self.policy.queue_delay = self.scheduler.queue_delay()
+        self.policy.queue_delay = self.queue_delay()
         self._apply(self.policy.feed(samples))
+
+    def queue_delay(self) -> float:
+        return self.backend.queue_delay(self.key)
 
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -63,7 +67,7 @@ class CaptionSession:
 
     async def _run(self, submit: Submit) -> None:
         try:
-            result = await self.scheduler.submit("whisper", self.key, submit.request, submit.final)
+            result = await self.backend.submit("whisper", self.key, submit.request, submit.final)
         except Superseded:
             return
         except SchedulerClosed:
@@ -90,7 +94,7 @@ class CaptionSession:
 
     async def abort(self) -> None:
         self.closed = True
-        self.scheduler.cancel_session(self.key)
+        self.backend.close_session(self.key)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -8,11 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pipeline.models import ResolvedModel
-from pipeline.scheduler import SchedulerPool
 from server import health, ice, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
-from server.inference import build_pool
+from server.inference import LoadedModels, load_models, local_backend
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.rooms import RoomRegistry
@@ -23,25 +21,16 @@ from server.transcripts import TranscriptStore
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings, inference: tuple[SchedulerPool, ResolvedModel] | None = None
-) -> web.Application:
-    """Build the app. ``inference`` lets a caller share already-loaded models (tests, embedding);
-    the app then leaves closing them to that caller."""
+def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Application:
+    """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
+    the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
-    owns_pool = inference is None
-    pool, model = inference if inference is not None else build_pool(settings, metrics)
-    # A shared pool serves one app at a time (tests reuse loaded models): it takes this app's
-    # metrics and admission limit.
-    pool.max_sessions = settings.max_sessions
-    for scheduler in pool.schedulers:
-        scheduler.observer = metrics
+    backend = local_backend(settings, models or load_models(settings), observer=metrics)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     transcripts = TranscriptStore(settings.data_path)
     state = AppState(
         settings=settings,
-        pool=pool,
-        model=model,
+        backend=backend,
         metrics=metrics,
         peers=PeerSet(),
         transcripts=transcripts,
@@ -68,8 +57,7 @@ def create_app(
         # Finalise every publisher's last words side by side: shutdown takes one final's time, not N.
         await asyncio.gather(*(p.stop() for p in list(state.publishers.values())), return_exceptions=True)
         await state.peers.close_all()
-        if owns_pool:
-            pool.close()
+        await backend.aclose()
 
     app.cleanup_ctx.append(lifecycle)
     return app

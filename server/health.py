@@ -13,30 +13,18 @@ async def health(request: web.Request) -> web.Response:
 
 async def health_full(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    pool = state.pool
+    inference = state.backend.stats()
+    model = inference.detail.get("model", {})
     return web.json_response(
         {
-            "status": "ok",
-            "model": {
-                "name": state.model.name,
-                "path": state.model.path,
-                "source": state.model.source,
-                "loaded": True,
-            },
-            "devices": [
-                {
-                    "device": s.device,
-                    "sessions": len(s.sessions),
-                    "queue_depth": s.depth(),
-                    "queue_delay": round(s.queue_delay(), 3),
-                    "max_batch": s.options.max_batch,
-                }
-                for s in pool.schedulers
-            ],
+            "status": "ok" if inference.ready else "degraded",
+            "model": model,
+            "inference": inference.to_dict(),
+            "devices": inference.to_dict()["devices"],
             "sessions": len(state.publishers),
-            "max_sessions": pool.max_sessions,
-            "queue_depth": pool.depth(),
-            "queue_delay": round(pool.queue_delay(), 3),
+            "max_sessions": inference.max_sessions,
+            "queue_depth": inference.queue_depth,
+            "queue_delay": round(inference.queue_delay, 3),
             "rooms": len(state.rooms.rooms),
             "peers": len(state.peers),
         }

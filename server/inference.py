@@ -1,4 +1,4 @@
-"""Build the per-device schedulers the settings ask for, with the models loaded once each."""
+"""Load the models once per device, and build the local inference backend around them."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import ctranslate2
 
+from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
+from pipeline.engines import Engine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import ResolvedModel, resolve_whisper
-from pipeline.scheduler import Scheduler, SchedulerObserver, SchedulerPool
+from pipeline.scheduler import Scheduler, SchedulerObserver
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,14 +64,20 @@ def compute_type(settings: Settings, device: DeviceSpec) -> str:
     return "float16" if device.device == "cuda" else "int8"
 
 
-def build_pool(
-    settings: Settings, observer: SchedulerObserver | None = None
-) -> tuple[SchedulerPool, ResolvedModel]:
-    """Resolve and load the model once per device. Raises ``ModelNotFound`` with what was tried."""
+@dataclass(frozen=True)
+class LoadedModels:
+    """Models loaded once per device; any number of backends (one per app) can share them."""
+
+    model: ResolvedModel
+    devices: list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]]
+
+
+def load_models(settings: Settings) -> LoadedModels:
+    """Resolve and load Whisper once per device. Raises ``ModelNotFound`` with what was tried."""
     devices = parse_devices(settings.device)
     model = resolve_whisper(settings.model)
     threads = settings.cpu_threads or (os.cpu_count() or 1)
-    schedulers = []
+    loaded: list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]] = []
     for dev in devices:
         ctype = compute_type(settings, dev)
         print(f"loading Whisper {model.name} ({model.source}: {model.path}) on {dev} {ctype} ...", flush=True)
@@ -77,7 +86,18 @@ def build_pool(
             WhisperConfig(model.path, dev.device, dev.index, ctype, threads if dev.device == "cpu" else 0)
         )
         print(f"loaded on {dev} in {time.perf_counter() - started:.1f} s", flush=True)
-        schedulers.append(
-            Scheduler({"whisper": engine}, batch_options(settings, dev), device=str(dev), observer=observer)
-        )
-    return SchedulerPool(schedulers, max_sessions=settings.max_sessions), model
+        loaded.append((dev, {"whisper": engine}))
+    return LoadedModels(model, loaded)
+
+
+def local_backend(
+    settings: Settings, models: LoadedModels, observer: SchedulerObserver | None = None
+) -> LocalBackend:
+    """A scheduler per device around already-loaded models, with this app's limits and metrics."""
+    schedulers = [
+        Scheduler(engines, batch_options(settings, dev), device=str(dev), observer=observer)
+        for dev, engines in models.devices
+    ]
+    m = models.model
+    detail = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
+    return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)

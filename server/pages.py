@@ -7,8 +7,8 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
+from server.auth import InvalidRoomName, check_room_name
 from server.http import error
-from server.rooms import InvalidRoomName, check_room_name
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

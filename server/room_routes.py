@@ -6,8 +6,8 @@ import json
 
 from aiohttp import web
 
+from server.auth import InvalidRoomName, bearer, hash_token, token_matches
 from server.http import error, read_body
-from server.rooms import InvalidRoomName, hash_token, token_matches
 from server.state import STATE
 from server.transcripts import to_json, to_srt, to_txt, to_vtt
 from server.viewers import known_room
@@ -29,10 +29,8 @@ async def create_room(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.settings.publish_token:
         # With a server-wide token, creating rooms is for those who hold it.
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token_matches(
-            token.strip(), hash_token(state.settings.publish_token)
-        ):
+        token = bearer(request)
+        if token is None or not token_matches(token, hash_token(state.settings.publish_token)):
             raise error(
                 401, "unauthorized", "creating rooms needs 'Authorization: Bearer <server publish token>'"
             )

@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipeline.types import Caption
+from server.auth import InvalidRoomName, check_room_name, hash_token
+from server.messages import CaptionMessage, Message, StatusMessage
 
 log = logging.getLogger(__name__)
 
-ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+__all__ = ["InvalidRoomName", "Listener", "Room", "RoomRegistry", "check_room_name"]
+
 BACKLOG_FINALS = 20
-
-
-class InvalidRoomName(ValueError):
-    pass
-
-
-def check_room_name(name: str) -> str:
-    """Names become file names and URL parts, so only a safe alphabet is allowed."""
-    if not ROOM_NAME.match(name):
-        raise InvalidRoomName(
-            "room names are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
-        )
-    return name
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_matches(token: str, token_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(token), token_hash)
 
 
 class Listener(Protocol):
@@ -57,9 +36,9 @@ class Room:
     created: bool = False
     seq: int = 0
     listeners: dict[Hashable, Listener] = field(default_factory=dict)
-    backlog: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=BACKLOG_FINALS))
-    partials: dict[int, dict[str, Any]] = field(default_factory=dict)
-    on_final: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    backlog: deque[CaptionMessage] = field(default_factory=lambda: deque(maxlen=BACKLOG_FINALS))
+    partials: dict[int, CaptionMessage] = field(default_factory=dict)
+    on_final: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
     publishers: set[Hashable] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
     _segments: dict[tuple[Hashable, int], int] = field(default_factory=dict)
@@ -79,7 +58,7 @@ class Room:
     def leave_publisher(self, key: Hashable) -> None:
         self.publishers.discard(key)
 
-    def caption(self, publisher: Hashable, caption: Caption) -> dict[str, Any]:
+    def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
         """Number a publisher's caption into the room and send it to every listener."""
         key = (publisher, caption.segment)
         if key not in self._segments:
@@ -87,21 +66,18 @@ class Room:
             self._next_segment += 1
         segment = self._segments[key]
         offset = self._offsets.get(publisher, 0.0)
-        message: dict[str, Any] = {
-            "type": "caption",
-            "room": self.name,
-            "seq": 0,
-            "segment": segment,
-            "final": caption.final,
-            "text": caption.text,
-            "start": round(caption.start + offset, 3),
-            "end": round(caption.end + offset, 3),
-            "lang": caption.lang,
-        }
-        if not caption.final:
-            message["stable"] = caption.stable
-        if caption.translations:
-            message["translations"] = dict(caption.translations)
+        self.seq += 1
+        message = CaptionMessage(
+            room=self.name,
+            seq=self.seq,
+            segment=segment,
+            final=caption.final,
+            text=caption.text,
+            start=caption.start + offset,
+            end=caption.end + offset,
+            lang=caption.lang,
+            stable=None if caption.final else caption.stable,
+        )
         if caption.final:
             del self._segments[key]
             self.partials.pop(segment, None)
@@ -116,21 +92,10 @@ class Room:
         return message
 
     def status(self, speaking: bool, queue_delay: float) -> None:
-        self.send(
-            {
-                "type": "status",
-                "room": self.name,
-                "speech": speaking,
-                "queue_delay": round(queue_delay, 3),
-                "publishers": len(self.publishers),
-            }
-        )
+        self.send(StatusMessage(self.name, speaking, queue_delay, len(self.publishers)))
 
-    def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "caption":
-            self.seq += 1
-            message["seq"] = self.seq
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    def send(self, message: Message) -> None:
+        text = message.to_json()
         for key, listener in list(self.listeners.items()):
             try:
                 listener.send(text)
@@ -140,8 +105,8 @@ class Room:
 
     def replay(self) -> list[str]:
         """What a listener who joins now is sent first: recent finals, then live partials."""
-        items = list(self.backlog) + sorted(self.partials.values(), key=lambda m: m["seq"])
-        return [json.dumps(m, ensure_ascii=False, separators=(",", ":")) for m in items]
+        items = list(self.backlog) + sorted(self.partials.values(), key=lambda m: m.seq)
+        return [m.to_json() for m in items]
 
 
 class RoomRegistry:
@@ -150,8 +115,8 @@ class RoomRegistry:
     def __init__(
         self,
         path: Path | None = None,
-        on_final: Callable[[dict[str, Any]], None] | None = None,
-        history: Callable[[str], list[dict[str, Any]]] | None = None,
+        on_final: Callable[[CaptionMessage], None] | None = None,
+        history: Callable[[str], list[CaptionMessage]] | None = None,
     ) -> None:
         """``history(name)`` gives a room's finals kept from before a restart (the transcript),
         so its backlog and sequence carry on where they were."""
@@ -168,9 +133,9 @@ class RoomRegistry:
             room.on_final.append(self._on_final)
         if self._history is not None:
             for item in self._history(room.name)[-BACKLOG_FINALS:]:
-                room.backlog.append({"type": "caption", "room": room.name, "final": True, **item})
-                room.seq = max(room.seq, int(item.get("seq", 0)))
-                room._next_segment = max(room._next_segment, int(item.get("segment", -1)) + 1)
+                room.backlog.append(item)
+                room.seq = max(room.seq, item.seq)
+                room._next_segment = max(room._next_segment, item.segment + 1)
         self.rooms[room.name] = room
         return room
 

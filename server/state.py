@@ -1,4 +1,4 @@
-"""The typed state of one app: settings, inference pool, rooms, peers, publishers, metrics."""
+"""The typed state of one app: settings, inference backend, rooms, peers, publishers, metrics."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiortc import RTCDataChannel
 
-from pipeline.models import ResolvedModel
-from pipeline.scheduler import SchedulerPool
+from pipeline.backend import InferenceBackend
 from server.metrics import Metrics
 from server.peers import PeerSet
 from server.rooms import RoomRegistry
@@ -17,7 +16,7 @@ from server.settings import Settings
 from server.transcripts import TranscriptStore
 
 if TYPE_CHECKING:
-    from server.whip import Publisher
+    from server.publisher import Publisher
 
 # Messages pile up in SCTP buffers when a listener's network is slower than the captions;
 # past this a listener is skipped until it drains rather than growing memory without end.
@@ -36,8 +35,7 @@ class DataChannelListener:
 @dataclass
 class AppState:
     settings: Settings
-    pool: SchedulerPool
-    model: ResolvedModel
+    backend: InferenceBackend
     metrics: Metrics
     peers: PeerSet
     transcripts: TranscriptStore

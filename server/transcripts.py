@@ -12,7 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from server.rooms import check_room_name
+from server.auth import check_room_name
+from server.messages import CaptionMessage
+
+# What a transcript line keeps of a final: the room is the file, and a final is always final.
+STORED = ("seq", "segment", "start", "end", "text", "lang", "source_lang")
 
 
 class TranscriptStore:
@@ -24,13 +28,10 @@ class TranscriptStore:
         # Room names are validated to a safe alphabet, so no name can leave this folder.
         return self.dir / f"{check_room_name(room)}.jsonl"
 
-    def append(self, message: dict[str, Any]) -> None:
-        line = json.dumps(
-            {k: message[k] for k in ("seq", "segment", "start", "end", "text", "lang") if k in message}
-            | ({"translations": message["translations"]} if "translations" in message else {}),
-            ensure_ascii=False,
-        )
-        with open(self.path(message["room"]), "a", encoding="utf-8") as f:
+    def append(self, message: CaptionMessage) -> None:
+        data = message.to_dict()
+        line = json.dumps({k: data[k] for k in STORED if k in data}, ensure_ascii=False)
+        with open(self.path(message.room), "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -38,15 +39,15 @@ class TranscriptStore:
     def exists(self, room: str) -> bool:
         return self.path(room).exists()
 
-    def finals(self, room: str) -> list[dict[str, Any]]:
+    def finals(self, room: str) -> list[CaptionMessage]:
         path = self.path(room)
         if not path.exists():
             return []
         out = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                out.append(CaptionMessage.from_dict({"room": room, "final": True, **json.loads(line)}))
+            except (ValueError, TypeError):
                 continue  # a line torn by a crash mid-write: skip it, keep the rest
         return out
 
@@ -59,39 +60,32 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def _text(item: dict[str, Any], lang: str | None) -> str:
-    if lang and lang != item.get("lang"):
-        return str(item.get("translations", {}).get(lang, ""))
-    return str(item["text"])
-
-
-def _cues(items: Iterable[dict[str, Any]], lang: str | None) -> list[tuple[float, float, str]]:
+def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[tuple[float, float, str]]:
     cues = []
     for item in items:
-        text = _text(item, lang).strip()
-        if text:
-            end = max(float(item["end"]), float(item["start"]) + 0.1)
-            cues.append((float(item["start"]), end, text))
+        text = item.text.strip()
+        if text and (not lang or item.lang == lang):
+            cues.append((item.start, max(item.end, item.start + 0.1), text))
     return cues
 
 
-def to_vtt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+def to_vtt(items: list[CaptionMessage], lang: str | None = None) -> str:
     lines = ["WEBVTT", ""]
     for start, end, text in _cues(items, lang):
         lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text.replace("-->", "->"), ""]
     return "\n".join(lines)
 
 
-def to_srt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+def to_srt(items: list[CaptionMessage], lang: str | None = None) -> str:
     lines = []
     for i, (start, end, text) in enumerate(_cues(items, lang), 1):
         lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
     return "\n".join(lines)
 
 
-def to_txt(items: list[dict[str, Any]], lang: str | None = None) -> str:
+def to_txt(items: list[CaptionMessage], lang: str | None = None) -> str:
     return "\n".join(text for _, _, text in _cues(items, lang)) + "\n"
 
 
-def to_json(room: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"room": room, "captions": items}
+def to_json(room: str, items: list[CaptionMessage]) -> dict[str, Any]:
+    return {"room": room, "captions": [{k: v for k, v in m.to_dict().items() if k != "type"} for m in items]}

@@ -8,9 +8,10 @@ import uuid
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
+from server.auth import InvalidRoomName, check_room_name
 from server.http import error, read_body
 from server.peers import OfferError, check_offer
-from server.rooms import InvalidRoomName, Room, check_room_name
+from server.rooms import Room
 from server.state import STATE, AppState, DataChannelListener
 
 MAX_VIEWER_MESSAGE = 4096

@@ -10,8 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pipeline.models import ResolvedModel
-from pipeline.scheduler import SchedulerPool
+from server.inference import LoadedModels
 from server.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,12 +19,11 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def inference() -> Iterator[tuple[SchedulerPool, ResolvedModel]]:
-    from server.inference import build_pool
+def inference() -> LoadedModels:
+    """tiny.en loaded once for the whole run; every app builds its own schedulers around it."""
+    from server.inference import load_models
 
-    pool, model = build_pool(Settings(device="cpu"))
-    yield pool, model
-    pool.close()
+    return load_models(Settings(device="cpu"))
 
 
 @pytest.fixture
@@ -40,7 +38,7 @@ StartServer = Callable[..., Awaitable[TestServer]]
 @pytest.fixture
 async def nova(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
-    inference: tuple[SchedulerPool, ResolvedModel],
+    inference: LoadedModels,
     tmp_path: Path,
 ) -> AsyncIterator[StartServer]:
     """Start a real Nova Voice server on 127.0.0.1 with the shared model and given settings."""

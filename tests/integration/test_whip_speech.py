@@ -79,18 +79,20 @@ async def test_a_publisher_that_vanishes_mid_sentence_still_gets_its_words_final
         await pub.start(http)
         probe = Probe()
         server.app[STATE].rooms.get("vanish").listeners["probe"] = probe  # type: ignore[union-attr]
-        await pub.log.wait_for(
-            lambda log: "dashwood" in " ".join(m["text"] for m in log.captions()).lower(), 15
-        )
+        # Mid-sentence: some words are on screen as a partial.
+        await pub.log.wait_for(lambda log: any(len(m["text"].split()) >= 4 for m in log.captions()), 15)
         state = server.app[STATE]
         (publisher,) = state.publishers.values()
         await pub.close()  # no DELETE, no goodbye: the peer is simply gone mid-sentence
         await probe.log.wait_for(lambda log: log.finals(), timeout=15)
         # The media task ends with the session's cleanup: nothing of the publisher outlives it.
         await asyncio.wait_for(asyncio.gather(*publisher.tasks), 15)
-    assert "dashwood" in probe.log.final_text().lower()
+    # What was said up to the cut is finalised: compare with as many words of the reference.
+    heard = probe.log.final_text().split()
+    assert len(heard) >= 3, heard
+    assert wer(" ".join(clip.text.split()[: len(heard)]), " ".join(heard)) <= 0.4, heard
     assert state.publishers == {}
-    assert publisher.id not in state.pool.schedulers[0].sessions
+    assert state.backend.stats().sessions == 0
     assert publisher.id not in state.rooms.get("vanish").listeners  # type: ignore[union-attr]
 
 

@@ -12,8 +12,6 @@ from pipeline.batching import BatchOptions
 from pipeline.scheduler import (
     Scheduler,
     SchedulerClosed,
-    SchedulerFull,
-    SchedulerPool,
     Superseded,
 )
 
@@ -170,25 +168,3 @@ async def test_close_fails_what_still_waits(engine: GatedEngine) -> None:
     assert await first == "FIRST"  # the batch already running still completes
     with pytest.raises(SchedulerClosed):
         await s.submit("echo", "a", "after", final=True)
-
-
-def test_pool_places_sessions_on_the_least_loaded_device_up_to_a_limit() -> None:
-    a, b = GatedEngine(), GatedEngine()
-    s1 = Scheduler({"echo": a}, device="cuda:0")
-    s2 = Scheduler({"echo": b}, device="cuda:1")
-    pool = SchedulerPool([s1, s2], max_sessions=3)
-    try:
-        placed = [pool.place(f"p{i}").device for i in range(3)]
-        assert sorted(placed) == ["cuda:0", "cuda:0", "cuda:1"] or sorted(placed) == [
-            "cuda:0",
-            "cuda:1",
-            "cuda:1",
-        ]
-        assert {placed[0], placed[1]} == {"cuda:0", "cuda:1"}
-        with pytest.raises(SchedulerFull):
-            pool.place("p3")
-        pool.release("p0")
-        assert pool.session_count == 2
-        pool.place("p4")
-    finally:
-        pool.close()
