@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from pipeline.models import ModelNotFound
-from server.settings import Settings, parse
+from server.settings import Settings, WorkerSettings, parse
 
 
 def check_exposure(settings: Settings) -> str | None:
@@ -26,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, settings = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    if isinstance(settings, WorkerSettings):
+        from server.worker_main import main_worker
+
+        return main_worker(settings)
     if command != "serve":
         print(f"nova-voice: unknown command {command!r}", file=sys.stderr)
         return 2
