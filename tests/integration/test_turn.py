@@ -8,7 +8,7 @@ import aiohttp
 import numpy as np
 
 from tests.integration.test_rooms import audio_offer
-from tests.support.browser import chromium
+from tests.support.browser import captured_finals, chromium
 from tests.support.coturn import coturn
 from tests.support.speech import ESPEAK_TEXT, espeak, silence, wer, write_wav
 
@@ -73,11 +73,7 @@ async def test_relay_only_publisher_and_viewer_get_captions_through_coturn(
             await capture.goto(f"{base}/?room=relayed")
             await capture.click("#share")
             await capture.wait_for_function("window.novaCapture.state() === 'live'", timeout=20_000)
-            enough = len(ESPEAK_TEXT.split()) * 4 // 5
-            await capture.wait_for_function(
-                f"window.novaCapture.finals().join(' ').split(/\\s+/).length >= {enough}", timeout=40_000
-            )
-            finals = await capture.evaluate("window.novaCapture.finals()")
+            finals = await captured_finals(capture, ESPEAK_TEXT)
             await overlay.wait_for_function(
                 "document.querySelectorAll('#captions .line.final').length >= 1", timeout=10_000
             )

@@ -182,5 +182,15 @@ class Viewer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
         await asyncio.wait_for(self.open.wait(), 10)
 
+    async def refused(self, session: aiohttp.ClientSession) -> str:
+        """Connect, expecting to be turned away; returns the refusal (status and body)."""
+        try:
+            await self.connect(session)
+        except RuntimeError as exc:
+            return str(exc)
+        finally:
+            await self.close()
+        raise AssertionError("the viewer was let in")
+
     async def close(self) -> None:
         await self.pc.close()
