@@ -10,7 +10,9 @@ from aiohttp import web
 
 from server import health, ice, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
+from server.ice import server_ice_servers
 from server.inference import LoadedModels, load_models, local_backend
+from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.rooms import RoomRegistry
@@ -19,6 +21,8 @@ from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.5
 
 
 def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Application:
@@ -32,14 +36,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         settings=settings,
         backend=backend,
         metrics=metrics,
-        peers=PeerSet(),
+        peers=PeerSet(ice_servers=lambda: server_ice_servers(settings)),
         transcripts=transcripts,
         rooms=RoomRegistry(
-            settings.data_path / "rooms.json", on_final=transcripts.append, history=transcripts.finals
+            settings.data_path / "rooms.json",
+            on_final=transcripts.append,
+            history=transcripts.history,
+            on_session=transcripts.mark_session,
         ),
     )
 
-    app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[request_ids, cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(
@@ -51,13 +58,56 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + pages.routes()
     )
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        allow_loopback_candidates(settings.ice_loopback)
+    async def inference(app: web.Application) -> AsyncIterator[None]:
         yield
-        # Finalise every publisher's last words side by side: shutdown takes one final's time, not N.
-        await asyncio.gather(*(p.stop() for p in list(state.publishers.values())), return_exceptions=True)
-        await state.peers.close_all()
         await backend.aclose()
 
-    app.cleanup_ctx.append(lifecycle)
+    async def peers(app: web.Application) -> AsyncIterator[None]:
+        allow_loopback_candidates(settings.ice_loopback)
+        yield
+        await state.peers.close_all()
+
+    async def files(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(transcripts.close)
+
+    async def heartbeat(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(beat(state), name="heartbeat")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def publishers(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await drain(app, settings.drain_timeout)
+
+    # Torn down in reverse: publishers finalise first, while peers, files and models still work.
+    app.cleanup_ctx.extend([inference, files, peers, heartbeat, publishers])
     return app
+
+
+async def beat(state: AppState) -> None:
+    """Every listener hears from the room twice a second, speech or not: a page that hears
+    nothing for a while knows its server is gone long before ICE would tell it."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)  # a period, not a synchronisation
+        delay = state.backend.queue_delay()
+        for room in list(state.rooms.rooms.values()):
+            if room.listeners:
+                room.status(delay)
+
+
+async def drain(app: web.Application, timeout: float) -> None:
+    """Stop taking publishers (WHIP answers 503, /health says draining) and finalise the ones
+    in progress side by side, within ``timeout`` seconds: their last words still go out."""
+    state = app[STATE]
+    state.draining = True
+    stopping = [p.stop() for p in list(state.publishers.values())]
+    if not stopping:
+        return
+    log.info("draining: finalising %d publisher(s)", len(stopping))
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*stopping, return_exceptions=True)
+    except TimeoutError:
+        log.warning("draining: publishers still open after %.0f s; closing them", timeout)

@@ -6,11 +6,10 @@ import json
 
 from aiohttp import web
 
-from server.auth import InvalidRoomName, bearer, hash_token, token_matches
+from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.http import error, read_body
 from server.state import STATE
 from server.transcripts import to_json, to_srt, to_txt, to_vtt
-from server.viewers import known_room
 
 FORMATS = ("vtt", "srt", "json", "txt")
 
@@ -59,17 +58,24 @@ async def transcript(request: web.Request) -> web.Response:
     name, fmt = request.match_info["room"], request.match_info["fmt"]
     if fmt not in FORMATS:
         raise error(404, "unknown_format", f"transcripts come as {', '.join(FORMATS)}")
-    known_room(state, name)
-    items = state.transcripts.finals(name)
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    if state.rooms.get(name) is None and not state.transcripts.exists(name):
+        raise error(404, "unknown_room", f"room {name!r} has no transcript")
+    history = await state.transcripts.read(name)
+    items, sessions = history.finals, history.sessions
     lang = request.query.get("lang") or None
-    headers = {"Cache-Control": "no-cache"}
+    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
+    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
     if fmt == "json":
-        return web.json_response(to_json(name, items), headers=headers)
+        return web.json_response(to_json(name, items, sessions), headers=headers)
     if fmt == "vtt":
-        return web.Response(text=to_vtt(items, lang), content_type="text/vtt", headers=headers)
+        return web.Response(text=to_vtt(items, lang, sessions), content_type="text/vtt", headers=headers)
     if fmt == "srt":
         return web.Response(text=to_srt(items, lang), content_type="application/x-subrip", headers=headers)
-    return web.Response(text=to_txt(items, lang), content_type="text/plain", headers=headers)
+    return web.Response(text=to_txt(items, lang, sessions), content_type="text/plain", headers=headers)
 
 
 def routes() -> list[web.RouteDef]:

@@ -34,6 +34,8 @@ class Settings:
     ice_loopback: bool = True
     turn_secret: str = ""
     turn_urls: str = ""
+    drain_timeout: float = 20.0
+    log_format: str = "text"
 
     @property
     def loopback(self) -> bool:
@@ -65,6 +67,7 @@ class WorkerSettings:
     max_partial_batch: int = 0
     max_inflight: int = 0
     max_deliveries: int = 3
+    log_format: str = "text"
 
     def serve_settings(self) -> Settings:
         """The serve settings that model loading and batching read."""
@@ -126,7 +129,19 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "open_rooms", bool, "let anyone publish to rooms not created first, on any address")
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
-    _flag(p, "turn_urls", str, "comma-separated turn: URLs handed to browsers")
+    _flag(p, "turn_urls", str, "comma-separated turn: (and stun:) URLs for browsers and the server's peers")
+    _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
+    _log_flags(p)
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    env = "NOVA_LOG_FORMAT"
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("log_format", Settings.log_format),
+        help=f"text for people, json for one object a line with room and session ids (env {env})",
+    )
 
 
 def _worker_flags(p: argparse.ArgumentParser) -> None:
@@ -145,6 +160,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     flag("max_partial_batch", int, "largest batch of partial updates (0: 3 on CPU, max-batch on GPU)")
     flag("max_inflight", int, "finals taken from Redis and not yet answered (0: max-batch)")
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
+    _log_flags(p)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -41,6 +41,8 @@ class AppState:
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, Publisher] = field(default_factory=dict)
+    # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -11,29 +11,38 @@ from aiortc import RTCDataChannel, RTCSessionDescription
 from server.auth import InvalidRoomName, check_room_name
 from server.http import error, read_body
 from server.peers import OfferError, check_offer
-from server.rooms import Room
-from server.state import STATE, AppState, DataChannelListener
+from server.state import STATE, DataChannelListener
 
 MAX_VIEWER_MESSAGE = 4096
 
 
-def known_room(state: AppState, name: str) -> Room:
-    """A room that exists now, or whose transcript survived a restart; else a JSON 404."""
+def room_name(request: web.Request) -> str:
+    """Any well-formed room may be watched: a viewer may come before its publisher (an OBS scene
+    is set up before the stream starts) and gets captions the moment someone publishes."""
     try:
-        check_room_name(name)
+        return check_room_name(request.match_info["room"])
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    room = state.rooms.get(name)
-    if room is None and state.transcripts.exists(name):
-        room = state.rooms.ensure(name)
-    if room is None:
-        raise error(404, "unknown_room", f"room {name!r} does not exist")
-    return room
+
+
+def backlog_seconds(request: web.Request) -> float | None:
+    """``?backlog=S``: replay no final older than S seconds (an overlay passes its fade time)."""
+    raw = request.query.get("backlog")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise error(400, "bad_backlog", "backlog is a number of seconds from 0 to 86400")
+    return value
 
 
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    room = known_room(state, request.match_info["room"])
+    name = room_name(request)
+    max_age = backlog_seconds(request)
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
     try:
@@ -47,6 +56,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
+    room = state.rooms.ensure(name)
     if len(room.viewers) >= state.settings.max_viewers:
         state.metrics.rejected.labels("room_full").inc()
         raise error(
@@ -64,6 +74,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         room.viewers.discard(viewer_id)
         room.listeners.pop(viewer_id, None)
         state.metrics.viewers.dec()
+        state.rooms.forget_if_idle(room.name)
 
     pc = state.peers.create(on_closed=gone)
     room.viewers.add(viewer_id)
@@ -72,7 +83,7 @@ async def post_viewer(request: web.Request) -> web.Response:
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
-        for message in room.replay():
+        for message in room.replay(max_age):
             channel.send(message)
         room.listeners[viewer_id] = DataChannelListener(channel)
 
