@@ -112,7 +112,9 @@ class _Waiter:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class RedisSnapshot:
+    """What the monitor last read from Redis: queues, cluster counters, live workers."""
+
     at: float = 0.0
     streams: tuple[StreamStats, ...] = ()
     counters: Mapping[str, int] = field(default_factory=dict)
@@ -158,7 +160,7 @@ class RedisBackend:
         self._available = asyncio.Event()
         self._down_reason = "not connected yet"
         self._run_id = ""
-        self._snapshot = _Snapshot()
+        self._snapshot = RedisSnapshot()
         self._last_result = b"0-0"
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -187,6 +189,10 @@ class RedisBackend:
     @property
     def available(self) -> bool:
         return self._available.is_set()
+
+    @property
+    def snapshot(self) -> RedisSnapshot:
+        return self._snapshot
 
     # -- InferenceBackend ---------------------------------------------------------------------
 
@@ -434,7 +440,7 @@ class RedisBackend:
             return
         try:
             streams = await queue_stats(self._client, self.keys, self.options.engines)
-            self._snapshot = _Snapshot(
+            self._snapshot = RedisSnapshot(
                 at=time.monotonic(),
                 streams=tuple(streams),
                 counters=await counters(self._client, self.keys),

@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server import health, ice, pages, room_routes, viewers, whip
+from pipeline.backend import InferenceBackend
+from server import health, ice, logs, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
 from server.ice import server_ice_servers
-from server.inference import LoadedModels, load_models, local_backend
+from server.inference import LoadedModels, load_models, local_backend, redis_backend
 from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
+from server.roombus import RoomBus
 from server.rooms import RoomRegistry
 from server.settings import Settings
+from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
 
@@ -29,21 +32,36 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
-    backend = local_backend(settings, models or load_models(settings), observer=metrics)
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    transcripts = TranscriptStore(settings.data_path)
+    backend: InferenceBackend
+    if settings.redis:
+        # A gateway: no models here; inference, rooms and transcripts are shared through Redis.
+        shared = redis_backend(settings, context=logs.current)
+        bus: RoomBus | None = RoomBus(settings.redis, gateway=shared.gateway)
+        assert bus is not None
+        backend, transcripts, rooms = (
+            shared,
+            SharedTranscripts(settings.data_path, bus),
+            SharedRoomRegistry(bus),
+        )
+        metrics.watch_backend(shared)
+    else:
+        shared, bus = None, None
+        backend = local_backend(settings, models or load_models(settings), observer=metrics)
+        transcripts = TranscriptStore(settings.data_path)
+        rooms = RoomRegistry(
+            settings.data_path / "rooms.json",
+            on_final=transcripts.append,
+            history=transcripts.history,
+            on_session=transcripts.mark_session,
+        )
     state = AppState(
         settings=settings,
         backend=backend,
         metrics=metrics,
         peers=PeerSet(ice_servers=lambda: server_ice_servers(settings)),
         transcripts=transcripts,
-        rooms=RoomRegistry(
-            settings.data_path / "rooms.json",
-            on_final=transcripts.append,
-            history=transcripts.history,
-            on_session=transcripts.mark_session,
-        ),
+        rooms=rooms,
     )
 
     app = web.Application(middlewares=[request_ids, cors, json_errors], client_max_size=64 * 1024)
@@ -59,8 +77,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:
+        if shared is not None:
+            await shared.start()
         yield
         await backend.aclose()
+
+    async def room_bus(app: web.Application) -> AsyncIterator[None]:
+        if bus is not None:
+            await bus.start()
+        yield
+        if bus is not None:
+            await bus.aclose()
 
     async def peers(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)
@@ -82,7 +109,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         await drain(app, settings.drain_timeout)
 
     # Torn down in reverse: publishers finalise first, while peers, files and models still work.
-    app.cleanup_ctx.extend([inference, files, peers, heartbeat, publishers])
+    app.cleanup_ctx.extend([inference, room_bus, files, peers, heartbeat, publishers])
     return app
 
 

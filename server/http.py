@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from server.rooms import RoomsUnavailable
+
 MAX_BODY = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,6 +78,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except JsonError:
         raise
+    except RoomsUnavailable as exc:
+        # Rooms shared through Redis while Redis is away: said plainly, retried shortly.
+        raise JsonError(503, "rooms_unavailable", str(exc), headers={"Retry-After": "5"}) from None
     except web.HTTPException as exc:
         if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
             raise

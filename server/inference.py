@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from pipeline.batching import BatchOptions
 from pipeline.engines import Engine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import ResolvedModel, resolve_whisper
+from pipeline.redis_backend import RedisBackend, RedisOptions
 from pipeline.scheduler import Scheduler, SchedulerObserver
 from server.settings import Settings
 
@@ -101,3 +103,9 @@ def local_backend(
     m = models.model
     detail = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
     return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)
+
+
+def redis_backend(settings: Settings, context: Callable[[], Mapping[str, str]] | None = None) -> RedisBackend:
+    """A gateway's backend: requests to workers through Redis Streams (``serve --redis``).
+    Call ``await start()`` on it inside the running loop."""
+    return RedisBackend(settings.redis, RedisOptions(max_sessions=settings.max_sessions), context=context)

@@ -42,7 +42,7 @@ async def create_room(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:
         raise error(400, "bad_request", 'the body must be JSON {"name": "optional-room-name"}') from exc
     try:
-        room, token = state.rooms.create(name or None)
+        room, token = await state.rooms.create_room(name or None)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
@@ -62,7 +62,7 @@ async def transcript(request: web.Request) -> web.Response:
         check_room_name(name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    if state.rooms.get(name) is None and not state.transcripts.exists(name):
+    if state.rooms.get(name) is None and not await state.transcripts.has(name):
         raise error(404, "unknown_room", f"room {name!r} has no transcript")
     history = await state.transcripts.read(name)
     items, sessions = history.finals, history.sessions

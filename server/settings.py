@@ -36,6 +36,7 @@ class Settings:
     turn_urls: str = ""
     drain_timeout: float = 20.0
     log_format: str = "text"
+    redis: str = ""
 
     @property
     def loopback(self) -> bool:
@@ -131,6 +132,9 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
     _flag(p, "turn_urls", str, "comma-separated turn: (and stun:) URLs for browsers and the server's peers")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
+    _flag(
+        p, "redis", str, "redis://HOST:6379/0: run as a gateway, with inference on workers and rooms in Redis"
+    )
     _log_flags(p)
 
 

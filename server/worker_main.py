@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from pipeline.models import ModelNotFound
 from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
-from server.metrics import BATCH_BUCKETS
+from server.metrics import BATCH_BUCKETS, queue_families
 from server.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -35,36 +35,8 @@ class _QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = [w.stats() for w in self._workers]
-        waiting = GaugeMetricFamily(
-            "nova_stream_waiting", "Requests not yet read by any worker", labels=["stream"]
-        )
-        age = GaugeMetricFamily(
-            "nova_stream_waiting_age_seconds", "Age of the oldest unread request", labels=["stream"]
-        )
-        pending = GaugeMetricFamily(
-            "nova_stream_pending", "Requests read and not yet answered", labels=["stream"]
-        )
-        pending_age = GaugeMetricFamily(
-            "nova_stream_pending_age_seconds",
-            "Age of the oldest request read and not answered",
-            labels=["stream"],
-        )
         first = stats[0] if stats else None
-        for s in first.streams if first else ():
-            waiting.add_metric([s.stream], s.waiting)
-            age.add_metric([s.stream], s.waiting_age)
-            pending.add_metric([s.stream], s.pending)
-            pending_age.add_metric([s.stream], s.pending_age)
-        yield from (waiting, age, pending, pending_age)
-
-        cluster = CounterMetricFamily(
-            "nova_cluster_entries",
-            "Cluster-wide counts kept in Redis (reclaimed, dead_letters, late, ...)",
-            labels=["kind"],
-        )
-        for kind, value in sorted((first.cluster if first else {}).items()):
-            cluster.add_metric([kind], value)
-        yield cluster
+        yield from queue_families(first.streams if first else (), first.cluster if first else {})
 
         inflight = GaugeMetricFamily(
             "nova_worker_inflight", "Requests this worker holds", labels=["worker", "device"]
