@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,10 @@ class RedisBackend:
         clock: Clock | None = None,
         codecs: Mapping[str, Codec] = CODECS,
         context: Callable[[], Mapping[str, str]] | None = None,
+        bind: Callable[..., AbstractContextManager[None]] | None = None,
     ) -> None:
-        """``context()`` gives ids (room, publisher) carried with each request for the logs."""
+        """``context()`` gives the ids (room, session) carried with each request to the worker's
+        logs; ``bind(rid=...)`` adds the request id to this side's log lines while it waits."""
         self.url = url
         self.options = options or RedisOptions()
         self.gateway = gateway or uuid.uuid4().hex[:12]
@@ -151,6 +154,7 @@ class RedisBackend:
         self.results_stream = self.keys.results(self.gateway)
         self._codecs = codecs
         self._context = context
+        self._bind = bind or (lambda **ids: contextlib.nullcontext())
         self._clock = clock or MonotonicClock()
         self._client = connect(url, self.options.socket_timeout)
         self._sessions: set[str] = set()
@@ -259,9 +263,13 @@ class RedisBackend:
             self._partials[key] = w
         limit = self.options.final_timeout if final else self.options.partial_ttl + RESULT_GRACE_S
         try:
-            async with asyncio.timeout(limit):
-                await self._send(w, fields)
-                return await w.future
+            with self._bind(rid=w.rid):
+                async with asyncio.timeout(limit):
+                    await self._send(w, fields)
+                    result = await w.future
+                if final:
+                    log.info("final answered in %.0f ms", 1000 * (self._clock.now() - w.sent))
+                return result
         except TimeoutError:
             if final:
                 self.counts["final_timeouts"] += 1
@@ -351,7 +359,9 @@ class RedisBackend:
                 )
                 w.redis_run = self._run_id
                 self.counts["sent"] += 1
-                log.debug("sent rid=%s session=%s ticket=%d final=%s", w.rid, w.session, w.ticket, w.final)
+                log.log(
+                    logging.INFO if w.final else logging.DEBUG, "sent to %s (ticket %d)", w.stream, w.ticket
+                )
                 return
             except Failure as exc:
                 self._mark_down(exc)

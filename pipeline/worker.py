@@ -24,7 +24,8 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -158,8 +159,12 @@ class Worker:
         options: WorkerOptions | None = None,
         observer: SchedulerObserver | None = None,
         codecs: Mapping[str, Codec] = CODECS,
+        bind: Callable[..., AbstractContextManager[None]] | None = None,
     ) -> None:
+        """``bind(room=..., session=..., rid=...)`` puts a request's ids on the log lines written
+        while it is handled (the ids come with the request from its gateway)."""
         self.options = options or WorkerOptions()
+        self._bind = bind or (lambda **ids: contextlib.nullcontext())
         self.client = client
         self.device = device
         self.id = self.options.consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -333,6 +338,12 @@ class Worker:
         except WireError as exc:
             await self._dead_letter(stream, entry_id, fields, f"unreadable: {exc}", None, deliveries)
             return
+        with self._bind(**{**req.context, "rid": req.rid}):
+            await self._run_request(stream, entry_id, fields, deliveries, req)
+
+    async def _run_request(
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int, req: WireRequest
+    ) -> None:
         verdict = triage(
             req.final, req.ttl_ms, self._age_ms(entry_id), deliveries, self.options.max_deliveries
         )
@@ -355,20 +366,12 @@ class Worker:
             return  # shutting down before it ran: left pending for another worker
         except Exception as exc:  # noqa: BLE001 - left pending: redelivered, then dead-lettered
             self.counts["failures"] += 1
-            log.warning(
-                "rid=%s session=%s %s failed on delivery %d: %s",
-                req.rid,
-                req.session,
-                req.engine,
-                deliveries,
-                exc,
-            )
+            log.warning("%s failed on delivery %d: %s", req.engine, deliveries, exc)
             return
         run_ms = (time.perf_counter() - started) * 1000
         await self._answer(stream, entry_id, req, "ok", payload=payload, run_ms=run_ms)
-        log.debug(
-            "rid=%s session=%s answered in %.0f ms ctx=%s", req.rid, req.session, run_ms, dict(req.context)
-        )
+        level = logging.INFO if req.final else logging.DEBUG
+        log.log(level, "%s %s answered in %.0f ms", "final" if req.final else "partial", req.engine, run_ms)
 
     async def _answer(
         self,

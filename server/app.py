@@ -36,7 +36,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     backend: InferenceBackend
     if settings.redis:
         # A gateway: no models here; inference, rooms and transcripts are shared through Redis.
-        shared = redis_backend(settings, context=logs.current)
+        shared = redis_backend(settings, context=logs.current, bind=logs.bound)
         bus: RoomBus | None = RoomBus(settings.redis, gateway=shared.gateway)
         assert bus is not None
         backend, transcripts, rooms = (

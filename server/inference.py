@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +106,12 @@ def local_backend(
     return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)
 
 
-def redis_backend(settings: Settings, context: Callable[[], Mapping[str, str]] | None = None) -> RedisBackend:
+def redis_backend(
+    settings: Settings,
+    context: Callable[[], Mapping[str, str]] | None = None,
+    bind: Callable[..., AbstractContextManager[None]] | None = None,
+) -> RedisBackend:
     """A gateway's backend: requests to workers through Redis Streams (``serve --redis``).
     Call ``await start()`` on it inside the running loop."""
-    return RedisBackend(settings.redis, RedisOptions(max_sessions=settings.max_sessions), context=context)
+    options = RedisOptions(max_sessions=settings.max_sessions)
+    return RedisBackend(settings.redis, options, context=context, bind=bind)

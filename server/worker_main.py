@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from pipeline.models import ModelNotFound
 from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
+from server import logs
 from server.metrics import BATCH_BUCKETS, queue_families
 from server.settings import WorkerSettings
 
@@ -170,7 +171,13 @@ async def serve_worker(settings: WorkerSettings) -> int:
     )
     workers = [
         Worker(
-            client, engines, batch_options(serve, dev), device=str(dev), options=options, observer=observed
+            client,
+            engines,
+            batch_options(serve, dev),
+            device=str(dev),
+            options=options,
+            observer=observed,
+            bind=logs.bound,
         )
         for dev, engines in models.devices
     ]
