@@ -401,6 +401,8 @@ class RedisBackend:
             log.warning("Redis %s unreachable: %s", redacted(self.url), exc)
         self._down_reason = f"{type(exc).__name__}: {exc}"
         self._available.clear()
+        # Nothing is known of the workers while Redis is away: none are reported.
+        self._snapshot = RedisSnapshot(at=self._snapshot.at, counters=self._snapshot.counters)
         # Partials cannot come back in time; finals wait (bounded) and are sent again if needed.
         for w in [w for w in self._waiting.values() if not w.final]:
             self._settle(w, error=Dropped("Redis is unreachable"))

@@ -33,7 +33,8 @@ async def full_health(base: str) -> dict[str, Any]:
 
 async def workers_seen(base: str, n: int, timeout: float = 30) -> None:
     for _ in range(int(timeout / 0.2)):
-        if len((await full_health(base))["devices"]) >= n:
+        health = await full_health(base)
+        if health["inference"]["ready"] and len(health["devices"]) >= n:
             return
         await asyncio.sleep(0.2)  # polling /health/full under a deadline
     raise AssertionError(f"{base} does not see {n} workers: {await full_health(base)}")
