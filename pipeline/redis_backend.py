@@ -19,7 +19,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -98,6 +98,17 @@ class RedisOptions:
     require_workers: bool = True
 
 
+@dataclass(frozen=True)
+class Hop:
+    """Where one answered request's time went, in milliseconds: ``transport`` is Redis and both
+    clients (encode, XADD, read, result, read back), ``waited`` its time queued for a worker."""
+
+    final: bool
+    transport: float
+    waited: float
+    ran: float
+
+
 @dataclass
 class _Waiter:
     rid: str
@@ -169,6 +180,7 @@ class RedisBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.counts: Counter[str] = Counter()
+        self.hops: deque[Hop] = deque(maxlen=10_000)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -359,6 +371,7 @@ class RedisBackend:
                 )
                 w.redis_run = self._run_id
                 self.counts["sent"] += 1
+                self.counts["bytes_sent"] += sum(len(v) for v in fields.values())
                 log.log(
                     logging.INFO if w.final else logging.DEBUG, "sent to %s (ticket %d)", w.stream, w.ticket
                 )
@@ -504,6 +517,11 @@ class RedisBackend:
             self.counts["duplicates"] += 1
             return
         self.counts["results"] += 1
+        if res.status == "ok":
+            # The Redis hop: the round trip here, less the time the request waited in Redis for a
+            # free worker and the time the worker held it (its batch).
+            rtt = 1000 * (self._clock.now() - w.sent)
+            self.hops.append(Hop(w.final, rtt - res.run_ms - res.wait_ms, res.wait_ms, res.run_ms))
         log.debug(
             "result rid=%s session=%s status=%s worker=%s", res.rid, res.session, res.status, res.worker
         )

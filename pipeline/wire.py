@@ -162,6 +162,7 @@ class WireResult:
     error: str = ""
     worker: str = ""
     run_ms: float = 0.0
+    wait_ms: float = 0.0  # how long it waited in Redis before a worker took it
 
 
 def _header(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
@@ -251,6 +252,7 @@ def encode_result(res: WireResult, codecs: Mapping[str, Codec] = CODECS) -> dict
         "error": res.error,
         "worker": res.worker,
         "run_ms": round(res.run_ms, 1),
+        "wait_ms": round(res.wait_ms, 1),
     }
     if res.status == "ok":
         header["body"] = _codec(codecs, res.engine).result_body(res.payload)
@@ -279,4 +281,5 @@ def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = C
         error=_get(h, "error", str),
         worker=_get(h, "worker", str),
         run_ms=_number(h, "run_ms"),
+        wait_ms=_number(h, "wait_ms") if "wait_ms" in h else 0.0,
     )

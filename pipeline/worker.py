@@ -1,7 +1,9 @@
 """A worker: reads requests from Redis Streams, runs them on the existing ``Scheduler``, answers.
 
-Finals are read before partials, and only as many entries as the worker can start soon
-(``max_inflight``), so a backlog stays in Redis where any idle worker can take it. An entry is
+A worker takes work only when its device is free, one batch at a time: the waiting finals (up
+to ``max_inflight``), or if there are none the waiting partials (up to the partial batch). What
+arrives meanwhile stays in Redis, where an idle worker takes it at once, instead of queueing
+behind a busy one; under load it piles up and the next read makes a full batch. An entry is
 acknowledged and deleted in the same transaction that writes its result to the asking
 gateway's stream. An entry whose worker died stays pending: about every second each worker
 claims (``XAUTOCLAIM``) entries idle longer than a few times its p99 batch time. Its own
@@ -61,11 +63,8 @@ class WorkerOptions:
 
     consumer: this worker's name in the group (default host-pid-random).
     block_ms: XREADGROUP BLOCK; kept under the client's socket timeout.
-    max_inflight: finals read and not yet answered (0: the scheduler's max_batch). Small keeps
-        the backlog in Redis for other workers; large keeps a GPU's batches full.
-    max_partials_inflight: the same for partials, a budget of their own (0: the scheduler's
-        partial batch), so a final is read as soon as it comes even while partials queue.
-    busy_block_ms: BLOCK while one budget is full, so a freed slot is noticed soon.
+    max_inflight: finals taken at once (0: the scheduler's max_batch).
+    max_partials_inflight: partials taken at once (0: the scheduler's partial batch).
     reclaim_interval: seconds between XAUTOCLAIM passes (and refreshes of entries in flight).
     min_idle_floor, idle_factor: an entry is reclaimed once idle for max(floor, factor x p99
         batch seconds).
@@ -80,7 +79,6 @@ class WorkerOptions:
     block_ms: int = 1000
     max_inflight: int = 0
     max_partials_inflight: int = 0
-    busy_block_ms: int = 100
     reclaim_interval: float = 1.0
     min_idle_floor: float = 2.0
     idle_factor: float = 3.0
@@ -247,14 +245,10 @@ class Worker:
             log.info("worker %s reading %s", self.id, ", ".join(self._finals + self._partials))
         self._connected = True
 
-    def _rooms(self) -> tuple[int, int]:
-        finals = sum(self._inflight.values())
-        return self.max_inflight - finals, self.max_partials - (len(self._inflight) - finals)
-
     async def _read_loop(self) -> None:
         while not self._draining:
-            final_room, partial_room = self._rooms()
-            if final_room <= 0 and partial_room <= 0:
+            if self._inflight:
+                # The device has work of ours: new work is left to idle workers until it is done.
                 self._slot.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.options.block_ms / 1000):
@@ -263,7 +257,7 @@ class Worker:
             try:
                 if not self._connected:
                     await self._connect()
-                entries = await self._read(final_room, partial_room)
+                entries = await self._read()
             except Failure as exc:
                 if self._connected or "NOGROUP" not in str(exc):
                     log.warning("worker %s: Redis read failed: %s", self.id, exc)
@@ -273,27 +267,17 @@ class Worker:
             for stream, entry_id, fields in entries:
                 self._start(stream, entry_id, fields, deliveries=1)
 
-    async def _read(self, final_room: int, partial_room: int) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
-        """Finals first, then partials, each within its budget; block only when both were empty."""
-        out: list[tuple[str, bytes, dict[bytes, bytes]]] = []
-        if final_room > 0:
-            out += await self._xreadgroup(self._finals, final_room, block=None)
-        if partial_room > 0:
-            out += await self._xreadgroup(self._partials, partial_room, block=None)
-        if out:
-            return out
-        if final_room > 0 and partial_room > 0:
-            # COUNT is per stream: the smaller budget bounds both; the next pass fills the rest.
-            streams, count, block = (
-                self._finals + self._partials,
-                min(final_room, partial_room),
-                self.options.block_ms,
-            )
-        elif final_room > 0:
-            streams, count, block = self._finals, final_room, self.options.busy_block_ms
-        else:
-            streams, count, block = self._partials, partial_room, self.options.busy_block_ms
-        return await self._xreadgroup(streams, count, block=block)
+    async def _read(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+        """One batch's worth: waiting finals, else waiting partials, else the first to come."""
+        finals = await self._xreadgroup(self._finals, self.max_inflight, block=None)
+        if finals:
+            return finals
+        partials = await self._xreadgroup(self._partials, self.max_partials, block=None)
+        if partials:
+            return partials
+        # COUNT is per stream: the smaller budget bounds both.
+        count = min(self.max_inflight, self.max_partials)
+        return await self._xreadgroup(self._finals + self._partials, count, block=self.options.block_ms)
 
     async def _xreadgroup(
         self, streams: list[str], count: int, block: int | None
@@ -355,6 +339,7 @@ class Worker:
             await self._answer(stream, entry_id, req, "dropped", error="deadline passed before it ran")
             return
         session: Hashable = (req.gateway, req.session)
+        waited_ms = self._age_ms(entry_id)
         started = time.perf_counter()
         try:
             payload = await self.scheduler.submit(req.engine, session, req.payload, req.final)
@@ -369,7 +354,7 @@ class Worker:
             log.warning("%s failed on delivery %d: %s", req.engine, deliveries, exc)
             return
         run_ms = (time.perf_counter() - started) * 1000
-        await self._answer(stream, entry_id, req, "ok", payload=payload, run_ms=run_ms)
+        await self._answer(stream, entry_id, req, "ok", payload=payload, run_ms=run_ms, wait_ms=waited_ms)
         level = logging.INFO if req.final else logging.DEBUG
         log.log(level, "%s %s answered in %.0f ms", "final" if req.final else "partial", req.engine, run_ms)
 
@@ -382,6 +367,7 @@ class Worker:
         payload: Any = None,
         error: str = "",
         run_ms: float = 0.0,
+        wait_ms: float = 0.0,
     ) -> None:
         result = WireResult(
             rid=req.rid,
@@ -393,6 +379,7 @@ class Worker:
             error=error,
             worker=self.id,
             run_ms=run_ms,
+            wait_ms=max(0.0, wait_ms),
         )
         # One transaction: the result is written if and only if the request is acknowledged.
         pipe = self.client.pipeline(transaction=True)

@@ -162,7 +162,11 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     flag("max_batch", int, "largest inference batch (0: per-device default)")
     flag("max_wait_ms", float, "longest wait to fill a batch (negative: per-device default)")
     flag("max_partial_batch", int, "largest batch of partial updates (0: 3 on CPU, max-batch on GPU)")
-    flag("max_inflight", int, "finals taken from Redis and not yet answered (0: max-batch)")
+    flag(
+        "max_inflight",
+        int,
+        "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
+    )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
     _log_flags(p)
 
