@@ -14,11 +14,18 @@ import aiohttp
 import numpy as np
 
 from pipeline.audio import read_audio
+from pipeline.backend import InferenceBackend, LocalBackend
+from pipeline.batching import BatchOptions
+from pipeline.policy import CaptionPolicy
+from pipeline.scheduler import Scheduler
+from pipeline.session import CaptionSession
+from pipeline.types import Caption
 from server.inference import LoadedModels
+from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
-from tests.support.scaleout import WorkerProcess, worker_in_process
+from tests.support.scaleout import WorkerProcess, eventually, gateway_backend, worker_in_process
 from tests.support.server_process import ServerProcess
-from tests.support.speech import LIBRIVOX, joined_librivox, silence, wer, write_wav
+from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import CaptionLog, Viewer, WhipPublisher
 
 
@@ -61,15 +68,42 @@ async def publish_and_watch(
     return pub.log, viewer.log
 
 
-async def test_a_viewer_on_gateway_b_sees_what_the_embedded_server_says_of_a_publisher_on_a(
-    nova, redis_server: RedisServer, tmp_path: Path
+async def finals_of(backend: InferenceBackend, audio: np.ndarray, ends: list[float]) -> list[str]:
+    """The finals a caption session makes of ``audio``, one utterance at a time: each final is
+    back (and so in the next one's prompt) before the next utterance is fed, as at real time."""
+    finals: list[str] = []
+    backend.open_session("same")
+    session = CaptionSession(
+        "same",
+        CaptionPolicy(),
+        backend,
+        lambda e: finals.append(e.text) if isinstance(e, Caption) and e.final else None,
+    )
+    start = 0
+    for end in ends:
+        cut = min(len(audio), int((end + 1.0) * 16_000))
+        for i in range(start, cut, 320):
+            session.push(audio[i : min(i + 320, cut)])
+        start = cut
+        before = len(finals)
+        await eventually(lambda: len(finals) > before, 60, "the utterance's final")  # noqa: B023 - awaited here
+    await session.close()
+    return finals
+
+
+async def test_a_viewer_on_gateway_b_gets_what_the_embedded_server_gives_of_a_publisher_on_a(
+    nova, redis_server: RedisServer, inference: LoadedModels, tmp_path: Path
 ) -> None:
-    book, reference = joined_librivox(gap=1.0)
+    stream = librivox()
+    book, reference, ends = stream.audio, stream.reference, [u.end for u in stream.utterances]
     wav = write_wav(tmp_path / "book.wav", np.concatenate([book, silence(1.5)]))
-    last_end = len(book) / 16_000 - 2.5
+    last_end = ends[-1] - 1.0
 
     embedded = base_url(await nova())
     _, alone = await publish_and_watch(embedded, embedded, "book", wav, last_end)
+    local = LocalBackend([Scheduler(dict(inference.devices[0][1]), BatchOptions(max_wait=0.01))])
+    same_local = await finals_of(local, book, ends)
+    await local.aclose()
 
     workers = [WorkerProcess(redis_server.url) for _ in range(2)]
     try:
@@ -80,13 +114,20 @@ async def test_a_viewer_on_gateway_b_sees_what_the_embedded_server_says_of_a_pub
         async with aiohttp.ClientSession() as http:
             docs = [await (await http.get(f"{g}/rooms/book/transcript.json")).json() for g in (a, b)]
             health = await full_health(a)
+        async with gateway_backend(redis_server.url) as remote:
+            same_remote = await finals_of(remote, book, ends)
     finally:
         for w in workers:
             w.stop()
 
-    # The same finals as one process gives, to the publisher on A and the viewer on B alike.
-    assert wer(alone.final_text(), on_b.final_text()) <= 0.01, (alone.final_text(), on_b.final_text())
-    assert wer(alone.final_text(), on_a.final_text()) <= 0.01
+    # The same audio, by construction, gives the same finals through Redis as in one process.
+    assert len(same_local) == len(ends)
+    assert wer(" ".join(same_local), " ".join(same_remote)) <= 0.01, (same_local, same_remote)
+    # Over WebRTC the viewer on B gets exactly what the publisher on A gets, and that is what the
+    # embedded server gives of the same file (two WebRTC runs on a loaded machine may hear a word
+    # differently: a packet late in one of them; hence a word or two of margin here).
+    assert on_b.final_text() == on_a.final_text()
+    assert wer(alone.final_text(), on_b.final_text()) <= 0.05, (alone.final_text(), on_b.final_text())
     assert wer(reference, on_b.final_text()) <= 0.15
     assert [m["seq"] for m in on_b.captions()] == sorted({m["seq"] for m in on_b.captions()})
     finals_per_segment = Counter(m["segment"] for m in on_b.captions() if m["final"])
