@@ -99,11 +99,17 @@ def reclaim_idle_ms(batch_seconds: Sequence[float], options: WorkerOptions) -> i
     return int(1000 * max(options.min_idle_floor, options.idle_factor * p99))
 
 
-def triage(final: bool, ttl_ms: int, age_ms: float, deliveries: int, max_deliveries: int) -> Verdict:
-    """Run it, drop it as late (partials only: finals never expire), or dead-letter it."""
+def triage(
+    final: bool, ttl_ms: int, age_ms: float, deliveries: int, max_deliveries: int, run_ms: float = 0.0
+) -> Verdict:
+    """Run it, drop it as late (partials only: finals never expire), or dead-letter it.
+
+    A partial that would only be answered after its deadline (its age plus ``run_ms``, what a
+    batch takes here) is dropped before it runs: its gateway has stopped waiting by then.
+    """
     if deliveries > max_deliveries:
         return "dead"
-    if not final and ttl_ms and age_ms > ttl_ms:
+    if not final and ttl_ms and age_ms + run_ms > ttl_ms:
         return "late"
     return "run"
 
@@ -328,8 +334,9 @@ class Worker:
     async def _run_request(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int, req: WireRequest
     ) -> None:
+        typical = 1000 * float(np.median(self._batch_seconds)) if self._batch_seconds else 0.0
         verdict = triage(
-            req.final, req.ttl_ms, self._age_ms(entry_id), deliveries, self.options.max_deliveries
+            req.final, req.ttl_ms, self._age_ms(entry_id), deliveries, self.options.max_deliveries, typical
         )
         if verdict == "dead":
             await self._dead_letter(stream, entry_id, fields, "failed on every delivery", req, deliveries)
