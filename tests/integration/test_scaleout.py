@@ -95,9 +95,13 @@ async def test_a_viewer_on_gateway_b_gets_what_the_embedded_server_gives_of_a_pu
     nova, redis_server: RedisServer, inference: LoadedModels, tmp_path: Path
 ) -> None:
     stream = librivox()
-    book, reference, ends = stream.audio, stream.reference, [u.end for u in stream.utterances]
-    wav = write_wav(tmp_path / "book.wav", np.concatenate([book, silence(1.5)]))
-    last_end = ends[-1] - 1.0
+    book, ends = stream.audio, [u.end for u in stream.utterances]
+    # Over WebRTC, at real-time pace, the first three utterances (20 s) are enough.
+    spoken = stream.utterances[:3]
+    wav = write_wav(
+        tmp_path / "book.wav", np.concatenate([book[: int((spoken[-1].end + 1.2) * 16_000)], silence(1.5)])
+    )
+    reference, last_end = " ".join(u.text for u in spoken), spoken[-1].end - 1.0
 
     embedded = base_url(await nova())
     _, alone = await publish_and_watch(embedded, embedded, "book", wav, last_end)
