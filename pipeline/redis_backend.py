@@ -304,13 +304,12 @@ class RedisBackend:
             self._settle(w, error=SchedulerClosed("session left"))
 
     def queue_delay(self, session: Hashable | None = None) -> float:
-        """How long this gateway's oldest unanswered request (of ``session``) has waited; without
-        a session, also how long the oldest unread request in Redis has waited."""
+        """How far behind inference runs: the older of this gateway's oldest unanswered request
+        (of ``session``) and the oldest request waiting in Redis for a worker. The policy slows
+        partials down as it grows, on every gateway at once."""
         now = self._clock.now()
         key = None if session is None else str(session)
         local = max((now - w.sent for w in self._waiting.values() if key in (None, w.session)), default=0.0)
-        if key is not None:
-            return local
         return max([local, *(s.waiting_age for s in self._snapshot.streams)])
 
     def stats(self) -> BackendStats:

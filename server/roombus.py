@@ -168,7 +168,7 @@ class _Op:
 class RoomBus:
     """One per gateway: writes this gateway's room events in order, reads the watched rooms'."""
 
-    def __init__(self, url: str, gateway: str, prefix: str = "nova", maxlen: int = 2000) -> None:
+    def __init__(self, url: str, gateway: str, prefix: str = "nova", maxlen: int = 1000) -> None:
         self.gateway = gateway
         self.keys = RoomKeys(prefix)
         self.maxlen = maxlen
