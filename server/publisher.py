@@ -68,11 +68,16 @@ class Publisher:
 
         When frames stop coming (a sender that mutes, pauses or vanishes without a goodbye),
         silence is fed in their place, so the utterance in progress still ends and is finalised
-        within about a second instead of waiting for ICE to declare the peer dead.
+        within about a second instead of waiting for ICE to declare the peer dead. A connected
+        peer that sends nothing for ``--media-timeout`` seconds is gone: it is finalised and
+        closed then, not ~30 s later when ICE consent fails (Opus DTX still sends a frame
+        every 400 ms in silence, so a live sender never looks gone).
         """
         resampler = Resampler()
         gaps = GapTracker()
         filled = 0
+        idle = 0.0  # seconds without a frame while connected
+        timed_out = False
         try:
             while True:
                 try:
@@ -80,10 +85,17 @@ class Publisher:
                 except MediaStreamError:
                     break
                 if frame is None:
+                    if self.state.peers.is_connected(self.pc):  # type: ignore[arg-type]
+                        idle += STALL_SECONDS
+                    if idle >= self.state.settings.media_timeout:
+                        timed_out = True
+                        log.info("publisher %s sent no audio for %.0f s: ending it", self.id, idle)
+                        break
                     silence = int(STALL_SECONDS * SAMPLE_RATE)
                     filled += silence
                     self.session.push(np.zeros(silence, dtype=np.int16))
                     continue
+                idle = 0.0
                 missing = max(0, gaps.gap(frame.pts, frame.samples, frame.sample_rate) - filled)
                 filled = 0
                 if missing:
@@ -92,6 +104,9 @@ class Publisher:
         finally:
             # Audio ended (peer gone, DELETE, or network drop): the last words still become a final.
             await self.finish()
+            if timed_out:
+                # Its slot, sockets and peer go now; its last final has been sent.
+                await self.state.peers.close(self.pc)  # type: ignore[arg-type]
 
     def finish(self) -> Awaitable[None]:
         """Finalise and release everything, once, whoever asks first (media end, peer gone, DELETE)."""
@@ -104,6 +119,7 @@ class Publisher:
         await self.session.close(FINALISE_TIMEOUT)
         self.room.leave_publisher(self.id)
         self.room.listeners.pop(self.id, None)
+        self.state.rooms.discard_if_unused(self.room.name)
         self.state.publishers.pop(self.id, None)
         self.state.metrics.sessions.set(len(self.state.publishers))
 

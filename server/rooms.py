@@ -150,6 +150,15 @@ class RoomRegistry:
     def get(self, name: str) -> Room | None:
         return self.rooms.get(name)
 
+    def discard_if_unused(self, name: str) -> None:
+        """Forget a room nobody created, publishes to, watches or was ever captioned in: offers
+        that never connected, to names of an attacker's choosing, leave nothing behind."""
+        room = self.rooms.get(name)
+        if room is not None and not (
+            room.created or room.publishers or room.viewers or room.listeners or room.seq
+        ):
+            del self.rooms[name]
+
     def ensure(self, name: str) -> Room:
         check_room_name(name)
         return self.rooms.get(name) or self._add(Room(name))

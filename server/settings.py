@@ -34,6 +34,16 @@ class Settings:
     ice_loopback: bool = True
     turn_secret: str = ""
     turn_urls: str = ""
+    ice_ttl: int = 300
+    connect_timeout: float = 15.0
+    media_timeout: float = 3.0
+    offers_per_minute: int = 60
+    max_pending: int = 8
+    max_peers: int = 1000
+    allow_origin: str = ""
+    public_host: str = ""
+    view_token: str = ""
+    trust_proxy: bool = False
 
     @property
     def loopback(self) -> bool:
@@ -97,6 +107,16 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
     _flag(p, "turn_urls", str, "comma-separated turn: URLs handed to browsers")
+    _flag(p, "ice_ttl", int, "seconds the TURN credentials of GET /ice stay valid")
+    _flag(p, "connect_timeout", float, "seconds a new peer may take to connect before it is closed")
+    _flag(p, "media_timeout", float, "seconds without audio after which a connected publisher ends")
+    _flag(p, "offers_per_minute", int, "offers and room creations per client address a minute (0: no limit)")
+    _flag(p, "max_pending", int, "peers one client address may have still connecting (0: no limit)")
+    _flag(p, "max_peers", int, "peers of the whole server, connecting or connected (0: no limit)")
+    _flag(p, "allow_origin", str, "comma-separated origins whose pages may create rooms and use /ice")
+    _flag(p, "public_host", str, "comma-separated host names the server answers for (DNS rebinding)")
+    _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
+    _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
 
 
 def parser() -> argparse.ArgumentParser:

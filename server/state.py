@@ -9,6 +9,8 @@ from aiohttp import web
 from aiortc import RTCDataChannel
 
 from pipeline.backend import InferenceBackend
+from server.access import ViewAccess
+from server.limits import Admission, DescriptorFloor
 from server.metrics import Metrics
 from server.peers import PeerSet
 from server.rooms import RoomRegistry
@@ -41,6 +43,10 @@ class AppState:
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, Publisher] = field(default_factory=dict)
+    # Shared with ``peers``, which reports each peer's pending, connected and closed to it.
+    admission: Admission = field(default_factory=Admission)
+    descriptors: DescriptorFloor = field(default_factory=DescriptorFloor)
+    access: ViewAccess = field(default_factory=ViewAccess)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
 from server.auth import InvalidRoomName, check_room_name
-from server.http import error, read_body
-from server.peers import OfferError, check_offer
+from server.guard import admit, refused, require_view
+from server.http import error, read_json
+from server.peers import OfferError, PeerRefused, check_offer
 from server.rooms import Room
 from server.state import STATE, AppState, DataChannelListener
 
@@ -33,16 +33,20 @@ def known_room(state: AppState, name: str) -> Room:
 
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    room = known_room(state, request.match_info["room"])
+    name = request.match_info["room"]
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    require_view(request, name)  # before known_room: without the token, not even whether it exists
+    room = known_room(state, name)
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
-    try:
-        body = json.loads(await read_body(request))
-        sdp = body["sdp"]
-        if not isinstance(sdp, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError) as exc:
-        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}') from exc
+    client = admit(request)
+    body = await read_json(request)
+    sdp = body.get("sdp") if isinstance(body, dict) else None
+    if not isinstance(sdp, str):
+        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}')
     try:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
@@ -65,7 +69,11 @@ async def post_viewer(request: web.Request) -> web.Response:
         room.listeners.pop(viewer_id, None)
         state.metrics.viewers.dec()
 
-    pc = state.peers.create(on_closed=gone)
+    try:
+        pc = state.peers.create(on_closed=gone, client=client)
+    except PeerRefused as exc:
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        raise refused(exc.refusal) from exc
     room.viewers.add(viewer_id)
     state.metrics.viewers.inc()
 

@@ -15,8 +15,9 @@ from pipeline.session import CaptionSession
 from pipeline.types import DecodeOptions
 from pipeline.vad import VadOptions
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
+from server.guard import admit, refused
 from server.http import error, read_body
-from server.peers import OfferError, check_offer, prefer_opus
+from server.peers import OfferError, PeerRefused, check_offer, prefer_opus
 from server.publisher import Publisher
 from server.state import STATE, AppState, DataChannelListener
 
@@ -54,6 +55,7 @@ async def post_whip(request: web.Request) -> web.Response:
     authorize(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
+    client = admit(request)
     sdp = await read_body(request)
     try:
         check_offer(sdp, want_audio=True)
@@ -74,8 +76,13 @@ async def post_whip(request: web.Request) -> web.Response:
         VadOptions(aggressiveness=s.vad_aggressiveness, end_silence_ms=s.end_silence_ms),
         DecodeOptions(beam_size=s.beam_size),
     )
+    try:
+        pc = state.peers.create(on_closed=lambda: publisher.peer_closed(), client=client)
+    except PeerRefused as exc:
+        state.backend.close_session(pub_id)
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
-    pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(pub_id, policy, state.backend, lambda event: publisher.on_event(event))
     publisher = Publisher(pub_id, room, state, session, pc)
