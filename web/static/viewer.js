@@ -18,6 +18,8 @@
       this.server = (opts.server || "").replace(/\/$/, "");
       this.room = opts.room;
       this.lang = opts.lang || "";
+      // A private room's (or server's) view token: sent as a Bearer header, never in a URL.
+      this.token = opts.token || "";
       this.onMessage = opts.onMessage || (() => {});
       this.onState = opts.onState || (() => {});
       // Called before each (re)connection's first message: the server replays its recent
@@ -39,9 +41,13 @@
       this.onState("stopped");
     }
 
+    auth() {
+      return this.token ? { Authorization: "Bearer " + this.token } : {};
+    }
+
     async iceServers() {
       try {
-        const r = await fetch(this.server + "/ice");
+        const r = await fetch(this.server + "/ice?room=" + encodeURIComponent(this.room), { headers: this.auth() });
         if (r.ok) return (await r.json()).iceServers || [];
       } catch (e) { /* no /ice: plain host candidates are enough on a LAN */ }
       return [];
@@ -73,7 +79,7 @@
         const url = this.server + "/rooms/" + encodeURIComponent(this.room) + "/viewers" + q;
         const r = await fetch(url, {
           method: "POST",
-          headers: { "Content-Type": "application/json" },
+          headers: Object.assign({ "Content-Type": "application/json" }, this.auth()),
           body: JSON.stringify({ sdp: pc.localDescription.sdp }),
         });
         if (!r.ok) throw new Error("viewer signaling answered " + r.status);

@@ -1,4 +1,5 @@
 // The embeddable widget: <script src="https://HOST/widget.js" data-room="demo" async></script>
+// (a private room adds data-token="<view token>").
 // drops a caption box where the tag stands, inside a Shadow DOM so no CSS leaks either way.
 // Served by the server after viewer.js and lines.js, as one file.
 (function (root) {
@@ -38,7 +39,7 @@
     // Custom rendering: listen for "caption" on the element (event.detail is the message).
     lines.on((msg) => element.dispatchEvent(new CustomEvent("caption", { detail: msg })));
     const viewer = new NovaViewer({
-      server, room: o.room, lang: o.lang,
+      server, room: o.room, lang: o.lang, token: o.token,
       onMessage: (m) => lines.apply(m),
       onConnect: () => lines.clear(),
       onState: (s) => { element.dataset.state = s; },
