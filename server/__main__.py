@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from pipeline.models import ModelNotFound
+from server.logs import collapse_repeats
 from server.settings import Settings, parse
 
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, settings = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    collapse_repeats()
     if command != "serve":
         print(f"nova-voice: unknown command {command!r}", file=sys.stderr)
         return 2

@@ -76,7 +76,7 @@ def host_allowed(host: str, settings: Settings) -> bool:
         return True
     ours = {settings.host.lower().rstrip(".")}
     for entry in _split(settings.public_host):
-        entry_name = _hostname(entry)
+        entry_name = _hostname(urlsplit(entry).netloc if "://" in entry else entry)
         if entry_name is not None:
             ours.add(entry_name[0].lower())
     return name in ours

@@ -175,7 +175,9 @@ class Admission:
 @dataclass
 class DescriptorFloor:
     """Refuses new peers while free file descriptors are below the reserve, and says when to log:
-    once when they run low, once when they recover; never once per refused request."""
+    once when they run low, once when they have recovered; never once per refused request. An
+    episode ends only when twice the reserve is free again, so hovering at the floor (peers
+    closing and new ones taking their place) is one episode, not a line per peer."""
 
     options: LimitOptions = field(default_factory=LimitOptions)
     low: bool = False
@@ -196,7 +198,7 @@ class DescriptorFloor:
                 Refusal(503, "low_on_resources", "the server is low on resources; try again shortly", 15),
                 line,
             )
-        if self.low:
+        if self.low and free >= 2 * reserve:
             self.low = False
             return None, f"file descriptors recovered ({open_fds} of {fd_limit} open)"
         return None, None

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -419,3 +423,98 @@ async def test_overlay_and_widget_pass_the_view_token_of_a_private_room(nova, ai
         await refused.goto(f"{base}/overlay/vip")
         await refused.wait_for_function("document.body.dataset.state === 'reconnecting'", timeout=20_000)
         assert len(state.rooms.get("vip").viewers) == 2  # type: ignore[union-attr]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def low_fd_limit() -> None:
+    """In the child before exec: 256 descriptors, as a small container or `ulimit -n 256` gives."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+async def test_running_low_on_descriptors_is_a_503_logged_once_never_a_flood(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *[
+                sys.executable,
+                "-m",
+                "server",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
+            *["--connect-timeout", "4", "--offers-per-minute", "0", "--max-pending", "0"],
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=low_fd_limit,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=30)) as http:
+
+            async def healthy() -> bool:
+                try:
+                    async with http.get("/health") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            deadline = time.monotonic() + 120
+            while not await healthy():
+                assert proc.returncode is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the server did not come up"
+                await asyncio.sleep(0.2)  # polling a server that is still loading its model
+            assert (await http.post("/rooms", json={"name": "r"})).status == 201
+            offer = await ghost_offer(publisher=False)
+            seen: dict[int, int] = {}
+            for _ in range(120):  # ghost viewers: 3 descriptors each, and they never connect
+                async with http.post("/rooms/r/viewers", json={"sdp": offer}) as resp:
+                    seen[resp.status] = seen.get(resp.status, 0) + 1
+                    if resp.status != 200:
+                        assert (await resp.json())["error"] == "low_on_resources"
+                        assert resp.headers["Retry-After"]
+            assert set(seen) == {200, 503} and seen[503] > 10, seen
+            rooms = await http.post("/rooms", json={})
+            assert rooms.status == 503 and (await rooms.json())["error"] == "low_on_resources"
+
+            # Idle connections beyond the limit: the event loop cannot accept; it logs that once.
+            async def idle_connection() -> asyncio.StreamWriter | None:
+                try:
+                    return (await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5))[1]
+                except (OSError, TimeoutError):
+                    return None
+
+            writers = await asyncio.gather(*(idle_connection() for _ in range(100)))
+            await wait_until(lambda: "out of system resource" in log_path.read_text(), 20, "accept fails")
+            for writer in writers:
+                if writer is not None:
+                    writer.close()
+
+            # Once the ghosts' deadline has passed, descriptors are back and viewers get in.
+            async def viewer_gets_in() -> bool:
+                async with http.post("/rooms/r/viewers", json={"sdp": offer}) as resp:
+                    assert resp.status in (200, 503)
+                    return resp.status == 200
+
+            deadline = time.monotonic() + 30
+            while not await viewer_gets_in():
+                assert time.monotonic() < deadline, "descriptors did not come back"
+                await asyncio.sleep(0.5)  # polling for the ghosts' deadline, bounded above
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    text = log_path.read_text()
+    assert text.count("file descriptors running low") == 1, text[-3000:]
+    assert text.count("file descriptors recovered") == 1
+    assert text.count("out of system resource") <= 2
+    assert text.count("Traceback") <= 2 and text.count("Too many open files") <= 2
+    assert len(text) < 200_000

@@ -106,6 +106,9 @@ def test_low_descriptors_refuse_and_log_once_per_episode() -> None:
     for _ in range(1000):
         refusal, line = floor.check(1000, 1024)
         assert refusal is not None and line is None
+    # Hovering at the floor, peers closing and others taking their place: the same episode.
+    for open_fds in (970, 980, 960, 990) * 10:
+        assert floor.check(open_fds, 1024)[1] is None
     refusal, line = floor.check(900, 1024)
     assert refusal is None and line is not None and "recovered" in line
     assert floor.check(900, 1024) == (None, None)
