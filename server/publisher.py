@@ -124,7 +124,13 @@ class Publisher:
         self.state.metrics.sessions.set(len(self.state.publishers))
 
     def peer_closed(self) -> None:
-        """The connection failed or closed: finish even if no audio track ever arrived."""
+        """The connection failed or closed: finish even if no audio track ever arrived, and end
+        the media task, whose track never ends if the peer never connected (aiortc starts the
+        receiver only once connected, and only a started receiver ends its track on close)."""
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:  # the media task itself may be the one closing the peer
+                task.cancel()
         self.finish()
 
     async def stop(self) -> None:

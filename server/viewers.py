@@ -79,6 +79,8 @@ async def post_viewer(request: web.Request) -> web.Response:
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
+        if viewer_id not in room.viewers:
+            return  # the viewer left before its channel opened: nothing to listen for
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
         for message in room.replay():
             channel.send(message)

@@ -97,7 +97,10 @@ async def post_whip(request: web.Request) -> web.Response:
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
-        room.listeners[pub_id] = DataChannelListener(channel)
+        # A channel can open after its publisher ended (a DELETE right after connecting):
+        # listening then would keep the dead peer alive in the room for good.
+        if state.publishers.get(pub_id) is publisher:
+            room.listeners[pub_id] = DataChannelListener(channel)
 
     try:
         prefer_opus(pc)

@@ -22,7 +22,7 @@ from yarl import URL
 from pipeline.audio import read_audio
 from server.messages import CaptionMessage
 from server.state import STATE
-from tests.support.probes import ghost_offer, open_fds, raw_request, wait_until
+from tests.support.probes import ghost_offer, live_tasks, open_fds, raw_request, wait_until
 from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
@@ -55,7 +55,7 @@ async def test_offers_that_never_connect_are_closed_by_the_deadline_and_free_eve
     async with aiohttp.ClientSession(base) as http:
         created = await (await http.post("/rooms", json={"name": "ghosts"})).json()
     auth = {**SDP, "Authorization": f"Bearer {created['publish_token']}"}
-    fds_before = open_fds()
+    fds_before, tasks_before = open_fds(), live_tasks()
     async with aiohttp.ClientSession(base) as http:
 
         async def publish() -> int:
@@ -84,6 +84,8 @@ async def test_offers_that_never_connect_are_closed_by_the_deadline_and_free_eve
         assert state.admission.peers == 0 and state.admission.pending() == 0
     # Our client's connections closed too: what is left open is what the ghosts did not free.
     await wait_until(lambda: open_fds() <= fds_before + 2, 10, "the ghosts' descriptors are freed")
+    # Their media tasks ended too (a track of a peer that never connected never ends by itself).
+    await wait_until(lambda: live_tasks() <= tasks_before, 10, "the ghosts' tasks have ended")
 
     # The slots are free again: a real publisher gets in and connects.
     pc, location = await connected_publisher(base, "ghosts", created["publish_token"])

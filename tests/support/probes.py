@@ -4,9 +4,12 @@ counters a test watches to see that everything it caused was freed again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,7 +53,12 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def rss_kib() -> int:
+def rss_kib(trim: bool = False) -> int:
+    """Resident memory. ``trim``: first hand the allocator's free pages back to the system
+    (glibc malloc_trim), so that what is measured is memory held, not memory cached."""
+    if trim:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -64,17 +72,27 @@ def live_tasks() -> int:
 
 @dataclass(frozen=True)
 class Levels:
-    """What a process holds: peers (of the server under test), tasks, descriptors, memory."""
+    """What a process holds: peers (of the server under test), tasks, descriptors, Python
+    objects and allocated blocks (where a leak of Python objects shows exactly), and memory."""
 
     peers: int
     tasks: int
     fds: int
+    objects: int
+    blocks: int
     rss_kib: int
 
     @classmethod
     def now(cls, peers: int) -> Levels:
         gc.collect()
-        return cls(peers, live_tasks(), open_fds(), rss_kib())
+        return cls(
+            peers,
+            live_tasks(),
+            open_fds(),
+            len(gc.get_objects()),
+            sys.getallocatedblocks(),
+            rss_kib(trim=True),
+        )
 
 
 @dataclass(frozen=True)
