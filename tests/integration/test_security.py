@@ -520,3 +520,24 @@ async def test_running_low_on_descriptors_is_a_503_logged_once_never_a_flood(tmp
     assert text.count("out of system resource") <= 2
     assert text.count("Traceback") <= 2 and text.count("Too many open files") <= 2
     assert len(text) < 200_000
+
+
+async def test_behind_a_proxy_limits_apply_to_the_forwarded_client(nova) -> None:
+    sdp = await ghost_offer(publisher=True)
+
+    def from_(address: str) -> dict[str, str]:
+        return {**SDP, "X-Forwarded-For": f"198.51.100.77, {address}"}
+
+    proxied = await nova(trust_proxy=True, max_pending=1)
+    async with aiohttp.ClientSession(str(proxied.make_url(""))) as http:
+        assert (await http.post("/whip/a", data=sdp, headers=from_("203.0.113.1"))).status == 201
+        assert (await http.post("/whip/a", data=sdp, headers=from_("203.0.113.2"))).status == 201
+        assert (await http.post("/whip/a", data=sdp, headers=from_("203.0.113.1"))).status == 429
+        # The first address of the header is whatever the client wrote: it is not what counts.
+        spoofed = {**SDP, "X-Forwarded-For": "192.0.2.9, 203.0.113.2"}
+        assert (await http.post("/whip/a", data=sdp, headers=spoofed)).status == 429
+
+    direct = await nova(max_pending=1)  # without --trust-proxy the header is ignored
+    async with aiohttp.ClientSession(str(direct.make_url(""))) as http:
+        assert (await http.post("/whip/a", data=sdp, headers=from_("203.0.113.1"))).status == 201
+        assert (await http.post("/whip/a", data=sdp, headers=from_("203.0.113.2"))).status == 429
