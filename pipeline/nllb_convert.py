@@ -130,7 +130,8 @@ class M2M100Converter(Converter):
 
     def _w(self, name: str) -> np.ndarray:
         if name in self.weights:
-            return np.asarray(self.weights[name], dtype=np.float32)
+            # A copy: quantisation scales the weights in place, and read buffers are read-only.
+            return np.array(self.weights[name], dtype=np.float32)
         # Tied embeddings are often stored once, as model.shared.weight.
         if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
             return self._w("model.shared.weight")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.languages import ISO3, normalize
+from pipeline.languages import ISO3, UnknownLanguage, normalize
 from pipeline.types import TranslateRequest, Translation
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def escape(text: str) -> str:
 
 
 def unescape(text: str) -> str:
-    return _ESCAPED.sub(r"\1", text).strip()
+    return " ".join(_ESCAPED.sub(r"\1", text).split())
 
 
 def available_pairs(modes_dir: str) -> dict[tuple[str, str], Path]:
@@ -149,7 +149,10 @@ class ApertiumEngine:
         self.restarts = 0
 
     def supports(self, source: str, target: str) -> bool:
-        s, t = normalize(source), normalize(target)
+        try:
+            s, t = normalize(source), normalize(target)
+        except UnknownLanguage:
+            return False
         return s == t or (s, t) in self.pairs
 
     def targets(self, source: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import ctranslate2
 import sentencepiece as spm
 
-from pipeline.languages import FLORES, normalize
+from pipeline.languages import FLORES, UnknownLanguage, normalize
 from pipeline.types import TranslateRequest, Translation
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,10 @@ class NllbEngine:
         self.languages: frozenset[str] = frozenset(c for c, t in FLORES.items() if t in self._lang_tokens)
 
     def supports(self, source: str, target: str) -> bool:
-        return normalize(source) in self.languages and normalize(target) in self.languages
+        try:
+            return normalize(source) in self.languages and normalize(target) in self.languages
+        except UnknownLanguage:
+            return False
 
     def _token(self, code: str) -> str:
         code = normalize(code)
