@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from pipeline.engines.apertium import ApertiumError
+from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
 from server.settings import Settings, parse
 
@@ -23,7 +25,12 @@ def check_exposure(settings: Settings) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command, settings = parse(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["models"]:
+        from server.models_cli import main as models_main
+
+        return models_main(args[1:])
+    command, settings = parse(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     if command != "serve":
@@ -34,10 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nova-voice: {problem}", file=sys.stderr)
         return 2
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
+    from server.translations import LanguageError
 
     try:
         app = create_app(settings)
-    except ModelNotFound as exc:
+    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     print(f"Nova Voice listening on http://{settings.host}:{settings.port}", flush=True)

@@ -14,7 +14,7 @@ from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
 from pipeline.engines import Engine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
-from pipeline.models import ResolvedModel, resolve_whisper
+from pipeline.models import ModelNotFound, ResolvedModel, resolve_nllb, resolve_whisper
 from pipeline.scheduler import Scheduler, SchedulerObserver
 from server.settings import Settings
 
@@ -70,6 +70,54 @@ class LoadedModels:
 
     model: ResolvedModel
     devices: list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]]
+    translator: str | None = None  # the translation engine's name, when one is loaded
+    translate_model: ResolvedModel | None = None
+
+    @property
+    def multilingual(self) -> bool:
+        return any(getattr(engines.get("whisper"), "multilingual", False) for _, engines in self.devices)
+
+
+def with_translator(models: LoadedModels, settings: Settings) -> tuple[LoadedModels, list[Any]]:
+    """``models`` plus the translator the settings ask for, on every device's scheduler.
+
+    Returns the engines it created (to close with the app). NLLB loads once per device;
+    Apertium's pipelines are processes shared by all devices. Raises ModelNotFound for a
+    missing NLLB model and ApertiumError when Apertium is not installed.
+    """
+    name = settings.translation_engine
+    if name is None or all(name in engines for _, engines in models.devices):
+        return models, []
+    if name == "apertium":
+        from pipeline.engines.apertium import ApertiumConfig, ApertiumEngine
+
+        shared = ApertiumEngine(ApertiumConfig(timeout=max(1.0, settings.translate_timeout / 2)))
+        devices = [(dev, {**engines, name: shared}) for dev, engines in models.devices]
+        return LoadedModels(models.model, devices, name), [shared]
+    if name != "nllb":
+        raise ModelNotFound(name, ["--translate-engine takes nllb or apertium"])
+    from pipeline.engines.nllb import NllbConfig, NllbEngine
+
+    if not settings.translate_model:
+        raise ModelNotFound(
+            "nllb", ["--translate-model (a CTranslate2 NLLB folder, or `nova-voice models pull`)"]
+        )
+    resolved = resolve_nllb(settings.translate_model)
+    threads = settings.cpu_threads or (os.cpu_count() or 1)
+    devices = []
+    for dev, engines in models.devices:
+        print(f"loading NLLB {resolved.name} ({resolved.path}) on {dev} ...", flush=True)
+        nllb = NllbEngine(
+            NllbConfig(
+                resolved.path,
+                dev.device,
+                dev.index,
+                compute_type(settings, dev),
+                threads if dev.device == "cpu" else 0,
+            )
+        )
+        devices.append((dev, {**engines, name: nllb}))
+    return LoadedModels(models.model, devices, name, resolved), []
 
 
 def load_models(settings: Settings) -> LoadedModels:
@@ -99,5 +147,8 @@ def local_backend(
         for dev, engines in models.devices
     ]
     m = models.model
-    detail = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
+    detail: dict[str, Any] = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
+    if models.translator:
+        t = models.translate_model
+        detail["translator"] = {"engine": models.translator, "model": t.path if t else None}
     return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)

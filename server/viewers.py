@@ -13,6 +13,7 @@ from server.http import error, read_body
 from server.peers import OfferError, check_offer
 from server.rooms import Room
 from server.state import STATE, AppState, DataChannelListener
+from server.translations import LanguageError, viewer_language
 
 MAX_VIEWER_MESSAGE = 4096
 
@@ -31,9 +32,23 @@ def known_room(state: AppState, name: str) -> Room:
     return room
 
 
+def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
+    """The language a viewer's ``?lang=`` picks: None for the source captions, else a target."""
+    if not raw:
+        return None
+    try:
+        lang = viewer_language(room, raw, state.spoken(room))
+    except LanguageError as exc:
+        raise error(400, "language_not_carried", str(exc)) from exc
+    if lang is not None and state.translation is None:
+        raise error(400, "translation_off", "translation is off on this server")
+    return lang
+
+
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     room = known_room(state, request.match_info["room"])
+    lang = viewer_stream(state, room, request.query.get("lang"))
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
     try:
@@ -62,7 +77,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         if viewer_id not in room.viewers:
             return
         room.viewers.discard(viewer_id)
-        room.listeners.pop(viewer_id, None)
+        room.unlisten(viewer_id)
         state.metrics.viewers.dec()
 
     pc = state.peers.create(on_closed=gone)
@@ -72,9 +87,9 @@ async def post_viewer(request: web.Request) -> web.Response:
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
-        for message in room.replay():
+        for message in room.replay(lang):
             channel.send(message)
-        room.listeners[viewer_id] = DataChannelListener(channel)
+        room.listen(viewer_id, DataChannelListener(channel), lang)
 
         @channel.on("message")
         def ignore(message: object) -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import SchedulerFull
+from pipeline.languages import UnknownLanguage, normalize
 from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.session import CaptionSession
 from pipeline.types import DecodeOptions
@@ -44,6 +45,26 @@ def authorize(request: web.Request, state: AppState, room_name: str) -> None:
         raise error(403, "forbidden", "the publish token is not valid for this room")
 
 
+def spoken_language(request: web.Request, state: AppState, room_name: str) -> str | None:
+    """``?lang=`` on the WHIP URL, else the room's ``source_language``; None: detect it."""
+    room = state.rooms.get(room_name)
+    raw = request.query.get("lang") or (room.source_language if room else None)
+    if not raw:
+        return None if state.multilingual else "en"
+    try:
+        lang = normalize(raw)
+    except UnknownLanguage as exc:
+        raise error(400, "unknown_language", str(exc)) from exc
+    if not state.multilingual and lang != "en":
+        raise error(
+            400,
+            "unsupported_language",
+            f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
+            "(or another multilingual model) to caption other languages",
+        )
+    return lang
+
+
 async def post_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
     room_name = request.match_info["room"]
@@ -52,6 +73,7 @@ async def post_whip(request: web.Request) -> web.Response:
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     authorize(request, state, room_name)
+    spoken = spoken_language(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
     sdp = await read_body(request)
@@ -70,9 +92,12 @@ async def post_whip(request: web.Request) -> web.Response:
 
     s = state.settings
     policy = CaptionPolicy(
-        PolicyOptions(partial_interval=s.partial_interval, max_utterance=s.max_utterance),
+        PolicyOptions(
+            partial_interval=s.partial_interval, max_utterance=s.max_utterance, language=spoken or "en"
+        ),
         VadOptions(aggressiveness=s.vad_aggressiveness, end_silence_ms=s.end_silence_ms),
-        DecodeOptions(beam_size=s.beam_size),
+        # A multilingual Whisper told the language skips detection; None lets it detect.
+        DecodeOptions(beam_size=s.beam_size, language=spoken if state.multilingual else None),
     )
     room = state.rooms.ensure(room_name)
     pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
