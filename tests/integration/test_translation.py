@@ -245,3 +245,55 @@ async def test_translation_is_off_unless_asked_for(nova) -> None:
         assert resp.status == 400 and (await resp.json())["error"] == "translation_off"
         ok = await http.post("/rooms", json={"name": "plain"})
         assert ok.status == 201 and (await ok.json())["languages"] == []
+
+
+SPANISH = "Buenos días a todos. Hoy vamos a hablar del nuevo presupuesto para el año que viene."
+
+
+@pytest.fixture(scope="module")
+def multilingual():  # noqa: ANN201
+    """Whisper base (multilingual), from the packages ./install.sh --dev installs."""
+    from server.inference import load_models
+    from server.settings import Settings
+
+    return load_models(Settings(model="base", device="cpu"))
+
+
+async def test_spanish_speech_is_captioned_as_spanish_and_read_in_english(
+    aiohttp_server, multilingual, tmp_path: Path
+) -> None:
+    from server.app import create_app
+    from server.settings import Settings
+
+    assert multilingual.multilingual
+    settings = Settings(data_dir=str(tmp_path / "data"), model="base", translate_engine="apertium")
+    server = await aiohttp_server(create_app(settings, multilingual), host="127.0.0.1")
+    base = str(server.make_url("")).rstrip("/")
+    wav = speech_wav(tmp_path, SPANISH, voice="es", name="es")
+    async with aiohttp.ClientSession(base) as http:
+        # No source_language: Whisper detects it. A second room fixes it for comparison.
+        detect = await create(http, name="detect", languages=["en"])
+        fixed = await create(http, name="fixed", languages=["en"], source_language="es")
+        assert detect["spoken"] is None and fixed["spoken"] == "es"
+        results = {}
+        for room, query in ((detect, ""), (fixed, "?lang=es")):
+            name = room["room"]
+            source, english = Viewer(base, name), Viewer(base, name, "en")
+            await source.connect(http)
+            await english.connect(http)
+            pub = WhipPublisher(base, name + query, str(wav), token=room["publish_token"])
+            await pub.start(http)
+            await pub.ended()
+            await source.log.wait_for(lambda log: log.finals(), 60)
+            n = len(by_segment(source.log.finals()))
+            await english.log.wait_for(lambda log: len(by_segment(log.finals())) >= n, 30)  # noqa: B023
+            await pub.stop(http)
+            results[name] = (source.log.finals(), english.log.finals())
+            await source.close()
+            await english.close()
+    for name, (spanish, english) in results.items():
+        assert all(m["lang"] == "es" for m in spanish), name
+        assert wer(SPANISH, " ".join(m["text"] for m in spanish)) <= 0.4, name
+        assert all(m["lang"] == "en" and m["source_lang"] == "es" for m in english), name
+        said = " ".join(m["text"] for m in english).lower()
+        assert "budget" in said or "morning" in said, said

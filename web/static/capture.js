@@ -18,7 +18,11 @@
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
     captions: $('captions'), token: $('token'), links: $('share-links'),
+    watch: $('watch-lang'), watchRow: $('watch-row'),
   };
+  // A viewer of one of the room's translations, while the speaker watches one instead of
+  // their own words; null while they watch the spoken language (the publisher's own channel).
+  let watcher = null;
 
   let state = 'idle';
   // The current share attempt. Every async step checks it is still current, so a Stop pressed
@@ -186,7 +190,7 @@
     const dc = pc.createDataChannel('captions');
     s.dcClosed = new Promise((resolve) => dc.addEventListener('close', resolve));
     // Not tied to `session`: during Stop the last final arrives after the session is let go.
-    dc.addEventListener('message', (e) => { if (!s.released) view.apply(e.data); });
+    dc.addEventListener('message', (e) => { if (!s.released && !watcher) view.apply(e.data); });
 
     let res;
     try {
@@ -228,19 +232,46 @@
     url.searchParams.set('room', room);
     history.replaceState(null, '', url); // so a reload or a copied link keeps the room
     showLinks(room);
+    loadLanguages(room);
+  }
+
+  // The room's translations, offered in the "Show captions in" list.
+  async function loadLanguages(room) {
+    ui.watch.replaceChildren(new Option('the spoken language', ''));
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(room)}`);
+      if (res.ok) for (const lang of (await res.json()).languages || []) ui.watch.append(new Option(lang, lang));
+    } catch { /* no list: the spoken language only */ }
+    ui.watchRow.hidden = ui.watch.options.length < 2;
+  }
+
+  function watch(lang) {
+    if (watcher) watcher.stop();
+    watcher = null;
+    view.clear();
+    if (session) showLinks(session.room);
+    if (!lang || !session) return;
+    watcher = new window.NovaViewer({
+      server: '', room: session.room, lang,
+      onMessage: (m) => view.apply(m),
+      onConnect: () => view.clear(), // the server replays the recent lines to each connection
+    }).start();
   }
 
   // Where else these captions can be shown: the OBS overlay, the widget, the transcripts.
   function showLinks(room) {
     const base = window.location.origin;
     const r = encodeURIComponent(room);
-    $('overlay-url').value = `${base}/overlay/${r}`;
-    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}" async></` + 'script>';
+    const lang = ui.watch.value;
+    const q = lang ? `?lang=${encodeURIComponent(lang)}` : '';
+    const dataLang = lang ? ` data-lang="${lang}"` : '';
+    $('overlay-url').value = `${base}/overlay/${r}${q}`;
+    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}"${dataLang} async></` + 'script>';
     const list = $('transcripts');
     list.textContent = '';
     for (const fmt of ['vtt', 'srt', 'txt', 'json']) {
       const a = document.createElement('a');
-      a.href = `${base}/rooms/${r}/transcript.${fmt}`;
+      a.href = `${base}/rooms/${r}/transcript.${fmt}${q}`;
       a.textContent = fmt.toUpperCase();
       a.target = '_blank';
       list.append(a, ' ');
@@ -277,6 +308,8 @@
       await Promise.race([drained, new Promise((r) => setTimeout(r, STOP_WAIT_MS))]);
     }
     release(s);
+    if (watcher) watcher.stop();
+    watcher = null;
     ui.activity.textContent = '';
     setState('idle');
     setBusy(false);
@@ -284,6 +317,7 @@
 
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); share(); });
   ui.stop.addEventListener('click', () => { stop(); });
+  ui.watch.addEventListener('change', () => watch(ui.watch.value));
   window.addEventListener('pagehide', () => {
     if (!session) return;
     deleteSession(session.location);
@@ -300,5 +334,6 @@
     state: () => state,
     finals: () => view.finals(),
     partial: () => view.partial(),
+    watching: () => (watcher ? ui.watch.value : ''),
   };
 })();
