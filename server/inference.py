@@ -142,8 +142,26 @@ def local_backend(
     settings: Settings, models: LoadedModels, observer: SchedulerObserver | None = None
 ) -> LocalBackend:
     """A scheduler per device around already-loaded models, with this app's limits and metrics."""
+    own: dict[str, Scheduler] = {}
+    if models.translator == "apertium":
+        # Apertium needs no device: a worker of its own, so a caption's translation never
+        # waits behind a Whisper batch (hundreds of ms on a CPU) for a few ms of work.
+        apertium = models.devices[0][1]["apertium"]
+        own["apertium"] = Scheduler(
+            {"apertium": apertium},
+            BatchOptions(max_batch=32, max_wait=0.005),
+            device="cpu",
+            observer=observer,
+        )
     schedulers = [
-        Scheduler(engines, batch_options(settings, dev), device=str(dev), observer=observer)
+        Scheduler(
+            {n: e for n, e in engines.items() if n not in own},
+            batch_options(settings, dev),
+            device=str(dev),
+            observer=observer,
+            # NLLB lines cost a fraction of a Whisper window: take more of them per call.
+            engine_options={"nllb": translation_batch_options(settings, dev)},
+        )
         for dev, engines in models.devices
     ]
     m = models.model
@@ -151,4 +169,11 @@ def local_backend(
     if models.translator:
         t = models.translate_model
         detail["translator"] = {"engine": models.translator, "model": t.path if t else None}
-    return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)
+    return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail, engine_schedulers=own)
+
+
+def translation_batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
+    base = batch_options(settings, device)
+    # Lines of every room and language gather as briefly as Whisper requests do; a call
+    # takes up to 16 (CPU) or 32 (GPU) of them, partial and final lines in separate calls.
+    return BatchOptions(max_batch=32 if device.device == "cuda" else 16, max_wait=base.max_wait)

@@ -123,3 +123,26 @@ async def test_translations_of_many_rooms_and_languages_share_one_batch(nllb: Nl
         s.close()
     assert [(t.source, t.target) for t in results] == [(r.source, r.target) for _, r in requests]
     assert ("nllb", 6) in sizes.batches  # six lines, two rooms, three languages: one engine call
+
+
+async def test_an_engine_with_a_worker_of_its_own_never_waits_behind_whisper() -> None:
+    from pipeline.backend import LocalBackend
+
+    log: list[tuple[str, list[str]]] = []
+    held, free = threading.Event(), threading.Event()
+    free.set()
+    whisper, apertium = Recording("whisper", log, held), Recording("apertium", log, free)
+    device = Scheduler({"whisper": whisper}, BatchOptions(max_batch=4, max_wait=0.0))
+    own = Scheduler({"apertium": apertium}, BatchOptions(max_batch=4, max_wait=0.0))
+    backend = LocalBackend([device], engine_schedulers={"apertium": own})
+    try:
+        busy = asyncio.create_task(backend.submit("whisper", "s", "long batch", final=True))
+        await asyncio.to_thread(whisper.entered.wait, 30)
+        # Whisper holds the device; the translation still comes back.
+        assert await asyncio.wait_for(backend.submit("apertium", "r", "line", final=True), 30) == "line"
+        assert log == [("apertium", ["line"])]
+        held.set()
+        assert await busy == "long batch"
+    finally:
+        held.set()
+        await backend.aclose()
