@@ -40,8 +40,8 @@ class ApertiumError(RuntimeError):
 class ApertiumConfig:
     """Where the pairs are, and how long a batch of lines may take before the pair restarts.
 
-    timeout: seconds for one line (a batch gets ``timeout * lines``); the pipeline answers a
-        caption in a few milliseconds, so this only ever fires on a hung process.
+    timeout: seconds a batch may take (plus 0.1 s per line); the pipeline answers a caption
+        in a few milliseconds, so this only ever fires on a hung process.
     """
 
     modes_dir: str = "/usr/share/apertium/modes"
@@ -108,11 +108,12 @@ class _Pipe:
         out_fd, in_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
         os.set_blocking(in_fd, False)
         results: list[str] = []
-        deadline = time.monotonic() + timeout * max(1, len(lines))
+        allowed = timeout + 0.1 * len(lines)
+        deadline = time.monotonic() + allowed
         while len(results) < len(lines):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ApertiumError(f"no answer in {timeout * len(lines):.1f} s")
+                raise ApertiumError(f"no answer in {allowed:.1f} s")
             readable, writable, _ = select.select([out_fd], [in_fd] if payload else [], [], left)
             if writable:
                 try:
