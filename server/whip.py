@@ -10,7 +10,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import SchedulerFull
-from pipeline.languages import UnknownLanguage, normalize
+from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.session import CaptionSession
 from pipeline.types import DecodeOptions
@@ -62,7 +62,7 @@ def spoken_language(request: web.Request, state: AppState, room_name: str) -> st
             f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
             "(or another multilingual model) to caption other languages",
         )
-    return lang
+    return base(lang)  # Whisper knows Chinese as one language, whatever its script
 
 
 async def post_whip(request: web.Request) -> web.Response:
