@@ -1,7 +1,7 @@
 """Issue 10 benchmark: N sessions x K target languages, each session's room translated live.
 
     python -m bench.translation [--sessions 1,4,8] [--langs 1,3] [--engines apertium,nllb]
-                                [--seconds 32] [--out bench/results/translation.md]
+                                [--seconds 32] [--nllb-model PATH] [--out bench/results/translation.md]
 
 Each session replays the LibriVox stream at real-time pace through the real pipeline (VAD,
 streaming policy, Whisper tiny.en int8 on the device scheduler) into a real room
@@ -197,7 +197,7 @@ async def main(args: argparse.Namespace) -> None:
         if name == "apertium":
             engines[name] = ApertiumEngine()
         elif name == "nllb":
-            folder = tiny_nllb(Path(tempfile.mkdtemp(prefix="nova-bench-nllb-")))
+            folder = args.nllb_model or tiny_nllb(Path(tempfile.mkdtemp(prefix="nova-bench-nllb-")))
             engines[name] = NllbEngine(NllbConfig(str(folder), cpu_threads=threads))
     rows = []
     for name, translator in engines.items():
@@ -245,5 +245,8 @@ if __name__ == "__main__":
     ap.add_argument("--langs", default="1,3")
     ap.add_argument("--engines", default="apertium,nllb")
     ap.add_argument("--seconds", type=float, default=32.0, help="seconds of each stream to replay")
+    ap.add_argument(
+        "--nllb-model", type=Path, default=None, help="a real NLLB folder instead of the tiny one"
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/translation.md"))
     asyncio.run(main(ap.parse_args()))
