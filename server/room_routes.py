@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
-from server.auth import InvalidRoomName, bearer, hash_token, token_matches
+from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.http import error, read_body
 from server.rooms import Room
 from server.state import STATE, AppState
 from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
 from server.translations import LanguageError, viewer_language
-from server.viewers import known_room
+from server.viewers import planned_room, room_name
 
 FORMATS = ("vtt", "srt", "json", "txt")
 BODY_HELP = 'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en"} (all optional)'
@@ -122,7 +121,7 @@ def room_language_options(
 async def room_info(request: web.Request) -> web.Response:
     """A room's languages, for pages that let their reader pick one."""
     state = request.app[STATE]
-    room = known_room(state, request.match_info["room"])
+    room = planned_room(state, room_name(request))
     return web.json_response({"room": room.name, **room_languages(state, room)})
 
 
@@ -131,23 +130,31 @@ async def transcript(request: web.Request) -> web.Response:
     name, fmt = request.match_info["room"], request.match_info["fmt"]
     if fmt not in FORMATS:
         raise error(404, "unknown_format", f"transcripts come as {', '.join(FORMATS)}")
-    room = known_room(state, name)
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    room = state.rooms.get(name)
+    if room is None and not state.transcripts.exists(name):
+        raise error(404, "unknown_room", f"room {name!r} has no transcript")
     lang = None
     if request.query.get("lang"):
+        raw = request.query["lang"]
         try:
-            lang = viewer_language(room, request.query["lang"], state.spoken(room))
-        except LanguageError as exc:
+            lang = viewer_language(room, raw, state.spoken(room)) if room else normalize(raw)
+        except (LanguageError, UnknownLanguage) as exc:
             raise error(400, "language_not_carried", str(exc)) from exc
-    # A blocking read of a file that grows all session long: off the event loop.
-    items = for_language(await asyncio.to_thread(state.transcripts.finals, name), lang)
-    headers = {"Cache-Control": "no-cache"}
+    history = await state.transcripts.read(name)
+    items, sessions = for_language(history.finals, lang), history.sessions
+    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
+    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
     if fmt == "json":
-        return web.json_response(to_json(name, items), headers=headers)
+        return web.json_response(to_json(name, items, sessions), headers=headers)
     if fmt == "vtt":
-        return web.Response(text=to_vtt(items), content_type="text/vtt", headers=headers)
+        return web.Response(text=to_vtt(items, None, sessions), content_type="text/vtt", headers=headers)
     if fmt == "srt":
         return web.Response(text=to_srt(items), content_type="application/x-subrip", headers=headers)
-    return web.Response(text=to_txt(items), content_type="text/plain", headers=headers)
+    return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
 
 
 def routes() -> list[web.RouteDef]:

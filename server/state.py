@@ -42,6 +42,8 @@ class AppState:
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, Publisher] = field(default_factory=dict)
+    # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     translation: TranslationService | None = None  # None: translation is off
     multilingual: bool = False  # whether Whisper can hear other languages than English

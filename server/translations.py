@@ -97,9 +97,11 @@ class TranslationService:
     def attach(self, room: Room) -> None:
         """Translate this room's captions into its languages (again, if they changed)."""
         existing = self.rooms.get(room.name)
-        if existing is not None:
+        if existing is not None and existing.room is room:
             existing.policy.targets = room.languages
             return
+        if existing is not None:
+            existing.cancel()  # an idle room was forgotten and is back as a new object
         driver = RoomTranslations(room, self)
         self.rooms[room.name] = driver
         room.on_caption.append(driver.on_caption)
@@ -196,11 +198,15 @@ class RoomTranslations:
             return
         self._apply(self.policy.on_result(job.ticket, result, self.service.clock.now()))
 
-    async def aclose(self) -> None:
+    def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         for task in list(self._tasks):
             task.cancel()
+
+    async def aclose(self) -> None:
+        self.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

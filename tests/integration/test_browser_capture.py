@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.browser import chromium
+from tests.support.browser import captured_finals, chromium
 from tests.support.speech import ESPEAK_TEXT, espeak, silence, wer, write_wav
 
 
@@ -22,11 +22,7 @@ async def test_the_capture_page_shows_the_spoken_words(nova, tmp_path: Path, art
         assert await page.input_value("#room") == "browser"
         await page.click("#share")
         await page.wait_for_function("window.novaCapture.state() === 'live'", timeout=15_000)
-        enough = len(ESPEAK_TEXT.split()) * 4 // 5
-        await page.wait_for_function(
-            f"window.novaCapture.finals().join(' ').split(/\\s+/).length >= {enough}", timeout=40_000
-        )
-        finals = await page.evaluate("window.novaCapture.finals()")
+        finals = await captured_finals(page, ESPEAK_TEXT)
         assert wer(ESPEAK_TEXT, " ".join(finals)) <= 0.15, finals
         assert await page.is_visible("#share-links")
         assert await page.input_value("#overlay-url") == f"{base}/overlay/browser"

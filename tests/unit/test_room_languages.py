@@ -20,7 +20,7 @@ class Inbox:
 
 def test_languages_backlogs_and_transcripts_survive_a_restart(tmp_path: Path) -> None:
     store = TranscriptStore(tmp_path)
-    rooms = RoomRegistry(tmp_path / "rooms.json", on_final=store.append, history=store.finals)
+    rooms = RoomRegistry(tmp_path / "rooms.json", on_final=store.append, history=store.history)
     room, _ = rooms.create("talk", ("es", "fr"), source_language=None)
     source, spanish = Inbox(), Inbox()
     room.listen("src", source)
@@ -35,15 +35,20 @@ def test_languages_backlogs_and_transcripts_survive_a_restart(tmp_path: Path) ->
         ("Vuestro país.", True),
     ]
     assert spanish.messages[-1]["seq"] > msg.seq and spanish.messages[-1]["source_lang"] == "en"
+    # A viewer of Spanish who joins now is replayed the Spanish line, not the English one.
+    assert [json.loads(m)["text"] for m in room.replay(lang="es")] == ["Vuestro país."]
+    assert [json.loads(m)["text"] for m in room.replay()] == ["Your country."]
 
-    again = RoomRegistry(tmp_path / "rooms.json", on_final=store.append, history=store.finals)
+    again = RoomRegistry(tmp_path / "rooms.json", on_final=store.append, history=store.history)
     back = again.get("talk")
     assert back is not None and back.languages == ("es", "fr") and back.token_hash == room.token_hash
-    assert [json.loads(m)["text"] for m in back.replay()] == ["Your country."]
-    assert [json.loads(m)["text"] for m in back.replay("es")] == ["Vuestro país."]
+    assert [k.message.text for k in back.lang_backlog["es"]] == ["Vuestro país."]
+    assert [k.message.text for k in back.backlog] == ["Your country."]
     assert back.seq == spanish.messages[-1]["seq"]
     items = store.finals("talk")
+    store.close()
     assert "país" in to_vtt(for_language(items, "es")) and "país" not in to_vtt(for_language(items, None))
+    assert for_language(items, "en") == for_language(items, None)  # the spoken language is the source
 
 
 def test_rooms_saved_before_translation_still_load(tmp_path: Path) -> None:
