@@ -39,7 +39,7 @@ from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.scheduler import NullObserver, Scheduler
 from pipeline.session import CaptionSession
 from pipeline.translation import TranslationOptions
-from pipeline.types import Caption
+from pipeline.types import Caption, TranslateRequest
 from server.messages import parse
 from server.rooms import Room
 from server.translations import TranslationService
@@ -199,6 +199,9 @@ async def main(args: argparse.Namespace) -> None:
         elif name == "nllb":
             folder = args.nllb_model or tiny_nllb(Path(tempfile.mkdtemp(prefix="nova-bench-nllb-")))
             engines[name] = NllbEngine(NllbConfig(str(folder), cpu_threads=threads))
+    for name, translator in engines.items():
+        # Start Apertium's pipelines and touch NLLB once, so the first row pays no start-up.
+        translator.run_batch([TranslateRequest("Warm up.", "en", t) for t in TARGETS[name]])
     rows = []
     for name, translator in engines.items():
         for n in [int(x) for x in args.sessions.split(",")]:
