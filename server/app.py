@@ -64,6 +64,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             on_session=transcripts.mark_session,
             default_languages=defaults if translation else (),
             on_room=translation.attach if translation else None,
+            on_forget=translation.detach if translation else None,
         ),
         translation=translation,
         multilingual=models.multilingual,

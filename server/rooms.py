@@ -285,16 +285,19 @@ class RoomRegistry:
         on_session: Callable[[str, SessionMark], None] | None = None,
         default_languages: tuple[str, ...] = (),
         on_room: Callable[[Room], None] | None = None,
+        on_forget: Callable[[Room], None] | None = None,
     ) -> None:
         """``history(name)`` gives what a room kept from before a restart (its transcript), so
         its numbering and time carry on where they were. Rooms not created with languages of
-        their own get ``default_languages``; ``on_room`` sees every room as it is added."""
+        their own get ``default_languages``; ``on_room`` sees every room as it is added, and
+        ``on_forget`` as an idle one is dropped."""
         self.rooms: dict[str, Room] = {}
         self._path = path
         self._on_final = on_final
         self._on_session = on_session
         self._history = history
         self._on_room = on_room
+        self._on_forget = on_forget
         self.default_languages = default_languages
         if path is not None and path.exists():
             for name, saved in json.loads(path.read_text()).items():
@@ -350,6 +353,8 @@ class RoomRegistry:
         room = self.rooms.get(name)
         if room is not None and room.idle:
             del self.rooms[name]
+            if self._on_forget is not None:
+                self._on_forget(room)
 
     def create(
         self,

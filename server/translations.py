@@ -106,6 +106,13 @@ class TranslationService:
         self.rooms[room.name] = driver
         room.on_caption.append(driver.on_caption)
 
+    def detach(self, room: Room) -> None:
+        """An idle room was forgotten: so is its translation state (names are free to invent)."""
+        driver = self.rooms.get(room.name)
+        if driver is not None and driver.room is room:
+            del self.rooms[room.name]
+            driver.cancel()
+
     def failed(self, room: str, exc: BaseException) -> None:
         reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         self.metrics.translation_error(self.engine, reason)
