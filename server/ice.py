@@ -16,10 +16,12 @@ import hmac
 import time
 
 from aiohttp import web
+from aiortc import RTCIceServer
 
 from server.auth import hash_token, token_matches
 from server.guard import request_token
 from server.http import error
+from server.settings import Settings
 from server.state import STATE, AppState
 
 TTL = 300
@@ -58,13 +60,33 @@ async def ice(request: web.Request) -> web.Response:
                 headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
             )
     servers: list[dict[str, object]] = []
-    urls = [u.strip() for u in settings.turn_urls.split(",") if u.strip()]
-    if urls and settings.turn_secret:
+    listed = urls(settings)
+    if listed and settings.turn_secret:
         username, credential = turn_credentials(settings.turn_secret, ttl=settings.ice_ttl)
-        servers.append({"urls": urls, "username": username, "credential": credential})
+        servers.append({"urls": listed, "username": username, "credential": credential})
     return web.json_response(
         {"iceServers": servers, "ttl": settings.ice_ttl}, headers={"Cache-Control": "no-store"}
     )
+
+
+def urls(settings: Settings) -> list[str]:
+    return [u.strip() for u in settings.turn_urls.split(",") if u.strip()]
+
+
+def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
+    """The server's own peers use the same TURN servers as browsers, so a peer that can only be
+    reached through a relay (a symmetric NAT, a relay-only policy) still meets the server.
+    STUN URLs in the list are used without credentials."""
+    listed = urls(settings)
+    stun = [u for u in listed if u.startswith("stun:")]
+    turn = [u for u in listed if u.startswith(("turn:", "turns:"))]
+    servers = [RTCIceServer(urls=stun)] if stun else []
+    if turn and settings.turn_secret:
+        username, credential = turn_credentials(
+            settings.turn_secret, name="nova-server", ttl=settings.ice_ttl
+        )
+        servers.append(RTCIceServer(urls=turn, username=username, credential=credential))
+    return servers
 
 
 def routes() -> list[web.RouteDef]:

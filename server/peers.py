@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
 from server.limits import Admission, Refusal
@@ -60,16 +60,6 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
     return parsed
 
 
-def prefer_opus(pc: RTCPeerConnection) -> None:
-    """Answer audio with Opus only, the codec the decoder path is built and tested for.
-
-    Call before setRemoteDescription: aiortc negotiates codecs while applying the offer, and
-    reuses a waiting transceiver of the same kind for the offer's first audio section.
-    """
-    opus = [c for c in RTCRtpReceiver.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
-    pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(opus)
-
-
 _original_host_addresses = aioice.ice.get_host_addresses
 
 
@@ -114,13 +104,14 @@ class PeerSet:
 
     def __init__(
         self,
-        ice_servers: list[RTCIceServer] | None = None,
+        ice_servers: Callable[[], list[RTCIceServer]] | None = None,
         *,
         connect_timeout: float = 15.0,
         admission: Admission | None = None,
     ) -> None:
+        """``ice_servers`` is asked for every new peer: TURN credentials expire."""
         self._peers: dict[RTCPeerConnection, _Peer] = {}
-        self._ice_servers = ice_servers or []
+        self._ice_servers = ice_servers or (lambda: [])
         self._connect_timeout = connect_timeout
         self._admission = admission or Admission()
         self._closing: set[asyncio.Task[None]] = set()
@@ -141,7 +132,7 @@ class PeerSet:
         refusal = self._admission.open(client, retry_after=max(1, math.ceil(self._connect_timeout)))
         if refusal is not None:
             raise PeerRefused(refusal)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers()))
         deadline = asyncio.get_running_loop().call_later(self._connect_timeout, self._expire, pc)
         self._peers[pc] = _Peer(client, on_closed, deadline)
 
@@ -185,10 +176,15 @@ class PeerSet:
         if self._forget(pc):
             await _close(pc)
 
-    async def close_all(self) -> None:
+    async def close_all(self, timeout: float = 5.0) -> None:
+        """Bounded: closing a TURN allocation waits for a relay that may itself be gone."""
         peers = [pc for pc in list(self._peers) if self._forget(pc)]
-        await asyncio.gather(*(_close(pc) for pc in peers), return_exceptions=True)
-        await asyncio.gather(*self._closing, return_exceptions=True)
+        closing = asyncio.gather(*(_close(pc) for pc in peers), *self._closing, return_exceptions=True)
+        try:
+            async with asyncio.timeout(timeout):
+                await closing
+        except TimeoutError:
+            log.warning("%d peer(s) did not close within %.0f s", len(peers), timeout)
 
 
 async def _close(pc: RTCPeerConnection) -> None:

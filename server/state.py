@@ -13,12 +13,13 @@ from server.access import ViewAccess
 from server.limits import Admission, DescriptorFloor
 from server.metrics import Metrics
 from server.peers import PeerSet
-from server.rooms import RoomRegistry
+from server.rooms import Room, RoomRegistry
 from server.settings import Settings
 from server.transcripts import TranscriptStore
 
 if TYPE_CHECKING:
     from server.publisher import Publisher
+    from server.translations import TranslationService
 
 # Messages pile up in SCTP buffers when a listener's network is slower than the captions;
 # past this a listener is skipped until it drains rather than growing memory without end.
@@ -47,7 +48,15 @@ class AppState:
     admission: Admission = field(default_factory=Admission)
     descriptors: DescriptorFloor = field(default_factory=DescriptorFloor)
     access: ViewAccess = field(default_factory=ViewAccess)
+    # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    translation: TranslationService | None = None  # None: translation is off
+    multilingual: bool = False  # whether Whisper can hear other languages than English
+
+    def spoken(self, room: Room) -> str | None:
+        """The language a room is spoken in, when known before anyone speaks."""
+        return room.source_language or (None if self.multilingual else "en")
 
 
 STATE = web.AppKey("state", AppState)

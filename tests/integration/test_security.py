@@ -511,6 +511,16 @@ async def test_running_low_on_descriptors_is_a_503_logged_once_never_a_flood(tmp
             while not await viewer_gets_in():
                 assert time.monotonic() < deadline, "descriptors did not come back"
                 await asyncio.sleep(0.5)  # polling for the ghosts' deadline, bounded above
+
+            async def ghosts_gone() -> bool:
+                async with http.get("/health/full") as resp:
+                    return int((await resp.json())["peers"]) <= 1  # the viewer that just got in
+
+            while not await ghosts_gone():
+                assert time.monotonic() < deadline + 30, "the ghosts were not all closed"
+                await asyncio.sleep(0.5)  # polling for the last ghosts' deadline, bounded above
+            # Plenty free again: the next admitted request ends the episode (one line).
+            assert (await http.post("/rooms", json={})).status == 201
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
