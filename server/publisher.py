@@ -23,6 +23,7 @@ from server.state import AppState
 log = logging.getLogger(__name__)
 
 FINALISE_TIMEOUT = 15.0
+ENDED_KEPT = 4096
 STALL_SECONDS = 0.5
 
 
@@ -48,6 +49,7 @@ class Publisher:
     pc: object
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _finishing: asyncio.Task[None] | None = None
+    _deleted: bool = False
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Caption):
@@ -114,6 +116,11 @@ class Publisher:
         self.room.leave_publisher(self.id)
         self.room.listeners.pop(self.id, None)
         self.state.publishers.pop(self.id, None)
+        if not self._deleted:
+            # Ended by the server (its media stopped, its peer went): its DELETE may still come.
+            self.state.ended[self.id] = self.room.name
+            while len(self.state.ended) > ENDED_KEPT:
+                del self.state.ended[next(iter(self.state.ended))]
         self.state.rooms.forget_if_idle(self.room.name)
         log.info("publisher finished")
         self.state.metrics.sessions.set(len(self.state.publishers))
@@ -130,6 +137,7 @@ class Publisher:
 
     async def stop(self) -> None:
         """DELETE: finalise first so the publisher's own data channel still gets the last line."""
+        self._deleted = True
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -48,6 +48,9 @@ class AppState:
     admission: Admission = field(default_factory=Admission)
     descriptors: DescriptorFloor = field(default_factory=DescriptorFloor)
     access: ViewAccess = field(default_factory=ViewAccess)
+    # Publishers the server ended (media stopped, peer gone) by id, with their room: a DELETE
+    # that comes later still gets its 200 once. Oldest dropped past ENDED_KEPT.
+    ended: dict[str, str] = field(default_factory=dict)
     # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
     draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -159,8 +159,12 @@ async def post_whip(request: web.Request) -> web.Response:
 
 async def delete_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    publisher = state.publishers.get(request.match_info["session"])
-    if publisher is None or publisher.room.name != request.match_info["room"]:
+    session, room_name = request.match_info["session"], request.match_info["room"]
+    publisher = state.publishers.get(session)
+    if publisher is None and state.ended.get(session) == room_name:
+        del state.ended[session]  # the server ended it already (no media for --media-timeout)
+        return web.Response(status=200)
+    if publisher is None or publisher.room.name != room_name:
         raise error(404, "unknown_session", "no such publishing session")
     bind(room=publisher.room.name, session=publisher.id[:12])
     await publisher.stop()
