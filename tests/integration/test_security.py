@@ -89,7 +89,8 @@ async def test_offers_that_never_connect_are_closed_by_the_deadline_and_free_eve
 
     # The slots are free again: a real publisher gets in and connects.
     pc, location = await connected_publisher(base, "ghosts", created["publish_token"])
-    assert state.peers.pending() == 0 and len(state.publishers) == 1
+    await wait_until(lambda: state.peers.pending() == 0, 20, "the server's side connects too")
+    assert len(state.publishers) == 1
     async with aiohttp.ClientSession() as http:
         assert (await http.delete(base + location)).status == 200
     await pc.close()
