@@ -135,6 +135,7 @@ class CaptionPolicy:
         self._finals: dict[int, _FinalJob] = {}
         self._context: deque[str] = deque()
         self._last_final: list[Word] = []
+        self._heard = self.options.language  # the language Whisper last detected
         self.queue_delay = 0.0
 
     # -- inputs -------------------------------------------------------------------------
@@ -184,6 +185,8 @@ class CaptionPolicy:
         if utt is None or utt.partial_ticket != ticket:
             return []  # a partial of an utterance that has since ended
         utt.partial_ticket = None
+        if transcript.language:
+            self._heard = transcript.language
         self._advance(utt, transcript)
         actions: list[Action] = []
         if utt.committed or utt.provisional:
@@ -331,7 +334,7 @@ class CaptionPolicy:
             text=join_words(words),
             start=words[0].start,
             end=words[-1].end,
-            lang=self.options.language,
+            lang=self._heard,
             stable=join_words(utt.committed),
         )
 

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from pipeline.engines.apertium import ApertiumError
+from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
 from server import logs
-from server.settings import Settings, WorkerSettings, parse
+from server.settings import ConfigError, Settings, WorkerSettings, parse
 
 log = logging.getLogger("nova-voice")
 
@@ -72,7 +74,12 @@ async def serve(app: web.Application, sock: socket.socket, settings: Settings) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command, settings = parse(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["models"]:
+        from server.models_cli import main as models_main
+
+        return models_main(args[1:])
+    command, settings = parse(args)
     logs.configure(settings.log_format)
     if isinstance(settings, WorkerSettings):
         from server.worker_main import main_worker
@@ -91,10 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.code, file=sys.stderr)
         return 2
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
+    from server.translations import LanguageError
 
     try:
         app = create_app(settings)
-    except ModelNotFound as exc:
+    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(app, sock, settings))

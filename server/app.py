@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from pipeline.backend import InferenceBackend
+from pipeline.languages import parse_list
+from pipeline.redis_backend import RedisBackend
+from pipeline.translation import TranslationOptions
 from server import health, ice, logs, pages, room_routes, viewers, whip
-from server.http import cors, json_errors
+from server.access import ViewAccess
+from server.guard import cors, guard
+from server.http import json_errors
 from server.ice import server_ice_servers
-from server.inference import LoadedModels, load_models, local_backend, redis_backend
+from server.inference import LoadedModels, load_models, local_backend, redis_backend, with_translator
+from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.roombus import RoomBus
 from server.rooms import RoomRegistry
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
+from server.translations import TranslationService
 
 log = logging.getLogger(__name__)
 
@@ -34,37 +42,77 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     metrics = Metrics()
     settings.data_path.mkdir(parents=True, exist_ok=True)
     backend: InferenceBackend
+    shared: RedisBackend | None = None
+    bus: RoomBus | None = None
+    translation: TranslationService | None = None
+    own_engines: list[Any] = []
     if settings.redis:
         # A gateway: no models here; inference, rooms and transcripts are shared through Redis.
+        if settings.translation_engine is not None:
+            raise ConfigError(
+                "translation does not run on gateways yet (--redis): run the embedded server for it"
+            )
         shared = redis_backend(settings, context=logs.current, bind=logs.bound)
-        bus: RoomBus | None = RoomBus(settings.redis, gateway=shared.gateway)
-        assert bus is not None
-        backend, transcripts, rooms = (
-            shared,
-            SharedTranscripts(settings.data_path, bus),
-            SharedRoomRegistry(bus),
-        )
+        bus = RoomBus(settings.redis, gateway=shared.gateway)
+        backend = shared
+        transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
+        rooms: RoomRegistry = SharedRoomRegistry(bus)
+        # The model runs on the workers: its name says whether it hears more than English.
+        multilingual = not settings.model.endswith(".en")
         metrics.watch_backend(shared)
     else:
-        shared, bus = None, None
-        backend = local_backend(settings, models or load_models(settings), observer=metrics)
+        defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
+        models, own_engines = with_translator(models or load_models(settings), settings)
+        backend = local_backend(settings, models, observer=metrics)
+        if models.translator is not None:
+            translator = models.devices[0][1][models.translator]
+            translation = TranslationService(
+                translator,  # type: ignore[arg-type]  # both translator engines have languages/supports
+                backend,
+                metrics,
+                TranslationOptions(
+                    partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
+                ),
+                timeout=settings.translate_timeout,
+                max_languages=settings.max_room_languages,
+            )
+            defaults = translation.check(list(defaults), None if models.multilingual else "en")
         transcripts = TranscriptStore(settings.data_path)
         rooms = RoomRegistry(
             settings.data_path / "rooms.json",
             on_final=transcripts.append,
             history=transcripts.history,
             on_session=transcripts.mark_session,
+            default_languages=defaults if translation else (),
+            on_room=translation.attach if translation else None,
+            on_forget=translation.detach if translation else None,
         )
+        multilingual = models.multilingual
+    limits = LimitOptions(
+        offers_per_minute=settings.offers_per_minute,
+        max_pending=settings.max_pending,
+        max_peers=settings.max_peers,
+    )
+    admission = Admission(limits)
     state = AppState(
         settings=settings,
         backend=backend,
         metrics=metrics,
-        peers=PeerSet(ice_servers=lambda: server_ice_servers(settings)),
+        peers=PeerSet(
+            ice_servers=lambda: server_ice_servers(settings),
+            connect_timeout=settings.connect_timeout,
+            admission=admission,
+        ),
         transcripts=transcripts,
         rooms=rooms,
+        translation=translation,
+        multilingual=multilingual,
+        admission=admission,
+        descriptors=DescriptorFloor(limits),
+        access=ViewAccess(settings.view_token, settings.data_path / "view_tokens.json"),
     )
 
-    app = web.Application(middlewares=[request_ids, cors, json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(
@@ -80,7 +128,11 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         if shared is not None:
             await shared.start()
         yield
+        if translation is not None:
+            await translation.aclose()
         await backend.aclose()
+        for engine in own_engines:
+            await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
 
     async def room_bus(app: web.Application) -> AsyncIterator[None]:
         if bus is not None:

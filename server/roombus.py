@@ -218,18 +218,23 @@ class RoomBus:
 
     # -- rooms and tokens ------------------------------------------------------------------------
 
-    async def token_hash(self, name: str) -> tuple[bool, str | None]:
+    async def room_info(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the room is known anywhere (created, or live once), and what it was created
+        with (token hash, languages, source language), if it was."""
         try:
-            hashed = await self.client.hget(self.keys.rooms, name)
-            known = hashed is not None or bool(await self.client.exists(self.keys.meta(name)))
+            raw = await self.client.hget(self.keys.rooms, name)
+            known = raw is not None or bool(await self.client.exists(self.keys.meta(name)))
         except Failure as exc:
             raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
-        return known, hashed.decode() if hashed else None
+        if raw is None:
+            return known, None
+        info = json.loads(raw)
+        return True, info if isinstance(info, dict) else None
 
-    async def create(self, name: str, token_hash: str) -> bool:
+    async def create(self, name: str, info: dict[str, Any]) -> bool:
         """False if a room of that name was created already (anywhere)."""
         try:
-            return bool(await self.client.hsetnx(self.keys.rooms, name, token_hash))
+            return bool(await self.client.hsetnx(self.keys.rooms, name, json.dumps(info)))
         except Failure as exc:
             raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
 

@@ -73,16 +73,29 @@ class Listener(Protocol):
     def send(self, message: str) -> None: ...
 
 
+def _backlog() -> deque[_Kept]:
+    return deque(maxlen=BACKLOG_FINALS)
+
+
 @dataclass
 class Room:
+    """A room's source captions go to listeners without a language; each target language in
+    ``languages`` has its own listeners, backlog and partials, fed by ``translated``."""
+
     name: str
     token_hash: str | None = None
     created: bool = False
     seq: int = 0
+    languages: tuple[str, ...] = ()
+    source_language: str | None = None
     listeners: dict[Hashable, Listener] = field(default_factory=dict)
-    backlog: deque[_Kept] = field(default_factory=lambda: deque(maxlen=BACKLOG_FINALS))
+    listener_langs: dict[Hashable, str] = field(default_factory=dict)
+    backlog: deque[_Kept] = field(default_factory=_backlog)
     partials: dict[int, CaptionMessage] = field(default_factory=dict)
+    lang_backlog: dict[str, deque[_Kept]] = field(default_factory=dict)
+    lang_partials: dict[str, dict[int, CaptionMessage]] = field(default_factory=dict)
     on_final: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
+    on_caption: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
     on_session: list[Callable[[str, SessionMark], None]] = field(default_factory=list)
     publishers: set[Hashable] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
@@ -100,8 +113,11 @@ class Room:
     def resume(self, history: RoomHistory) -> None:
         """Carry on after a restart: numbering, sessions and time from what was kept. Old finals
         are remembered for numbering only; they belong to an ended session and are not replayed."""
-        for item in history.finals[-BACKLOG_FINALS:]:
-            self.backlog.append(_Kept(item, float("-inf"), -1))
+        for item in history.finals:
+            if item.source_lang is None:
+                self.backlog.append(_Kept(item, float("-inf"), -1))
+            else:
+                self.lang_backlog.setdefault(item.lang, _backlog()).append(_Kept(item, float("-inf"), -1))
         for item in history.finals:
             self.seq = max(self.seq, item.seq)
             self._next_segment = max(self._next_segment, item.segment + 1)
@@ -164,21 +180,59 @@ class Room:
         if caption.final and caption.text:
             for hook in self.on_final:
                 hook(message)
+        for hook in self.on_caption:
+            hook(message)
+        return message
+
+    def translated(
+        self,
+        segment: int,
+        lang: str,
+        final: bool,
+        text: str,
+        source_lang: str,
+        start: float,
+        end: float,
+        stable: str = "",
+    ) -> CaptionMessage:
+        """Number a translated line into the room and send it to the viewers of ``lang``."""
+        self.seq += 1
+        message = CaptionMessage(
+            room=self.name,
+            seq=self.seq,
+            segment=segment,
+            final=final,
+            text=text,
+            start=start,
+            end=end,
+            lang=lang,
+            stable=None if final else stable,
+            source_lang=source_lang,
+        )
+        self.deliver(message)
+        if final and text:
+            for hook in self.on_final:
+                hook(message)
         return message
 
     def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
         """Keep a numbered caption for late viewers and send it to every listener. ``at``
         (monotonic seconds) and ``session`` say when and in which session it was first sent."""
         self.seq = max(self.seq, message.seq)
+        translated = message.source_lang is not None
+        backlog = self.lang_backlog.setdefault(message.lang, _backlog()) if translated else self.backlog
+        partials = self.lang_partials.setdefault(message.lang, {}) if translated else self.partials
         if message.final:
-            self.partials.pop(message.segment, None)
-            self.last_end = max(self.last_end, message.end)
+            partials.pop(message.segment, None)
+            if not translated:
+                self.last_end = max(self.last_end, message.end)
             if message.text:
                 kept_at = self.monotonic() if at is None else at
-                self.backlog.append(_Kept(message, kept_at, self.session if session is None else session))
+                backlog.append(_Kept(message, kept_at, self.session if session is None else session))
         else:
-            self.partials[message.segment] = message
-        self.send(message)
+            partials[message.segment] = message
+        # Source captions go to the listeners without a language, a translation to its own.
+        self.send(message, lang=message.lang if translated else None)
 
     def speech(self, publisher: Hashable, speaking: bool, queue_delay: float) -> None:
         self.speaking[publisher] = speaking
@@ -188,25 +242,43 @@ class Room:
         """Whether anyone speaks; sent on every change and as the heartbeat listeners watch."""
         self.send(StatusMessage(self.name, any(self.speaking.values()), queue_delay, len(self.publishers)))
 
-    def send(self, message: Message) -> None:
+    def listen(self, key: Hashable, listener: Listener, lang: str | None = None) -> None:
+        """Add a listener of the source captions (``lang`` None) or of one target language."""
+        self.listeners[key] = listener
+        if lang is None:
+            self.listener_langs.pop(key, None)
+        else:
+            self.listener_langs[key] = lang
+
+    def unlisten(self, key: Hashable) -> None:
+        self.listeners.pop(key, None)
+        self.listener_langs.pop(key, None)
+
+    def send(self, message: Message, lang: str | None | bool = True) -> None:
+        """To every listener (status, errors), or only to those of one language (captions:
+        ``lang`` None for the source, else the target)."""
         text = message.to_json()
         for key, listener in list(self.listeners.items()):
+            if lang is not True and self.listener_langs.get(key) != lang:
+                continue
             try:
                 listener.send(text)
             except Exception:  # noqa: BLE001 - one broken listener must not silence the room
                 log.info("dropping listener %s of room %s", key, self.name)
-                self.listeners.pop(key, None)
+                self.unlisten(key)
 
-    def replay(self, max_age: float | None = None) -> list[str]:
+    def replay(self, max_age: float | None = None, lang: str | None = None) -> list[str]:
         """What a listener who joins now is sent first: the current session's recent finals (none
-        older than ``max_age`` seconds), then the live partials."""
+        older than ``max_age`` seconds), then the live partials; of the source, or of ``lang``."""
         now = self.monotonic()
+        backlog = self.backlog if lang is None else self.lang_backlog.get(lang, ())
+        partials = self.partials if lang is None else self.lang_partials.get(lang, {})
         finals = [
             k.message
-            for k in self.backlog
+            for k in backlog
             if k.session == self.session and (max_age is None or now - k.at <= max_age)
         ]
-        items = finals + sorted(self.partials.values(), key=lambda m: m.seq)
+        items = finals + sorted(partials.values(), key=lambda m: m.seq)
         return [m.to_json() for m in items]
 
 
@@ -219,17 +291,34 @@ class RoomRegistry:
         on_final: Callable[[CaptionMessage], None] | None = None,
         history: Callable[[str], RoomHistory] | None = None,
         on_session: Callable[[str, SessionMark], None] | None = None,
+        default_languages: tuple[str, ...] = (),
+        on_room: Callable[[Room], None] | None = None,
+        on_forget: Callable[[Room], None] | None = None,
     ) -> None:
         """``history(name)`` gives what a room kept from before a restart (its transcript), so
-        its numbering and time carry on where they were."""
+        its numbering and time carry on where they were. Rooms not created with languages of
+        their own get ``default_languages``; ``on_room`` sees every room as it is added, and
+        ``on_forget`` as an idle one is dropped."""
         self.rooms: dict[str, Room] = {}
         self._path = path
         self._on_final = on_final
         self._on_session = on_session
         self._history = history
+        self._on_room = on_room
+        self._on_forget = on_forget
+        self.default_languages = default_languages
         if path is not None and path.exists():
-            for name, token_hash in json.loads(path.read_text()).items():
-                self._add(Room(name, token_hash=token_hash, created=True))
+            for name, saved in json.loads(path.read_text()).items():
+                # Before translation a room was saved as its token hash alone.
+                info = saved if isinstance(saved, dict) else {"token_hash": saved}
+                room = Room(
+                    name,
+                    token_hash=info.get("token_hash"),
+                    created=True,
+                    languages=tuple(info.get("languages", default_languages)),
+                    source_language=info.get("source_language"),
+                )
+                self._add(room)
 
     def _add(self, room: Room) -> Room:
         if self._on_final is not None:
@@ -239,12 +328,22 @@ class RoomRegistry:
         if self._history is not None:
             room.resume(self._history(room.name))
         self.rooms[room.name] = room
+        if self._on_room is not None:
+            self._on_room(room)
         return room
 
     def _save(self) -> None:
         if self._path is None:
             return
-        created = {r.name: r.token_hash for r in self.rooms.values() if r.created}
+        created = {
+            r.name: {
+                "token_hash": r.token_hash,
+                "languages": list(r.languages),
+                "source_language": r.source_language,
+            }
+            for r in self.rooms.values()
+            if r.created
+        }
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(created, indent=1))
         tmp.replace(self._path)  # atomic: a crash leaves the old file or the new one
@@ -254,7 +353,7 @@ class RoomRegistry:
 
     def ensure(self, name: str) -> Room:
         check_room_name(name)
-        return self.rooms.get(name) or self._add(Room(name))
+        return self.rooms.get(name) or self._add(Room(name, languages=self.default_languages))
 
     def forget_if_idle(self, name: str) -> None:
         """Drop a room nobody created, publishes to or watches: names are free to invent, and
@@ -262,6 +361,8 @@ class RoomRegistry:
         room = self.rooms.get(name)
         if room is not None and room.idle:
             del self.rooms[name]
+            if self._on_forget is not None:
+                self._on_forget(room)
 
     # What request handlers await: here answered from memory, by a shared registry from Redis.
 
@@ -270,8 +371,13 @@ class RoomRegistry:
         room = self.rooms.get(name)
         return room is not None, room.token_hash if room else None
 
-    async def create_room(self, name: str | None = None) -> tuple[Room, str]:
-        return self.create(name)
+    async def create_room(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
+        return self.create(name, languages, source_language)
 
     async def join(self, room: Room, publisher: Hashable) -> None:
         room.join_publisher(publisher)
@@ -282,14 +388,25 @@ class RoomRegistry:
     async def settle(self, room: Room) -> None:
         """Before a publisher's channel leaves: its captions must have reached the listeners."""
 
-    def create(self, name: str | None = None) -> tuple[Room, str]:
+    def create(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed."""
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         room = self.rooms.get(name)
         if room is not None and room.created:
             raise KeyError(name)
         token = secrets.token_urlsafe(24)
-        room = room or self._add(Room(name))
+        langs = self.default_languages if languages is None else languages
+        if room is None:
+            room = self._add(Room(name, languages=langs, source_language=source_language))
+        else:
+            room.languages, room.source_language = langs, source_language
+            if self._on_room is not None:
+                self._on_room(room)
         room.token_hash = hash_token(token)
         room.created = True
         self._save()

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """Settings that cannot work together; said in one line at startup."""
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -34,9 +38,35 @@ class Settings:
     ice_loopback: bool = True
     turn_secret: str = ""
     turn_urls: str = ""
+    ice_ttl: int = 300
+    connect_timeout: float = 15.0
+    media_timeout: float = 3.0
+    offers_per_minute: int = 60
+    max_pending: int = 8
+    max_peers: int = 1000
+    allow_origin: str = ""
+    public_host: str = ""
+    view_token: str = ""
+    trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
     redis: str = ""
+    translate_to: str = ""  # comma-separated default target languages of every room
+    translate_engine: str = ""  # nllb or apertium ("": nllb when a model is given, else apertium)
+    translate_model: str = ""
+    translate_partial_interval: float = 1.0
+    translate_partials: bool = True
+    translate_timeout: float = 10.0
+    max_room_languages: int = 8
+
+    @property
+    def translation_engine(self) -> str | None:
+        """The translator to load, or None when translation is off (the default)."""
+        if self.translate_engine:
+            return self.translate_engine
+        if self.translate_model:
+            return "nllb"
+        return "apertium" if self.translate_to else None
 
     @property
     def loopback(self) -> bool:
@@ -131,10 +161,27 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
     _flag(p, "turn_urls", str, "comma-separated turn: (and stun:) URLs for browsers and the server's peers")
+    _flag(p, "ice_ttl", int, "seconds the TURN credentials of GET /ice stay valid")
+    _flag(p, "connect_timeout", float, "seconds a new peer may take to connect before it is closed")
+    _flag(p, "media_timeout", float, "seconds without audio after which a connected publisher ends")
+    _flag(p, "offers_per_minute", int, "offers and room creations per client address a minute (0: no limit)")
+    _flag(p, "max_pending", int, "peers one client address may have still connecting (0: no limit)")
+    _flag(p, "max_peers", int, "peers of the whole server, connecting or connected (0: no limit)")
+    _flag(p, "allow_origin", str, "comma-separated origins whose pages may create rooms and use /ice")
+    _flag(p, "public_host", str, "comma-separated host names the server answers for (DNS rebinding)")
+    _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
+    _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(
         p, "redis", str, "redis://HOST:6379/0: run as a gateway, with inference on workers and rooms in Redis"
     )
+    _flag(p, "translate_to", str, "target languages every room gets, e.g. es,fr (empty: none)")
+    _flag(p, "translate_engine", str, "nllb or apertium (default: nllb given a model, else apertium)")
+    _flag(p, "translate_model", str, "CTranslate2 NLLB-200 folder, or a name pulled with `models pull`")
+    _flag(p, "translate_partial_interval", float, "least seconds between translations of a partial line")
+    _flag(p, "translate_partials", bool, "translate partial lines (their stable words), not only finals")
+    _flag(p, "translate_timeout", float, "seconds before a translation is given up")
+    _flag(p, "max_room_languages", int, "target languages a room may carry")
     _log_flags(p)
 
 
@@ -178,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_flags(serve)
     worker = sub.add_parser("worker", help="run an inference worker that reads requests from Redis")
     _worker_flags(worker)
+    sub.add_parser("models", help="fetch and convert translation models (nova-voice models pull --help)")
     return p
 
 

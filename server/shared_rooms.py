@@ -98,20 +98,39 @@ class SharedRoomRegistry(RoomRegistry):
             self.bus.unwatch(name)
 
     async def lookup(self, name: str) -> tuple[bool, str | None]:
-        known, token_hash = await self.bus.token_hash(name)
-        return known or name in self.rooms, token_hash
+        known, info = await self.bus.room_info(name)
+        if info is not None:
+            # What it was created with (on any gateway) holds here too: its spoken language.
+            room = self.ensure(name)
+            room.created, room.token_hash = True, info.get("token_hash")
+            room.languages = tuple(info.get("languages", ()))
+            room.source_language = info.get("source_language")
+            return True, room.token_hash
+        return known or name in self.rooms, None
 
-    async def create_room(self, name: str | None = None) -> tuple[Room, str]:
+    async def create_room(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         token = secrets.token_urlsafe(24)
-        if not await self.bus.create(name, hash_token(token)):
+        langs = self.default_languages if languages is None else languages
+        info = {"token_hash": hash_token(token), "languages": list(langs), "source_language": source_language}
+        if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
-        room.token_hash = hash_token(token)
-        room.created = True
+        room.token_hash, room.created = info["token_hash"], True  # type: ignore[assignment]
+        room.languages, room.source_language = langs, source_language
         return room, token
 
-    def create(self, name: str | None = None) -> tuple[Room, str]:
+    def create(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 
     async def join(self, room: Room, publisher: Hashable) -> None:

@@ -103,6 +103,18 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def for_language(items: Iterable[CaptionMessage], lang: str | None) -> list[CaptionMessage]:
+    """The source finals (``lang`` None), or the finals translated into ``lang`` (or, when the
+    room has no such translation, the source finals spoken in ``lang``)."""
+    items = list(items)
+    source = [m for m in items if m.source_lang is None]
+    if lang is None:
+        return source
+    return [m for m in items if m.source_lang is not None and m.lang == lang] or [
+        m for m in source if m.lang == lang
+    ]
+
+
 def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[tuple[float, float, str]]:
     cues = []
     for item in items:

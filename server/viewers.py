@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
 from server.auth import InvalidRoomName, check_room_name
-from server.http import error, read_body
-from server.peers import OfferError, check_offer
-from server.state import STATE, DataChannelListener
+from server.guard import admit, refused, require_view
+from server.http import error, read_json
+from server.peers import OfferError, PeerRefused, check_offer
+from server.rooms import Room
+from server.state import STATE, AppState, DataChannelListener
+from server.translations import LanguageError, viewer_language
 
 MAX_VIEWER_MESSAGE = 4096
 
@@ -39,19 +41,38 @@ def backlog_seconds(request: web.Request) -> float | None:
     return value
 
 
+def planned_room(state: AppState, name: str) -> Room:
+    """The room as it is, or as it will be once someone uses it (with the default languages);
+    nothing is registered, so a refused request leaves no room behind."""
+    return state.rooms.get(name) or Room(name, languages=state.rooms.default_languages)
+
+
+def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
+    """The language a viewer's ``?lang=`` picks: None for the source captions, else a target."""
+    if not raw:
+        return None
+    try:
+        lang = viewer_language(room, raw, state.spoken(room))
+    except LanguageError as exc:
+        raise error(400, "language_not_carried", str(exc)) from exc
+    if lang is not None and state.translation is None:
+        raise error(400, "translation_off", "translation is off on this server")
+    return lang
+
+
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
+    require_view(request, name)  # first: without the token, not even which languages it carries
     max_age = backlog_seconds(request)
+    lang = viewer_stream(state, planned_room(state, name), request.query.get("lang"))
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
-    try:
-        body = json.loads(await read_body(request))
-        sdp = body["sdp"]
-        if not isinstance(sdp, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError) as exc:
-        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}') from exc
+    client = admit(request)
+    body = await read_json(request)
+    sdp = body.get("sdp") if isinstance(body, dict) else None
+    if not isinstance(sdp, str):
+        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}')
     try:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
@@ -73,20 +94,27 @@ async def post_viewer(request: web.Request) -> web.Response:
         if viewer_id not in room.viewers:
             return
         room.viewers.discard(viewer_id)
-        room.listeners.pop(viewer_id, None)
+        room.unlisten(viewer_id)
         state.metrics.viewers.dec()
         state.rooms.forget_if_idle(room.name)
 
-    pc = state.peers.create(on_closed=gone)
+    try:
+        pc = state.peers.create(on_closed=gone, client=client)
+    except PeerRefused as exc:
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        state.rooms.forget_if_idle(room.name)
+        raise refused(exc.refusal) from exc
     room.viewers.add(viewer_id)
     state.metrics.viewers.inc()
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
+        if viewer_id not in room.viewers:
+            return  # the viewer left before its channel opened: nothing to listen for
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
-        for message in room.replay(max_age):
+        for message in room.replay(max_age, lang):
             channel.send(message)
-        room.listeners[viewer_id] = DataChannelListener(channel)
+        room.listen(viewer_id, DataChannelListener(channel), lang)
 
         @channel.on("message")
         def ignore(message: object) -> None:

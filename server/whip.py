@@ -10,15 +10,17 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
+from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import CaptionPolicy, PolicyOptions
 from pipeline.session import CaptionSession
 from pipeline.types import DecodeOptions
 from pipeline.vad import VadOptions
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
+from server.guard import admit, refused
 from server.http import error, read_body
 from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
-from server.peers import OfferError, check_offer
+from server.peers import OfferError, PeerRefused, check_offer
 from server.publisher import Publisher
 from server.rooms import RoomsUnavailable
 from server.state import STATE, AppState, DataChannelListener
@@ -47,6 +49,26 @@ async def authorize(request: web.Request, state: AppState, room_name: str) -> No
         raise error(403, "forbidden", "the publish token is not valid for this room")
 
 
+def spoken_language(request: web.Request, state: AppState, room_name: str) -> str | None:
+    """``?lang=`` on the WHIP URL, else the room's ``source_language``; None: detect it."""
+    room = state.rooms.get(room_name)
+    raw = request.query.get("lang") or (room.source_language if room else None)
+    if not raw:
+        return None if state.multilingual else "en"
+    try:
+        lang = normalize(raw)
+    except UnknownLanguage as exc:
+        raise error(400, "unknown_language", str(exc)) from exc
+    if not state.multilingual and lang != "en":
+        raise error(
+            400,
+            "unsupported_language",
+            f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
+            "(or another multilingual model) to caption other languages",
+        )
+    return base(lang)  # Whisper knows Chinese as one language, whatever its script
+
+
 async def post_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.draining:
@@ -58,8 +80,10 @@ async def post_whip(request: web.Request) -> web.Response:
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     await authorize(request, state, room_name)
+    spoken = spoken_language(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
+    client = admit(request)
     sdp = await read_body(request)
     try:
         parsed = check_offer(sdp, want_audio=True)
@@ -81,12 +105,20 @@ async def post_whip(request: web.Request) -> web.Response:
 
     s = state.settings
     policy = CaptionPolicy(
-        PolicyOptions(partial_interval=s.partial_interval, max_utterance=s.max_utterance),
+        PolicyOptions(
+            partial_interval=s.partial_interval, max_utterance=s.max_utterance, language=spoken or "en"
+        ),
         VadOptions(aggressiveness=s.vad_aggressiveness, end_silence_ms=s.end_silence_ms),
-        DecodeOptions(beam_size=s.beam_size),
+        # A multilingual Whisper told the language skips detection; None lets it detect.
+        DecodeOptions(beam_size=s.beam_size, language=spoken if state.multilingual else None),
     )
+    try:
+        pc = state.peers.create(on_closed=lambda: publisher.peer_closed(), client=client)
+    except PeerRefused as exc:
+        state.backend.close_session(pub_id)
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
-    pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(pub_id, policy, state.backend, lambda event: publisher.on_event(event))
     publisher = Publisher(pub_id, room, state, session, pc)
@@ -101,7 +133,10 @@ async def post_whip(request: web.Request) -> web.Response:
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
-        room.listeners[pub_id] = DataChannelListener(channel)
+        # A channel can open after its publisher ended (a DELETE right after connecting):
+        # listening then would keep the dead peer alive in the room for good.
+        if state.publishers.get(pub_id) is publisher:
+            room.listeners[pub_id] = DataChannelListener(channel)
 
     try:
         receive_first_audio(pc, parsed)
@@ -134,8 +169,12 @@ async def post_whip(request: web.Request) -> web.Response:
 
 async def delete_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    publisher = state.publishers.get(request.match_info["session"])
-    if publisher is None or publisher.room.name != request.match_info["room"]:
+    session, room_name = request.match_info["session"], request.match_info["room"]
+    publisher = state.publishers.get(session)
+    if publisher is None and state.ended.get(session) == room_name:
+        del state.ended[session]  # the server ended it already (no media for --media-timeout)
+        return web.Response(status=200)
+    if publisher is None or publisher.room.name != room_name:
         raise error(404, "unknown_session", "no such publishing session")
     bind(room=publisher.room.name, session=publisher.id[:12])
     await publisher.stop()

@@ -15,13 +15,13 @@
      * @param {{lines?: number|string, fade?: number|string, lang?: string,
      *          onStatus?: Function, onError?: Function}} [opts]
      *   lines: how many lines to keep (0: all, a scrolling log); fade: seconds a final
-     *   stays (0: until pushed out); lang: show only captions in this language.
+     *   stays (0: until pushed out). The server sends a viewer only the language it asked
+     *   for (normalised: es-MX is served as es), so the view does not filter by language.
      */
     constructor(container, opts = {}) {
       this.el = container;
       this.maxLines = Math.max(0, Number(opts.lines ?? opts.maxLines) || 0);
       this.fade = Math.max(0, Number(opts.fade) || 0);
-      this.lang = opts.lang || "";
       this.onStatus = opts.onStatus || null;
       this.onError = opts.onError || null;
       this.listeners = [];
@@ -41,7 +41,6 @@
       if (!msg || typeof msg !== "object") return false;
       switch (msg.type) {
         case "caption":
-          if (this.lang && msg.lang && msg.lang !== this.lang) return true;
           this.listeners.forEach((fn) => fn(msg));
           this.caption(msg);
           return true;

@@ -23,7 +23,11 @@
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
     captions: $('captions'), token: $('token'), links: $('share-links'),
+    watch: $('watch-lang'), watchRow: $('watch-row'),
   };
+  // A viewer of one of the room's translations, while the speaker watches one instead of
+  // their own words; null while they watch the spoken language (the publisher's own channel).
+  let watcher = null;
 
   let state = 'idle';
   // The current share attempt. Every async step checks it is still current, so a Stop pressed
@@ -184,9 +188,11 @@
     await connect(s);
   }
 
-  async function iceServers() {
+  async function iceServers(s) {
     try {
-      const r = await fetch('/ice', { cache: 'no-store' });
+      // With --view-token, /ice wants a token: the room's publish token opens it.
+      const q = s.token ? `?room=${encodeURIComponent(s.room)}&token=${encodeURIComponent(s.token)}` : '';
+      const r = await fetch(`/ice${q}`, { cache: 'no-store' });
       if (r.ok) return (await r.json()).iceServers || [];
     } catch { /* /ice unreachable: the POST below will say so */ }
     return [];
@@ -222,7 +228,7 @@
 
   async function connect(s) {
     const reconnecting = s.wasLive;
-    const pc = (s.pc = new RTCPeerConnection({ iceServers: await iceServers() }));
+    const pc = (s.pc = new RTCPeerConnection({ iceServers: await iceServers(s) }));
     if (session !== s || s.pc !== pc) { pc.close(); return; }
     pc.addEventListener('connectionstatechange', () => {
       if (session !== s || s.pc !== pc) return;
@@ -248,7 +254,7 @@
     dc.addEventListener('message', (e) => {
       if (s.released) return;
       if (session === s && s.pc === pc) alive(s, pc);
-      view.apply(e.data);
+      if (!watcher) view.apply(e.data); // while a translation is watched, its viewer draws
     });
 
     let res;
@@ -298,19 +304,48 @@
     url.searchParams.set('room', s.room);
     history.replaceState(null, '', url); // so a reload or a copied link keeps the room
     showLinks(s.room);
+    loadLanguages(s.room);
+  }
+
+  // The room's translations, offered in the "Show captions in" list (a reconnect keeps the choice).
+  async function loadLanguages(room) {
+    const chosen = ui.watch.value;
+    ui.watch.replaceChildren(new Option('the spoken language', ''));
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(room)}`);
+      if (res.ok) for (const lang of (await res.json()).languages || []) ui.watch.append(new Option(lang, lang));
+    } catch { /* no list: the spoken language only */ }
+    ui.watch.value = [...ui.watch.options].some((o) => o.value === chosen) ? chosen : '';
+    ui.watchRow.hidden = ui.watch.options.length < 2;
+  }
+
+  function watch(lang) {
+    if (watcher) watcher.stop();
+    watcher = null;
+    view.clear();
+    if (session) showLinks(session.room);
+    if (!lang || !session) return;
+    watcher = new window.NovaViewer({
+      server: '', room: session.room, lang,
+      onMessage: (m) => view.apply(m),
+      onConnect: () => view.clear(), // the server replays the recent lines to each connection
+    }).start();
   }
 
   // Where else these captions can be shown: the OBS overlay, the widget, the transcripts.
   function showLinks(room) {
     const base = window.location.origin;
     const r = encodeURIComponent(room);
-    $('overlay-url').value = `${base}/overlay/${r}`;
-    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}" async></` + 'script>';
+    const lang = ui.watch.value;
+    const q = lang ? `?lang=${encodeURIComponent(lang)}` : '';
+    const dataLang = lang ? ` data-lang="${lang}"` : '';
+    $('overlay-url').value = `${base}/overlay/${r}${q}`;
+    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}"${dataLang} async></` + 'script>';
     const list = $('transcripts');
     list.textContent = '';
     for (const fmt of ['vtt', 'srt', 'txt', 'json']) {
       const a = document.createElement('a');
-      a.href = `${base}/rooms/${r}/transcript.${fmt}`;
+      a.href = `${base}/rooms/${r}/transcript.${fmt}${q}`;
       a.textContent = fmt.toUpperCase();
       a.target = '_blank';
       list.append(a, ' ');
@@ -349,6 +384,9 @@
       await Promise.race([drained, new Promise((r) => setTimeout(r, STOP_WAIT_MS))]);
     }
     release(s);
+    if (watcher) watcher.stop();
+    watcher = null;
+    ui.watch.value = '';
     ui.activity.textContent = '';
     setState('idle');
     setBusy(false);
@@ -356,6 +394,7 @@
 
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); share(); });
   ui.stop.addEventListener('click', () => { stop(); });
+  ui.watch.addEventListener('change', () => watch(ui.watch.value));
   window.addEventListener('pagehide', () => {
     if (!session) return;
     deleteSession(session.location);
@@ -372,5 +411,6 @@
     state: () => state,
     finals: () => view.finals(),
     partial: () => view.partial(),
+    watching: () => (watcher ? ui.watch.value : ''),
   };
 })();
