@@ -224,3 +224,19 @@ async def test_redis_restarted_under_a_gateway_refuses_publishers_while_down_the
         second, _ = await publish_and_watch(base, base, "again", wav, len(audio) / 16_000 - 1.0)
     assert wer(LIBRIVOX[3].text, first.final_text()) <= 0.3
     assert wer(first.final_text(), second.final_text()) <= 0.1
+
+
+def test_a_gateway_with_translation_is_refused_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.server_process import ENV, free_port
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path),
+         "--redis", "redis://127.0.0.1:1/0", "--translate-to", "es"],
+        capture_output=True, text=True, timeout=60, env=ENV,
+    )  # fmt: skip
+    assert result.returncode == 2
+    said = [line for line in result.stderr.splitlines() if line.startswith("nova-voice:")]
+    assert len(said) == 1 and "--redis" in said[0], result.stderr
