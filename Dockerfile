@@ -4,6 +4,9 @@ FROM python:3.11-slim
 # Extra pip packages, e.g. the CUDA libraries for GPU workers (see docker-compose.gpu.yml).
 ARG EXTRA_PIP=""
 WORKDIR /app
+# Apertium (rule-based English<->Spanish) lets --translate-engine apertium translate with no model download.
+RUN apt-get update && apt-get install -y --no-install-recommends apertium apertium-eng-spa \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY pipeline ./pipeline
