@@ -52,10 +52,12 @@ FALLBACK_DECODE = DecodeOptions(beam_size=1, temperature=0.4, word_timestamps=Tr
 class PolicyOptions:
     """Tunables of the streaming policy, defaults tuned for CPU tiny.en.
 
-    partial_interval: seconds of new voiced audio between partial re-transcriptions.
+    partial_interval: seconds of new voiced audio between partial re-transcriptions (the first
+        comes as soon as the utterance opens). One second, not half: partials are most of the
+        CPU a speaker costs (bench/results/cost.md), and this halves them.
     max_partial_interval: partials whose hypothesis did not change double the interval, up to
         this (steady noise, a held note); 0 keeps it fixed.
-    min_partial_audio: no partial before this much speech (too little audio gives noise).
+    min_partial_audio: no partial before the utterance (pre-roll included) is this long.
     max_utterance: length cap in seconds; the utterance is cut after a committed word.
     context_chars: how much earlier final text is passed to Whisper as the prompt.
     prompt_min_probability: words Whisper itself doubted stay out of the prompt, since a
@@ -71,8 +73,8 @@ class PolicyOptions:
         as before issue 12, kept for comparisons).
     """
 
-    partial_interval: float = 0.5
-    max_partial_interval: float = 2.0
+    partial_interval: float = 1.0
+    max_partial_interval: float = 3.0
     min_partial_audio: float = 0.4
     max_utterance: float = 12.0
     context_chars: int = 200
@@ -357,7 +359,7 @@ class CaptionPolicy:
             return [self._submit_final(utt)]
         if utt.partial_ticket is not None or utt.final_ticket is not None:
             return []
-        if utt.voiced / SAMPLE_RATE < opts.min_partial_audio:
+        if utt.duration < opts.min_partial_audio:
             return []
         new_voice = (utt.voiced - utt.voiced_at_request) / SAMPLE_RATE
         if utt.voiced_at_request and new_voice < self._interval(utt):
@@ -623,3 +625,40 @@ class CaptionPolicy:
         self._context.append(join_words(sure))
         while len(self._context) > 1 and sum(map(len, self._context)) > 4 * self.options.context_chars:
             self._context.popleft()
+
+
+def caption_policy(
+    vad: str = "silero",
+    vad_aggressiveness: int = 2,
+    end_silence_ms: int = 500,
+    partial_interval: float = 1.0,
+    max_utterance: float = 12.0,
+    sentence_wait: float = 0.7,
+    stale_after: float = 3.0,
+    beam_size: int = 1,
+    final_beam_size: int = 5,
+    legacy_partials: bool = False,
+) -> CaptionPolicy:
+    """The policy from the server's flat settings.
+
+    ``legacy_partials`` brings back the partials of before issue 12 (aligned, 1000-frame
+    window, every ``partial_interval`` of audio, no backoff, no final decoded ahead), so one run
+    can compare; with ``final_beam_size=1``, ``sentence_wait=0``, ``stale_after=0`` and the
+    webrtc VAD it is the old policy whole.
+    """
+    options = PolicyOptions(
+        partial_interval=partial_interval,
+        max_utterance=max_utterance,
+        sentence_wait=sentence_wait,
+        stale_after=stale_after,
+        **(
+            dict(speculate_ms=0, max_partial_interval=0.0, partials_on_voice=False) if legacy_partials else {}
+        ),
+    )
+    partial = DecodeOptions() if legacy_partials else PARTIAL_DECODE
+    return CaptionPolicy(
+        options,
+        VadOptions(engine=vad, aggressiveness=vad_aggressiveness, end_silence_ms=end_silence_ms),
+        decode=replace(partial, beam_size=beam_size),
+        final_decode=replace(FINAL_DECODE, beam_size=final_beam_size),
+    )

@@ -86,6 +86,13 @@ class CaptionSession:
     def queue_delay(self) -> float:
         return self.backend.queue_delay(self.key)
 
+    async def settled(self) -> None:
+        """Until every sample pushed so far has been through the VAD and every request it led
+        to has been answered (replays that must not depend on the machine's speed)."""
+        await self._drain_vad()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Submit):

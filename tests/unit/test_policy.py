@@ -51,11 +51,12 @@ def hyp(*words: str, step: float = 0.3, start: float = 0.3, **scores: Any) -> Tr
 
 
 def make(**options: Any) -> CaptionPolicy:
-    """A policy on a VAD that calls any non-zero frame speech, with 30 ms frames."""
+    """A policy on a VAD that calls any non-zero frame speech, with 30 ms frames; partials every
+    half second of voice unless said otherwise."""
     vad = VadSegmenter(
         VadOptions(engine="webrtc", end_silence_ms=500, pre_roll_ms=300), voiced=lambda f: bool(f.any())
     )
-    return CaptionPolicy(PolicyOptions(**options), vad)
+    return CaptionPolicy(PolicyOptions(**{"partial_interval": 0.5, **options}), vad)
 
 
 def legacy(**options: Any) -> CaptionPolicy:
@@ -63,7 +64,9 @@ def legacy(**options: Any) -> CaptionPolicy:
         VadOptions(engine="webrtc", end_silence_ms=500, pre_roll_ms=300), voiced=lambda f: bool(f.any())
     )
     timed = DecodeOptions()
-    return CaptionPolicy(PolicyOptions(**{**LEGACY, **options}), vad, decode=timed, final_decode=timed)
+    return CaptionPolicy(
+        PolicyOptions(**{**LEGACY, "partial_interval": 0.5, **options}), vad, decode=timed, final_decode=timed
+    )
 
 
 def submits(actions: list) -> list[Submit]:
