@@ -54,6 +54,7 @@ def policy_factory(policy: PolicyOptions | PolicyFactory | dict[str, Any]) -> Po
 class Seen:
     at: float  # wall seconds since the stream's first sample was sent
     caption: Caption
+    stream_at: float = 0.0  # seconds of the stream the policy had heard when it came
 
 
 @dataclass
@@ -121,13 +122,15 @@ async def replay_one(
     await asyncio.sleep(delay)
     t0 = time.monotonic()
 
+    caption_policy_ = policy_factory(policy)()
+
     def on_event(event: object) -> None:
         if isinstance(event, Caption):
-            result.seen.append(Seen(time.monotonic() - t0, event))
+            result.seen.append(Seen(time.monotonic() - t0, event, caption_policy_.stream_time))
 
     backend = LocalBackend([inference]) if isinstance(inference, Scheduler) else inference
     backend.open_session(key)
-    session = CaptionSession(key, policy_factory(policy)(), backend, on_event)
+    session = CaptionSession(key, caption_policy_, backend, on_event)
     audio = stream.audio
     for i in range(0, len(audio), CHUNK):
         session.push(audio[i : i + CHUNK])
