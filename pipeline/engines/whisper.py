@@ -44,9 +44,10 @@ TERMINAL = (".", "?", "!")
 
 
 def bucket_frames(n_samples: int, min_frames: int = 1000) -> int:
-    """The smallest encoder window (in mel frames) that holds ``n_samples`` with some tail room."""
+    """The smallest encoder window (in mel frames) that holds ``n_samples`` with some tail room,
+    and is at least ``min_frames`` (itself a window, so a benchmark can try any size)."""
     needed = max(n_samples // HOP + 50, min_frames)
-    for frames in FRAME_BUCKETS:
+    for frames in sorted({min_frames, *FRAME_BUCKETS}):
         if needed <= frames:
             return frames
     return FRAME_BUCKETS[-1]
