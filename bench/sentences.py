@@ -8,8 +8,8 @@ word boundaries a third, half and two thirds of the way in ("mid"), and whole ("
 espeak sentences spoken with an 800 ms SSML break in the middle, cut at the break ("mid") and
 whole ("end"). For each: whether the text ends with . ? !, and the probability Whisper gave that
 mark (``Transcript.sentence_end``). The policy waits for more speech when the mark is missing
-or below a threshold (``PolicyOptions.sentence_end_probability``); the table shows what each
-threshold holds back.
+or below its thresholds (``PolicyOptions.sentence_sure`` and ``sentence_likely``); the table
+shows what each threshold holds back.
 """
 
 from __future__ import annotations
@@ -117,13 +117,14 @@ def main(out: Path) -> None:
         "|---|---|---|",
         *summary,
         "",
-        "The policy's threshold is 0.7: below it a final waits for more speech.",
+        "The policy closes a final at once from 0.9, waits half its sentence wait (0.35 s) from 0.7, and",
+        "the whole wait (0.7 s) below 0.7 or without a mark.",
         "",
-        "| piece | source | ends with . ? ! | probability of the mark | text |",
-        "|---|---|---|---|---|",
+        "| piece | source | ends with . ? ! | probability of the mark | last word's probability | text |",
+        "|---|---|---|---|---|---|",
         *[
             f"| {kind} | {src} | {'yes' if t.text.rstrip(chr(34)).endswith(('.', '?', '!')) else 'no'} | "
-            f"{t.sentence_end:.2f} | {t.text} |"
+            f"{t.sentence_end:.2f} | {t.words[-1].probability if t.words else 0:.2f} | {t.text} |"
             for kind, src, t in rows
         ],
         "",

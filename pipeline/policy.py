@@ -65,8 +65,11 @@ class PolicyOptions:
     backpressure_delay: queue delay (s) beyond which partial updates slow down.
     speculate_ms: a pause in the voice this long starts the final's decode before the VAD
         ends the utterance (0: decode the final only when the VAD ends it).
-    sentence_wait: extra silence (s) a final waits when its text does not end a sentence with
-        at least ``sentence_end_probability``; voice within it continues the utterance (0: off).
+    sentence_wait: extra silence (s) a final waits when its text does not end a sentence; voice
+        within it continues the utterance (0: off). A full stop Whisper is sure of (at least
+        ``sentence_sure``) waits for nothing, a likely one (at least ``sentence_likely``) for
+        half of it: the longer wait costs latency at true sentence ends, where Whisper is mostly
+        sure (bench/results/sentences.md).
     stale_after: seconds of transcribed audio without a new word after which an utterance is
         closed even though the VAD still hears speech (0: never).
     partials_on_voice: count only voiced audio towards ``partial_interval`` (False: all audio,
@@ -83,7 +86,8 @@ class PolicyOptions:
     language: str = "en"
     speculate_ms: int = 200
     sentence_wait: float = 0.7
-    sentence_end_probability: float = 0.7
+    sentence_sure: float = 0.9
+    sentence_likely: float = 0.7
     stale_after: float = 3.0
     partials_on_voice: bool = True
 
@@ -439,13 +443,19 @@ class CaptionPolicy:
         if utt.ended_at is None:
             return []
         waited = (self._stream_samples - utt.ended_at) / SAMPLE_RATE
-        over = waited >= self.options.sentence_wait
         result = utt.final_result
         if result is None:
-            return self._detach(utt) if over else []
-        if over or ends_sentence(result, self.options.sentence_end_probability):
-            return self._detach(utt)
-        return []
+            return self._detach(utt) if waited >= self.options.sentence_wait else []
+        return self._detach(utt) if waited >= self._sentence_wait(result) else []
+
+    def _sentence_wait(self, result: Transcript) -> float:
+        """How much more silence this final waits for: none at a sure sentence end."""
+        opts = self.options
+        if ends_sentence(result, opts.sentence_sure):
+            return 0.0
+        if ends_sentence(result, opts.sentence_likely):
+            return opts.sentence_wait / 2
+        return opts.sentence_wait
 
     def _detach(self, utt: _Utterance) -> list[Action]:
         """The utterance is over: emit its final now if decoded, else when its answer comes."""

@@ -322,12 +322,19 @@ def test_a_held_final_is_released_when_the_wait_is_over() -> None:
     assert [s.segment for s in submits(p.feed(silence(0.6)))] == [1]
 
 
-def test_a_sure_sentence_end_is_not_held() -> None:
+def test_a_sure_sentence_end_is_not_held_and_a_likely_one_waits_half() -> None:
     p = make(speculate_ms=0, sentence_wait=0.7)
     p.feed(speech(1.0))
     (final,) = submits(p.feed(silence(0.6)))
     (caption,) = captions(p.on_result(final.ticket, hyp("that", "is", "all.", sentence_end=0.9)))
     assert caption.final
+    p.feed(speech(1.0))
+    (final,) = submits(p.feed(silence(0.6)))
+    (held,) = captions(p.on_result(final.ticket, hyp("that", "is", "it.", sentence_end=0.8)))
+    assert not held.final
+    assert captions(p.feed(silence(0.2))) == []
+    (caption,) = captions(p.feed(silence(0.2)))  # 0.5 s after the VAD's end: past half the wait
+    assert caption.final and caption.text == "that is it."
 
 
 def test_steady_noise_with_words_is_closed_when_the_hypothesis_stops_changing() -> None:
