@@ -162,11 +162,14 @@
     setBusy(true);
 
     try {
-      // Measured through headless Chromium (issue 12): noise suppression and gain control
-      // change the sound Whisper was trained on and cost words; the server's VAD and model
-      // handle noise themselves. Echo cancellation only removes what this browser plays.
       s.stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: false },
+        audio: {
+          // Measured through headless Chromium (issue 12, bench/results/browser.md): noise
+          // suppression and gain control reshape the sound Whisper was trained on and cost
+          // words; the server's VAD and model handle noise. Echo cancellation only removes
+          // what this browser itself plays.
+          echoCancellation: true, noiseSuppression: false, autoGainControl: false,
+        },
       });
     } catch (err) {
       fail(s, micMessage(err), 'idle'); // nothing was connected, so nothing failed
