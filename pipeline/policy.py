@@ -226,6 +226,7 @@ class CaptionPolicy:
                 if utt is not None and self._can_resume(utt):
                     utt.append(frame.samples)  # the pause is in already: no second pre-roll
                     utt.ended_at = None
+                    utt.final_result = None  # it heard only the first half
                     self._heard(utt, frame)
                     actions.append(SpeechChange(True, round(self.stream_time, 3)))
                 else:
@@ -392,6 +393,9 @@ class CaptionPolicy:
     def _close(self, utt: _Utterance) -> list[Action]:
         """The VAD heard the end: reuse the final decoded ahead if no voice came since, or ask now."""
         utt.ended_at = self._stream_samples
+        if utt.voiced == 0 and not utt.words:
+            self._utt = None  # a remnant after a cut with no voice in it: nothing to finalise
+            return []
         if utt.partial_ticket is not None:
             utt.asked.pop(utt.partial_ticket, None)  # the final will say more than it could
             utt.partial_ticket = None
@@ -432,8 +436,8 @@ class CaptionPolicy:
     def _fallback(self, utt: _Utterance) -> list[Action]:
         utt.fallback_tried = True
         detached = self._utt is not utt
+        utt.final_ticket = None  # answered: not a partial to come
         submit = self._submit_final(utt, FALLBACK_DECODE)
-        utt.asked.pop(submit.ticket, None)
         if detached:
             self._finals[submit.ticket] = utt
         return [submit]
