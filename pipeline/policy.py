@@ -194,6 +194,7 @@ class CaptionPolicy:
         self._finals: dict[int, _Utterance] = {}  # ended utterances awaiting their final
         self._context: deque[str] = deque()
         self._last_final: list[Word] = []
+        self._detected = self.options.language  # the language Whisper last detected
         self.queue_delay = 0.0
 
     # -- inputs -------------------------------------------------------------------------
@@ -437,7 +438,7 @@ class CaptionPolicy:
         utt.fallback_tried = True
         detached = self._utt is not utt
         utt.final_ticket = None  # answered: not a partial to come
-        submit = self._submit_final(utt, FALLBACK_DECODE)
+        submit = self._submit_final(utt, replace(FALLBACK_DECODE, language=self.final_decode.language))
         if detached:
             self._finals[submit.ticket] = utt
         return [submit]
@@ -475,6 +476,8 @@ class CaptionPolicy:
         return actions
 
     def _on_hypothesis(self, utt: _Utterance, transcript: Transcript, covered: int) -> list[Action]:
+        if transcript.language:
+            self._detected = transcript.language
         before = [normalize(w.text) for w in utt.words]
         self._advance(utt, transcript)
         utt.heard_until = max(utt.heard_until, covered)
@@ -627,7 +630,7 @@ class CaptionPolicy:
             text=join_words(words),
             start=words[0].start,
             end=words[-1].end,
-            lang=self.options.language,
+            lang=self._detected,
             stable=join_words(utt.committed),
         )
 
@@ -652,19 +655,23 @@ def caption_policy(
     beam_size: int = 1,
     final_beam_size: int = 5,
     legacy_partials: bool = False,
+    language: str = "en",
+    decode_language: str | None = None,
 ) -> CaptionPolicy:
     """The policy from the server's flat settings.
 
     ``legacy_partials`` brings back the partials of before issue 12 (aligned, 1000-frame
     window, every ``partial_interval`` of audio, no backoff, no final decoded ahead), so one run
     can compare; with ``final_beam_size=1``, ``sentence_wait=0``, ``stale_after=0`` and the
-    webrtc VAD it is the old policy whole.
+    webrtc VAD it is the old policy whole. ``language`` is what captions say they are in until
+    Whisper detects otherwise; ``decode_language`` tells a multilingual Whisper (None: detect).
     """
     options = PolicyOptions(
         partial_interval=partial_interval,
         max_utterance=max_utterance,
         sentence_wait=sentence_wait,
         stale_after=stale_after,
+        language=language,
         **(
             dict(speculate_ms=0, max_partial_interval=0.0, partials_on_voice=False) if legacy_partials else {}
         ),
@@ -673,6 +680,6 @@ def caption_policy(
     return CaptionPolicy(
         options,
         VadOptions(engine=vad, aggressiveness=vad_aggressiveness, end_silence_ms=end_silence_ms),
-        decode=replace(partial, beam_size=beam_size),
-        final_decode=replace(FINAL_DECODE, beam_size=final_beam_size),
+        decode=replace(partial, beam_size=beam_size, language=decode_language),
+        final_decode=replace(FINAL_DECODE, beam_size=final_beam_size, language=decode_language),
     )

@@ -75,13 +75,19 @@ class Scheduler:
         device: str = "cpu",
         clock: Clock | None = None,
         observer: SchedulerObserver | None = None,
+        engine_options: dict[str, BatchOptions] | None = None,
     ) -> None:
+        """``engine_options`` batches an engine differently from ``options`` (translation lines
+        are far cheaper than Whisper windows, so a device can take more of them per call)."""
         self.engines = engines
         self.device = device
         self.options = options or BatchOptions()
         self._clock = clock or MonotonicClock()
         self.observer = observer or NullObserver()
-        self._queues: dict[str, BatchQueue[_Job]] = {n: BatchQueue(self.options) for n in engines}
+        per_engine = engine_options or {}
+        self._queues: dict[str, BatchQueue[_Job]] = {
+            n: BatchQueue(per_engine.get(n, self.options)) for n in engines
+        }
         self._cond = threading.Condition()
         self._closed = False
         self._busy_since: float | None = None

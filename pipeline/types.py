@@ -89,3 +89,25 @@ class Caption:
     translations: dict[str, str] = field(default_factory=dict)
     # The leading part of a partial that successive hypotheses agreed on and will not change.
     stable: str = ""
+
+
+@dataclass(frozen=True)
+class TranslateRequest:
+    """One line to translate, between ISO codes (``en`` -> ``es``).
+
+    ``prefix`` is translated text already shown to viewers for this line: an engine that can
+    force it (NLLB) continues after it, so a growing line grows rather than rewriting itself
+    (NoLanguageLeftWaiting); an engine that cannot (Apertium) ignores it.
+    """
+
+    text: str
+    source: str
+    target: str
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    source: str
+    target: str

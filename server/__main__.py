@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
+from pipeline.engines.apertium import ApertiumError
+from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
+from server import logs
 from server.settings import Settings, parse
+
+log = logging.getLogger("nova-voice")
 
 
 def check_exposure(settings: Settings) -> str | None:
@@ -22,10 +31,56 @@ def check_exposure(settings: Settings) -> str | None:
     )
 
 
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket, taken before the model loads: a busy port is said at once, in a line."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"nova-voice: port {settings.port} on {settings.host} is already in use "
+                "(another Nova Voice?); pick another with --port or NOVA_PORT"
+            ) from None
+        raise SystemExit(
+            f"nova-voice: cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(app: web.Application, sock: socket.socket, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain: no new publishers (503), the current ones
+    finalise their last words (bounded by --drain-timeout), and the process exits."""
+    from server.app import drain
+
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    print(f"Nova Voice listening on http://{settings.host}:{settings.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining publishers")
+    await drain(app, settings.drain_timeout)
+    await runner.cleanup()
+    log.info("stopped")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    command, settings = parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aioice").setLevel(logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["models"]:
+        from server.models_cli import main as models_main
+
+        return models_main(args[1:])
+    command, settings = parse(args)
+    logs.configure(settings.log_format)
     if command != "serve":
         print(f"nova-voice: unknown command {command!r}", file=sys.stderr)
         return 2
@@ -33,15 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"nova-voice: {problem}", file=sys.stderr)
         return 2
+    try:
+        sock = bind(settings)
+    except SystemExit as exc:
+        print(exc.code, file=sys.stderr)
+        return 2
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
+    from server.translations import LanguageError
 
     try:
         app = create_app(settings)
-    except ModelNotFound as exc:
+    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
-    print(f"Nova Voice listening on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    asyncio.run(serve(app, sock, settings))
     return 0
 
 

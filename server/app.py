@@ -8,38 +8,69 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from pipeline.languages import parse_list
+from pipeline.translation import TranslationOptions
 from server import health, ice, pages, room_routes, viewers, whip
 from server.http import cors, json_errors
-from server.inference import LoadedModels, load_models, local_backend
+from server.ice import server_ice_servers
+from server.inference import LoadedModels, load_models, local_backend, with_translator
+from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.rooms import RoomRegistry
 from server.settings import Settings
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
+from server.translations import TranslationService
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.5
 
 
 def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Application:
     """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
-    backend = local_backend(settings, models or load_models(settings), observer=metrics)
+    defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
+    models, own_engines = with_translator(models or load_models(settings), settings)
+    backend = local_backend(settings, models, observer=metrics)
+    translation = None
+    if models.translator is not None:
+        translator = models.devices[0][1][models.translator]
+        translation = TranslationService(
+            translator,  # type: ignore[arg-type]  # both translator engines have languages/supports
+            backend,
+            metrics,
+            TranslationOptions(
+                partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
+            ),
+            timeout=settings.translate_timeout,
+            max_languages=settings.max_room_languages,
+        )
+        defaults = translation.check(list(defaults), None if models.multilingual else "en")
     settings.data_path.mkdir(parents=True, exist_ok=True)
     transcripts = TranscriptStore(settings.data_path)
     state = AppState(
         settings=settings,
         backend=backend,
         metrics=metrics,
-        peers=PeerSet(),
+        peers=PeerSet(ice_servers=lambda: server_ice_servers(settings)),
         transcripts=transcripts,
         rooms=RoomRegistry(
-            settings.data_path / "rooms.json", on_final=transcripts.append, history=transcripts.finals
+            settings.data_path / "rooms.json",
+            on_final=transcripts.append,
+            history=transcripts.history,
+            on_session=transcripts.mark_session,
+            default_languages=defaults if translation else (),
+            on_room=translation.attach if translation else None,
+            on_forget=translation.detach if translation else None,
         ),
+        translation=translation,
+        multilingual=models.multilingual,
     )
 
-    app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[request_ids, cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(
@@ -51,13 +82,60 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + pages.routes()
     )
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    async def inference(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if translation is not None:
+            await translation.aclose()
+        await backend.aclose()
+        for engine in own_engines:
+            await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
+
+    async def peers(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)
         yield
-        # Finalise every publisher's last words side by side: shutdown takes one final's time, not N.
-        await asyncio.gather(*(p.stop() for p in list(state.publishers.values())), return_exceptions=True)
         await state.peers.close_all()
-        await backend.aclose()
 
-    app.cleanup_ctx.append(lifecycle)
+    async def files(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(transcripts.close)
+
+    async def heartbeat(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(beat(state), name="heartbeat")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def publishers(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await drain(app, settings.drain_timeout)
+
+    # Torn down in reverse: publishers finalise first, while peers, files and models still work.
+    app.cleanup_ctx.extend([inference, files, peers, heartbeat, publishers])
     return app
+
+
+async def beat(state: AppState) -> None:
+    """Every listener hears from the room twice a second, speech or not: a page that hears
+    nothing for a while knows its server is gone long before ICE would tell it."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)  # a period, not a synchronisation
+        delay = state.backend.queue_delay()
+        for room in list(state.rooms.rooms.values()):
+            if room.listeners:
+                room.status(delay)
+
+
+async def drain(app: web.Application, timeout: float) -> None:
+    """Stop taking publishers (WHIP answers 503, /health says draining) and finalise the ones
+    in progress side by side, within ``timeout`` seconds: their last words still go out."""
+    state = app[STATE]
+    state.draining = True
+    stopping = [p.stop() for p in list(state.publishers.values())]
+    if not stopping:
+        return
+    log.info("draining: finalising %d publisher(s)", len(stopping))
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*stopping, return_exceptions=True)
+    except TimeoutError:
+        log.warning("draining: publishers still open after %.0f s; closing them", timeout)

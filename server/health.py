@@ -8,6 +8,9 @@ from server.state import STATE
 
 
 async def health(request: web.Request) -> web.Response:
+    # A load balancer stops sending publishers to a draining server; the ones it has finish.
+    if request.app[STATE].draining:
+        return web.json_response({"status": "draining"}, status=503, headers={"Retry-After": "5"})
     return web.json_response({"status": "ok"})
 
 
@@ -17,7 +20,7 @@ async def health_full(request: web.Request) -> web.Response:
     model = inference.detail.get("model", {})
     return web.json_response(
         {
-            "status": "ok" if inference.ready else "degraded",
+            "status": "draining" if state.draining else ("ok" if inference.ready else "degraded"),
             "model": model,
             "inference": inference.to_dict(),
             "devices": inference.to_dict()["devices"],

@@ -12,7 +12,9 @@ import hmac
 import time
 
 from aiohttp import web
+from aiortc import RTCIceServer
 
+from server.settings import Settings
 from server.state import STATE
 
 TTL = 6 * 3600
@@ -29,11 +31,29 @@ def turn_credentials(
 async def ice(request: web.Request) -> web.Response:
     settings = request.app[STATE].settings
     servers: list[dict[str, object]] = []
-    urls = [u.strip() for u in settings.turn_urls.split(",") if u.strip()]
-    if urls and settings.turn_secret:
+    listed = urls(settings)
+    if listed and settings.turn_secret:
         username, credential = turn_credentials(settings.turn_secret)
-        servers.append({"urls": urls, "username": username, "credential": credential})
+        servers.append({"urls": listed, "username": username, "credential": credential})
     return web.json_response({"iceServers": servers, "ttl": TTL}, headers={"Cache-Control": "no-store"})
+
+
+def urls(settings: Settings) -> list[str]:
+    return [u.strip() for u in settings.turn_urls.split(",") if u.strip()]
+
+
+def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
+    """The server's own peers use the same TURN servers as browsers, so a peer that can only be
+    reached through a relay (a symmetric NAT, a relay-only policy) still meets the server.
+    STUN URLs in the list are used without credentials."""
+    listed = urls(settings)
+    stun = [u for u in listed if u.startswith("stun:")]
+    turn = [u for u in listed if u.startswith(("turn:", "turns:"))]
+    servers = [RTCIceServer(urls=stun)] if stun else []
+    if turn and settings.turn_secret:
+        username, credential = turn_credentials(settings.turn_secret, name="nova-server")
+        servers.append(RTCIceServer(urls=turn, username=username, credential=credential))
+    return servers
 
 
 def routes() -> list[web.RouteDef]:

@@ -14,7 +14,7 @@ from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
 from pipeline.engines import Engine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
-from pipeline.models import ResolvedModel, resolve_whisper
+from pipeline.models import ModelNotFound, ResolvedModel, resolve_nllb, resolve_whisper
 from pipeline.scheduler import Scheduler, SchedulerObserver
 from server.settings import Settings
 
@@ -70,6 +70,54 @@ class LoadedModels:
 
     model: ResolvedModel
     devices: list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]]
+    translator: str | None = None  # the translation engine's name, when one is loaded
+    translate_model: ResolvedModel | None = None
+
+    @property
+    def multilingual(self) -> bool:
+        return any(getattr(engines.get("whisper"), "multilingual", False) for _, engines in self.devices)
+
+
+def with_translator(models: LoadedModels, settings: Settings) -> tuple[LoadedModels, list[Any]]:
+    """``models`` plus the translator the settings ask for, on every device's scheduler.
+
+    Returns the engines it created (to close with the app). NLLB loads once per device;
+    Apertium's pipelines are processes shared by all devices. Raises ModelNotFound for a
+    missing NLLB model and ApertiumError when Apertium is not installed.
+    """
+    name = settings.translation_engine
+    if name is None or all(name in engines for _, engines in models.devices):
+        return models, []
+    if name == "apertium":
+        from pipeline.engines.apertium import ApertiumConfig, ApertiumEngine
+
+        shared = ApertiumEngine(ApertiumConfig(timeout=max(1.0, settings.translate_timeout / 2)))
+        devices = [(dev, {**engines, name: shared}) for dev, engines in models.devices]
+        return LoadedModels(models.model, devices, name), [shared]
+    if name != "nllb":
+        raise ModelNotFound(name, ["--translate-engine takes nllb or apertium"])
+    from pipeline.engines.nllb import NllbConfig, NllbEngine
+
+    if not settings.translate_model:
+        raise ModelNotFound(
+            "nllb", ["--translate-model (a CTranslate2 NLLB folder, or `nova-voice models pull`)"]
+        )
+    resolved = resolve_nllb(settings.translate_model)
+    threads = settings.cpu_threads or (os.cpu_count() or 1)
+    devices = []
+    for dev, engines in models.devices:
+        print(f"loading NLLB {resolved.name} ({resolved.path}) on {dev} ...", flush=True)
+        nllb = NllbEngine(
+            NllbConfig(
+                resolved.path,
+                dev.device,
+                dev.index,
+                compute_type(settings, dev),
+                threads if dev.device == "cpu" else 0,
+            )
+        )
+        devices.append((dev, {**engines, name: nllb}))
+    return LoadedModels(models.model, devices, name, resolved), []
 
 
 def load_models(settings: Settings) -> LoadedModels:
@@ -101,10 +149,38 @@ def local_backend(
     settings: Settings, models: LoadedModels, observer: SchedulerObserver | None = None
 ) -> LocalBackend:
     """A scheduler per device around already-loaded models, with this app's limits and metrics."""
+    own: dict[str, Scheduler] = {}
+    if models.translator == "apertium":
+        # Apertium needs no device: a worker of its own, so a caption's translation never
+        # waits behind a Whisper batch (hundreds of ms on a CPU) for a few ms of work.
+        apertium = models.devices[0][1]["apertium"]
+        own["apertium"] = Scheduler(
+            {"apertium": apertium},
+            BatchOptions(max_batch=32, max_wait=0.005),
+            device="cpu",
+            observer=observer,
+        )
     schedulers = [
-        Scheduler(engines, batch_options(settings, dev), device=str(dev), observer=observer)
+        Scheduler(
+            {n: e for n, e in engines.items() if n not in own},
+            batch_options(settings, dev),
+            device=str(dev),
+            observer=observer,
+            # NLLB lines cost a fraction of a Whisper window: take more of them per call.
+            engine_options={"nllb": translation_batch_options(settings, dev)},
+        )
         for dev, engines in models.devices
     ]
     m = models.model
-    detail = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
-    return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail)
+    detail: dict[str, Any] = {"model": {"name": m.name, "path": m.path, "source": m.source, "loaded": True}}
+    if models.translator:
+        t = models.translate_model
+        detail["translator"] = {"engine": models.translator, "model": t.path if t else None}
+    return LocalBackend(schedulers, max_sessions=settings.max_sessions, detail=detail, engine_schedulers=own)
+
+
+def translation_batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
+    base = batch_options(settings, device)
+    # Lines of every room and language gather as briefly as Whisper requests do; a call
+    # takes up to 16 (CPU) or 32 (GPU) of them, partial and final lines in separate calls.
+    return BatchOptions(max_batch=32 if device.device == "cuda" else 16, max_wait=base.max_wait)

@@ -43,6 +43,15 @@ class Metrics:
         self.viewers = Gauge("nova_viewers", "Connected viewers", registry=r)
         self.captions = Counter("nova_captions_total", "Caption messages sent to rooms", ["kind"], registry=r)
         self.rejected = Counter("nova_rejected_total", "Requests refused", ["reason"], registry=r)
+        self.translation_errors = Counter(
+            "nova_translation_errors_total",
+            "Translations given up (the source caption still went out)",
+            ["engine", "reason"],
+            registry=r,
+        )
+
+    def translation_error(self, engine: str, reason: str) -> None:
+        self.translation_errors.labels(engine, reason).inc()
 
     # SchedulerObserver: called from the scheduler's thread; prometheus-client is thread-safe.
     def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:

@@ -42,7 +42,7 @@ async def overlay(request: web.Request) -> web.Response:
     return render(request, "overlay.html", room=room)
 
 
-WIDGET_PARTS = ("viewer.js", "lines.js", "widget-main.js")
+WIDGET_PARTS = ("viewer.js", "captions.js", "widget-main.js")
 
 
 def widget_source() -> str:

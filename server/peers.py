@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,6 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
     return parsed
 
 
-def prefer_opus(pc: RTCPeerConnection) -> None:
-    """Answer audio with Opus only, the codec the decoder path is built and tested for.
-
-    Call before setRemoteDescription: aiortc negotiates codecs while applying the offer, and
-    reuses a waiting transceiver of the same kind for the offer's first audio section.
-    """
-    opus = [c for c in RTCRtpReceiver.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
-    pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(opus)
-
-
 _original_host_addresses = aioice.ice.get_host_addresses
 
 
@@ -85,15 +75,16 @@ def allow_loopback_candidates(enabled: bool) -> None:
 class PeerSet:
     """Every live peer connection of an app, so that shutdown closes them all."""
 
-    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+    def __init__(self, ice_servers: Callable[[], list[RTCIceServer]] | None = None) -> None:
+        """``ice_servers`` is asked for every new peer: TURN credentials expire."""
         self._peers: set[RTCPeerConnection] = set()
-        self._ice_servers = ice_servers or []
+        self._ice_servers = ice_servers or (lambda: [])
 
     def __len__(self) -> int:
         return len(self._peers)
 
     def create(self, on_closed: Callable[[], None] | None = None) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers()))
         self._peers.add(pc)
 
         @pc.on("connectionstatechange")
@@ -109,6 +100,12 @@ class PeerSet:
         self._peers.discard(pc)
         await pc.close()
 
-    async def close_all(self) -> None:
+    async def close_all(self, timeout: float = 5.0) -> None:
+        """Bounded: closing a TURN allocation waits for a relay that may itself be gone."""
         peers, self._peers = list(self._peers), set()
-        await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+        closing = asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+        try:
+            async with asyncio.timeout(timeout):
+                await closing
+        except TimeoutError:
+            log.warning("%d peer(s) did not close within %.0f s", len(peers), timeout)

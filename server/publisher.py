@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -49,19 +48,14 @@ class Publisher:
     pc: object
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _finishing: asyncio.Task[None] | None = None
-    _last_status: float = 0.0
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Caption):
             self.room.caption(self.id, event)
             self.state.metrics.captions.labels("final" if event.final else "partial").inc()
-            now = time.monotonic()
-            if not event.final and now - self._last_status >= 1.0:
-                self._last_status = now
-                self.room.status(True, self.session.queue_delay())
         elif isinstance(event, SpeechChange):
-            self._last_status = time.monotonic()
-            self.room.status(event.speaking, self.session.queue_delay())
+            # The app's heartbeat repeats the room's status twice a second; a change goes out now.
+            self.room.speech(self.id, event.speaking, self.session.queue_delay())
 
     async def consume(self, track: MediaStreamTrack) -> None:
         """One task per track: decode, resample to 16 kHz mono, feed the caption session.
@@ -105,6 +99,8 @@ class Publisher:
         self.room.leave_publisher(self.id)
         self.room.listeners.pop(self.id, None)
         self.state.publishers.pop(self.id, None)
+        self.state.rooms.forget_if_idle(self.room.name)
+        log.info("publisher finished")
         self.state.metrics.sessions.set(len(self.state.publishers))
 
     def peer_closed(self) -> None:

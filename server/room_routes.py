@@ -6,13 +6,25 @@ import json
 
 from aiohttp import web
 
-from server.auth import InvalidRoomName, bearer, hash_token, token_matches
+from pipeline.languages import UnknownLanguage, normalize
+from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.http import error, read_body
-from server.state import STATE
-from server.transcripts import to_json, to_srt, to_txt, to_vtt
-from server.viewers import known_room
+from server.rooms import Room
+from server.state import STATE, AppState
+from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
+from server.translations import LanguageError, viewer_language
+from server.viewers import planned_room, room_name
 
 FORMATS = ("vtt", "srt", "json", "txt")
+BODY_HELP = 'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en"} (all optional)'
+
+
+def room_languages(state: AppState, room: Room) -> dict[str, object]:
+    return {
+        "languages": list(room.languages),
+        "source_language": room.source_language,
+        "spoken": state.spoken(room),
+    }
 
 
 def room_links(base: str, room: str) -> dict[str, object]:
@@ -37,21 +49,80 @@ async def create_room(request: web.Request) -> web.Response:
     raw = await read_body(request) if request.can_read_body else ""
     try:
         body = json.loads(raw) if raw.strip() else {}
-        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise TypeError
+        name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise TypeError
     except (ValueError, TypeError) as exc:
-        raise error(400, "bad_request", 'the body must be JSON {"name": "optional-room-name"}') from exc
+        raise error(
+            400,
+            "bad_request",
+            BODY_HELP,
+        ) from exc
+    languages, source = room_language_options(state, body)
     try:
-        room, token = state.rooms.create(name or None)
+        room, token = state.rooms.create(name or None, languages, source)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
         raise error(409, "room_exists", f"room {name!r} already exists") from exc
     base = f"{request.scheme}://{request.host}"
     return web.json_response(
-        {"room": room.name, "publish_token": token, **room_links(base, room.name)}, status=201
+        {
+            "room": room.name,
+            "publish_token": token,
+            **room_languages(state, room),
+            **room_links(base, room.name),
+        },
+        status=201,
     )
+
+
+def room_language_options(
+    state: AppState, body: dict[str, object]
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """A new room's target languages (None: the server's defaults) and fixed spoken language."""
+    source = body.get("source_language")
+    if source is not None:
+        if not isinstance(source, str):
+            raise error(400, "bad_request", '"source_language" must be a language code such as "es"')
+        try:
+            source = normalize(source)
+        except UnknownLanguage as exc:
+            raise error(400, "unknown_language", str(exc)) from exc
+        if not state.multilingual and source != "en":
+            raise error(
+                400,
+                "unsupported_language",
+                f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
+                "(or another multilingual model) to caption other languages",
+            )
+    raw = body.get("languages")
+    if raw is None:
+        return None, source
+    if state.translation is None:
+        if raw in ([], ""):
+            return (), source
+        raise error(
+            400,
+            "translation_off",
+            "translation is off on this server; start it with --translate-to, --translate-engine "
+            "apertium or --translate-model",
+        )
+    spoken = source or (None if state.multilingual else "en")
+    try:
+        return state.translation.check(raw, spoken), source
+    except LanguageError as exc:
+        code = "too_many_languages" if "at most" in str(exc) else "unknown_language"
+        raise error(400, code, str(exc)) from exc
+
+
+async def room_info(request: web.Request) -> web.Response:
+    """A room's languages, for pages that let their reader pick one."""
+    state = request.app[STATE]
+    room = planned_room(state, room_name(request))
+    return web.json_response({"room": room.name, **room_languages(state, room)})
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -59,21 +130,36 @@ async def transcript(request: web.Request) -> web.Response:
     name, fmt = request.match_info["room"], request.match_info["fmt"]
     if fmt not in FORMATS:
         raise error(404, "unknown_format", f"transcripts come as {', '.join(FORMATS)}")
-    known_room(state, name)
-    items = state.transcripts.finals(name)
-    lang = request.query.get("lang") or None
-    headers = {"Cache-Control": "no-cache"}
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    room = state.rooms.get(name)
+    if room is None and not state.transcripts.exists(name):
+        raise error(404, "unknown_room", f"room {name!r} has no transcript")
+    lang = None
+    if request.query.get("lang"):
+        raw = request.query["lang"]
+        try:
+            lang = viewer_language(room, raw, state.spoken(room)) if room else normalize(raw)
+        except (LanguageError, UnknownLanguage) as exc:
+            raise error(400, "language_not_carried", str(exc)) from exc
+    history = await state.transcripts.read(name)
+    items, sessions = for_language(history.finals, lang), history.sessions
+    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
+    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
     if fmt == "json":
-        return web.json_response(to_json(name, items), headers=headers)
+        return web.json_response(to_json(name, items, sessions), headers=headers)
     if fmt == "vtt":
-        return web.Response(text=to_vtt(items, lang), content_type="text/vtt", headers=headers)
+        return web.Response(text=to_vtt(items, None, sessions), content_type="text/vtt", headers=headers)
     if fmt == "srt":
-        return web.Response(text=to_srt(items, lang), content_type="application/x-subrip", headers=headers)
-    return web.Response(text=to_txt(items, lang), content_type="text/plain", headers=headers)
+        return web.Response(text=to_srt(items), content_type="application/x-subrip", headers=headers)
+    return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/rooms", create_room),
+        web.get("/rooms/{room}", room_info),
         web.get(r"/rooms/{room}/transcript.{fmt}", transcript),
     ]

@@ -1,4 +1,10 @@
-"""Rooms: who listens, the caption sequence, and the backlog a late viewer gets first."""
+"""Rooms: who listens, the caption sequence, room stream time, and what a late viewer gets first.
+
+Room stream time is seconds since the room first went live, on the wall clock, so it only
+moves forward: across publishers, sessions and restarts (the epoch is kept in the transcript's
+session marks). A late viewer is replayed only the finals of the room's current session, and
+none older than it asks for (an overlay asks for no more than its own fade time).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -23,40 +30,125 @@ __all__ = ["InvalidRoomName", "Listener", "Room", "RoomRegistry", "check_room_na
 BACKLOG_FINALS = 20
 
 
+@dataclass(frozen=True)
+class SessionMark:
+    """Where a room's publishing session begins: its number, its room stream time, and the
+    wall-clock epoch of room time (kept so that time carries on after a restart)."""
+
+    session: int
+    start: float
+    at: str  # ISO 8601, UTC
+    epoch: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"session": self.session, "start": round(self.start, 3), "at": self.at, "epoch": self.epoch}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SessionMark:
+        return cls(int(data["session"]), float(data["start"]), str(data["at"]), float(data["epoch"]))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RoomHistory:
+    """What a room left behind before a restart: its finals and its session marks."""
+
+    finals: list[CaptionMessage] = field(default_factory=list)
+    sessions: list[SessionMark] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    message: CaptionMessage
+    at: float  # monotonic seconds when it was sent
+    session: int
+
+
 class Listener(Protocol):
     """A data channel, or anything else that takes caption messages as text."""
 
     def send(self, message: str) -> None: ...
 
 
+def _backlog() -> deque[_Kept]:
+    return deque(maxlen=BACKLOG_FINALS)
+
+
 @dataclass
 class Room:
+    """A room's source captions go to listeners without a language; each target language in
+    ``languages`` has its own listeners, backlog and partials, fed by ``translated``."""
+
     name: str
     token_hash: str | None = None
     created: bool = False
     seq: int = 0
+    languages: tuple[str, ...] = ()
+    source_language: str | None = None
     listeners: dict[Hashable, Listener] = field(default_factory=dict)
-    backlog: deque[CaptionMessage] = field(default_factory=lambda: deque(maxlen=BACKLOG_FINALS))
+    listener_langs: dict[Hashable, str] = field(default_factory=dict)
+    backlog: deque[_Kept] = field(default_factory=_backlog)
     partials: dict[int, CaptionMessage] = field(default_factory=dict)
+    lang_backlog: dict[str, deque[_Kept]] = field(default_factory=dict)
+    lang_partials: dict[str, dict[int, CaptionMessage]] = field(default_factory=dict)
     on_final: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
+    on_caption: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
+    on_session: list[Callable[[str, SessionMark], None]] = field(default_factory=list)
     publishers: set[Hashable] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
+    speaking: dict[Hashable, bool] = field(default_factory=dict)
+    session: int = 0
+    # Room stream time: wall-clock epoch, and the latest end seen (time never goes below it).
+    epoch: float | None = None
+    last_end: float = 0.0
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
     _segments: dict[tuple[Hashable, int], int] = field(default_factory=dict)
     _next_segment: int = 0
-    _epoch: float | None = None
     _offsets: dict[Hashable, float] = field(default_factory=dict)
 
-    def join_publisher(self, key: Hashable) -> None:
-        """Each publisher's stream time starts at 0; the room's starts with its first publisher,
-        so that captions of successive publishers line up on one time line."""
-        now = time.monotonic()
-        if self._epoch is None:
-            self._epoch = now
-        self._offsets[key] = round(now - self._epoch, 3)
+    def resume(self, history: RoomHistory) -> None:
+        """Carry on after a restart: numbering, sessions and time from what was kept. Old finals
+        are remembered for numbering only; they belong to an ended session and are not replayed."""
+        for item in history.finals:
+            if item.source_lang is None:
+                self.backlog.append(_Kept(item, float("-inf"), -1))
+            else:
+                self.lang_backlog.setdefault(item.lang, _backlog()).append(_Kept(item, float("-inf"), -1))
+        for item in history.finals:
+            self.seq = max(self.seq, item.seq)
+            self._next_segment = max(self._next_segment, item.segment + 1)
+            self.last_end = max(self.last_end, item.end)
+        if history.sessions:
+            self.session = max(m.session for m in history.sessions)
+            self.epoch = history.sessions[-1].epoch
+
+    def join_publisher(self, key: Hashable) -> SessionMark | None:
+        """Each publisher's stream time starts at 0; its captions are moved onto room time.
+        The first publisher of an idle room opens a new session, whose mark is returned."""
+        now = self.wall()
+        if self.epoch is None:
+            self.epoch = now - self.last_end  # a room with finals but no marks continues after them
+        offset = round(max(now - self.epoch, self.last_end), 3)
+        self._offsets[key] = offset
+        mark = None
+        if not self.publishers:
+            self.session += 1
+            at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            mark = SessionMark(self.session, offset, at, self.epoch)
+            for hook in self.on_session:
+                hook(self.name, mark)
         self.publishers.add(key)
+        return mark
 
     def leave_publisher(self, key: Hashable) -> None:
         self.publishers.discard(key)
+        self.speaking.pop(key, None)
+        # Partials of a publisher that is gone will never be finalised by it.
+        self._offsets.pop(key, None)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.publishers or self.viewers or self.listeners or self.created)
 
     def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
         """Number a publisher's caption into the room and send it to every listener."""
@@ -81,31 +173,104 @@ class Room:
         if caption.final:
             del self._segments[key]
             self.partials.pop(segment, None)
+            self.last_end = max(self.last_end, message.end)
             if caption.text:
-                self.backlog.append(message)
+                self.backlog.append(_Kept(message, self.monotonic(), self.session))
         else:
             self.partials[segment] = message
-        self.send(message)
+        self.send(message, lang=None)
         if caption.final and caption.text:
+            for hook in self.on_final:
+                hook(message)
+        for hook in self.on_caption:
+            hook(message)
+        return message
+
+    def translated(
+        self,
+        segment: int,
+        lang: str,
+        final: bool,
+        text: str,
+        source_lang: str,
+        start: float,
+        end: float,
+        stable: str = "",
+    ) -> CaptionMessage:
+        """Number a translated line into the room and send it to the viewers of ``lang``."""
+        self.seq += 1
+        message = CaptionMessage(
+            room=self.name,
+            seq=self.seq,
+            segment=segment,
+            final=final,
+            text=text,
+            start=start,
+            end=end,
+            lang=lang,
+            stable=None if final else stable,
+            source_lang=source_lang,
+        )
+        partials = self.lang_partials.setdefault(lang, {})
+        if final:
+            partials.pop(segment, None)
+            if text:
+                self.lang_backlog.setdefault(lang, _backlog()).append(
+                    _Kept(message, self.monotonic(), self.session)
+                )
+        else:
+            partials[segment] = message
+        self.send(message, lang=lang)
+        if final and text:
             for hook in self.on_final:
                 hook(message)
         return message
 
-    def status(self, speaking: bool, queue_delay: float) -> None:
-        self.send(StatusMessage(self.name, speaking, queue_delay, len(self.publishers)))
+    def speech(self, publisher: Hashable, speaking: bool, queue_delay: float) -> None:
+        self.speaking[publisher] = speaking
+        self.status(queue_delay)
 
-    def send(self, message: Message) -> None:
+    def status(self, queue_delay: float) -> None:
+        """Whether anyone speaks; sent on every change and as the heartbeat listeners watch."""
+        self.send(StatusMessage(self.name, any(self.speaking.values()), queue_delay, len(self.publishers)))
+
+    def listen(self, key: Hashable, listener: Listener, lang: str | None = None) -> None:
+        """Add a listener of the source captions (``lang`` None) or of one target language."""
+        self.listeners[key] = listener
+        if lang is None:
+            self.listener_langs.pop(key, None)
+        else:
+            self.listener_langs[key] = lang
+
+    def unlisten(self, key: Hashable) -> None:
+        self.listeners.pop(key, None)
+        self.listener_langs.pop(key, None)
+
+    def send(self, message: Message, lang: str | None | bool = True) -> None:
+        """To every listener (status, errors), or only to those of one language (captions:
+        ``lang`` None for the source, else the target)."""
         text = message.to_json()
         for key, listener in list(self.listeners.items()):
+            if lang is not True and self.listener_langs.get(key) != lang:
+                continue
             try:
                 listener.send(text)
             except Exception:  # noqa: BLE001 - one broken listener must not silence the room
                 log.info("dropping listener %s of room %s", key, self.name)
-                self.listeners.pop(key, None)
+                self.unlisten(key)
 
-    def replay(self) -> list[str]:
-        """What a listener who joins now is sent first: recent finals, then live partials."""
-        items = list(self.backlog) + sorted(self.partials.values(), key=lambda m: m.seq)
+    def replay(self, max_age: float | None = None, lang: str | None = None) -> list[str]:
+        """What a listener who joins now is sent first: the current session's recent finals (none
+        older than ``max_age`` seconds), then the live partials; of the source, or of ``lang``."""
+        now = self.monotonic()
+        backlog = self.backlog if lang is None else self.lang_backlog.get(lang, ())
+        partials = self.partials if lang is None else self.lang_partials.get(lang, {})
+        finals = [
+            k.message
+            for k in backlog
+            if k.session == self.session and (max_age is None or now - k.at <= max_age)
+        ]
+        items = finals + sorted(partials.values(), key=lambda m: m.seq)
         return [m.to_json() for m in items]
 
 
@@ -116,33 +281,61 @@ class RoomRegistry:
         self,
         path: Path | None = None,
         on_final: Callable[[CaptionMessage], None] | None = None,
-        history: Callable[[str], list[CaptionMessage]] | None = None,
+        history: Callable[[str], RoomHistory] | None = None,
+        on_session: Callable[[str, SessionMark], None] | None = None,
+        default_languages: tuple[str, ...] = (),
+        on_room: Callable[[Room], None] | None = None,
+        on_forget: Callable[[Room], None] | None = None,
     ) -> None:
-        """``history(name)`` gives a room's finals kept from before a restart (the transcript),
-        so its backlog and sequence carry on where they were."""
+        """``history(name)`` gives what a room kept from before a restart (its transcript), so
+        its numbering and time carry on where they were. Rooms not created with languages of
+        their own get ``default_languages``; ``on_room`` sees every room as it is added, and
+        ``on_forget`` as an idle one is dropped."""
         self.rooms: dict[str, Room] = {}
         self._path = path
         self._on_final = on_final
+        self._on_session = on_session
         self._history = history
+        self._on_room = on_room
+        self._on_forget = on_forget
+        self.default_languages = default_languages
         if path is not None and path.exists():
-            for name, token_hash in json.loads(path.read_text()).items():
-                self._add(Room(name, token_hash=token_hash, created=True))
+            for name, saved in json.loads(path.read_text()).items():
+                # Before translation a room was saved as its token hash alone.
+                info = saved if isinstance(saved, dict) else {"token_hash": saved}
+                room = Room(
+                    name,
+                    token_hash=info.get("token_hash"),
+                    created=True,
+                    languages=tuple(info.get("languages", default_languages)),
+                    source_language=info.get("source_language"),
+                )
+                self._add(room)
 
     def _add(self, room: Room) -> Room:
         if self._on_final is not None:
             room.on_final.append(self._on_final)
+        if self._on_session is not None:
+            room.on_session.append(self._on_session)
         if self._history is not None:
-            for item in self._history(room.name)[-BACKLOG_FINALS:]:
-                room.backlog.append(item)
-                room.seq = max(room.seq, item.seq)
-                room._next_segment = max(room._next_segment, item.segment + 1)
+            room.resume(self._history(room.name))
         self.rooms[room.name] = room
+        if self._on_room is not None:
+            self._on_room(room)
         return room
 
     def _save(self) -> None:
         if self._path is None:
             return
-        created = {r.name: r.token_hash for r in self.rooms.values() if r.created}
+        created = {
+            r.name: {
+                "token_hash": r.token_hash,
+                "languages": list(r.languages),
+                "source_language": r.source_language,
+            }
+            for r in self.rooms.values()
+            if r.created
+        }
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(created, indent=1))
         tmp.replace(self._path)  # atomic: a crash leaves the old file or the new one
@@ -152,16 +345,36 @@ class RoomRegistry:
 
     def ensure(self, name: str) -> Room:
         check_room_name(name)
-        return self.rooms.get(name) or self._add(Room(name))
+        return self.rooms.get(name) or self._add(Room(name, languages=self.default_languages))
 
-    def create(self, name: str | None = None) -> tuple[Room, str]:
+    def forget_if_idle(self, name: str) -> None:
+        """Drop a room nobody created, publishes to or watches: names are free to invent, and
+        each would otherwise stay in memory. Its transcript brings it back when needed."""
+        room = self.rooms.get(name)
+        if room is not None and room.idle:
+            del self.rooms[name]
+            if self._on_forget is not None:
+                self._on_forget(room)
+
+    def create(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed."""
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         room = self.rooms.get(name)
         if room is not None and room.created:
             raise KeyError(name)
         token = secrets.token_urlsafe(24)
-        room = room or self._add(Room(name))
+        langs = self.default_languages if languages is None else languages
+        if room is None:
+            room = self._add(Room(name, languages=langs, source_language=source_language))
+        else:
+            room.languages, room.source_language = langs, source_language
+            if self._on_room is not None:
+                self._on_room(room)
         room.token_hash = hash_token(token)
         room.created = True
         self._save()

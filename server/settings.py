@@ -40,6 +40,24 @@ class Settings:
     ice_loopback: bool = True
     turn_secret: str = ""
     turn_urls: str = ""
+    drain_timeout: float = 20.0
+    log_format: str = "text"
+    translate_to: str = ""  # comma-separated default target languages of every room
+    translate_engine: str = ""  # nllb or apertium ("": nllb when a model is given, else apertium)
+    translate_model: str = ""
+    translate_partial_interval: float = 1.0
+    translate_partials: bool = True
+    translate_timeout: float = 10.0
+    max_room_languages: int = 8
+
+    @property
+    def translation_engine(self) -> str | None:
+        """The translator to load, or None when translation is off (the default)."""
+        if self.translate_engine:
+            return self.translate_engine
+        if self.translate_model:
+            return "nllb"
+        return "apertium" if self.translate_to else None
 
     @property
     def loopback(self) -> bool:
@@ -108,7 +126,26 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "open_rooms", bool, "let anyone publish to rooms not created first, on any address")
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
-    _flag(p, "turn_urls", str, "comma-separated turn: URLs handed to browsers")
+    _flag(p, "turn_urls", str, "comma-separated turn: (and stun:) URLs for browsers and the server's peers")
+    _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
+    _flag(p, "translate_to", str, "target languages every room gets, e.g. es,fr (empty: none)")
+    _flag(p, "translate_engine", str, "nllb or apertium (default: nllb given a model, else apertium)")
+    _flag(p, "translate_model", str, "CTranslate2 NLLB-200 folder, or a name pulled with `models pull`")
+    _flag(p, "translate_partial_interval", float, "least seconds between translations of a partial line")
+    _flag(p, "translate_partials", bool, "translate partial lines (their stable words), not only finals")
+    _flag(p, "translate_timeout", float, "seconds before a translation is given up")
+    _flag(p, "max_room_languages", int, "target languages a room may carry")
+    _log_flags(p)
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    env = "NOVA_LOG_FORMAT"
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("log_format", Settings.log_format),
+        help=f"text for people, json for one object a line with room and session ids (env {env})",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the captioning server (the default)")
     _serve_flags(serve)
+    sub.add_parser("models", help="fetch and convert translation models (nova-voice models pull --help)")
     return p
 
 

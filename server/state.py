@@ -11,12 +11,13 @@ from aiortc import RTCDataChannel
 from pipeline.backend import InferenceBackend
 from server.metrics import Metrics
 from server.peers import PeerSet
-from server.rooms import RoomRegistry
+from server.rooms import Room, RoomRegistry
 from server.settings import Settings
 from server.transcripts import TranscriptStore
 
 if TYPE_CHECKING:
     from server.publisher import Publisher
+    from server.translations import TranslationService
 
 # Messages pile up in SCTP buffers when a listener's network is slower than the captions;
 # past this a listener is skipped until it drains rather than growing memory without end.
@@ -41,7 +42,15 @@ class AppState:
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, Publisher] = field(default_factory=dict)
+    # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
+    draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    translation: TranslationService | None = None  # None: translation is off
+    multilingual: bool = False  # whether Whisper can hear other languages than English
+
+    def spoken(self, room: Room) -> str | None:
+        """The language a room is spoken in, when known before anyone speaks."""
+        return room.source_language or (None if self.multilingual else "en")
 
 
 STATE = web.AppKey("state", AppState)

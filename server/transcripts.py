@@ -1,55 +1,95 @@
 """Transcripts: every final written through to disk as it arrives, and exported on request.
 
-One append-only JSON-lines file per room under ``<data-dir>/transcripts/``; a line is flushed
-and fsynced before the next caption, so a crash loses no finished caption.
+One append-only JSON-lines file per room under ``<data-dir>/transcripts/``: a line per final,
+and a line marking where each publishing session starts. A line is flushed and fsynced before
+the next caption, so a crash loses no finished caption.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from server.auth import check_room_name
 from server.messages import CaptionMessage
+from server.rooms import RoomHistory, SessionMark
+
+log = logging.getLogger(__name__)
 
 # What a transcript line keeps of a final: the room is the file, and a final is always final.
 STORED = ("seq", "segment", "start", "end", "text", "lang", "source_lang")
 
 
 class TranscriptStore:
+    """Writes go to one thread of their own, in order, so an fsync never stalls the event loop;
+    reads run on the same thread, so they see every write made before them."""
+
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir / "transcripts"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcripts")
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
 
     def path(self, room: str) -> Path:
         # Room names are validated to a safe alphabet, so no name can leave this folder.
         return self.dir / f"{check_room_name(room)}.jsonl"
 
+    def _write(self, room: str, record: dict[str, Any]) -> None:
+        self._io.submit(self._write_now, self.path(room), json.dumps(record, ensure_ascii=False))
+
+    @staticmethod
+    def _write_now(path: Path, line: str) -> None:
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            log.exception("could not write the transcript %s", path)
+
     def append(self, message: CaptionMessage) -> None:
         data = message.to_dict()
-        line = json.dumps({k: data[k] for k in STORED if k in data}, ensure_ascii=False)
-        with open(self.path(message.room), "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self._write(message.room, {k: data[k] for k in STORED if k in data})
+
+    def mark_session(self, room: str, mark: SessionMark) -> None:
+        self._write(room, mark.to_dict())
 
     def exists(self, room: str) -> bool:
         return self.path(room).exists()
 
-    def finals(self, room: str) -> list[CaptionMessage]:
+    def history(self, room: str) -> RoomHistory:
+        """Blocks until earlier writes are done: for a room's rare first use in this process."""
+        return self._io.submit(self._read, room).result()
+
+    async def read(self, room: str) -> RoomHistory:
+        return await asyncio.wrap_future(self._io.submit(self._read, room))
+
+    def _read(self, room: str) -> RoomHistory:
         path = self.path(room)
+        history = RoomHistory()
         if not path.exists():
-            return []
-        out = []
+            return history
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                out.append(CaptionMessage.from_dict({"room": room, "final": True, **json.loads(line)}))
-            except (ValueError, TypeError):
+                record = json.loads(line)
+                if "session" in record:
+                    history.sessions.append(SessionMark.from_dict(record))
+                else:
+                    history.finals.append(CaptionMessage.from_dict({"room": room, "final": True, **record}))
+            except (ValueError, TypeError, KeyError):
                 continue  # a line torn by a crash mid-write: skip it, keep the rest
-        return out
+        return history
+
+    def finals(self, room: str) -> list[CaptionMessage]:
+        return self.history(room).finals
 
 
 def _clock(seconds: float, sep: str) -> str:
@@ -58,6 +98,18 @@ def _clock(seconds: float, sep: str) -> str:
     m, rem = divmod(rem, 60_000)
     s, ms = divmod(rem, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def for_language(items: Iterable[CaptionMessage], lang: str | None) -> list[CaptionMessage]:
+    """The source finals (``lang`` None), or the finals translated into ``lang`` (or, when the
+    room has no such translation, the source finals spoken in ``lang``)."""
+    items = list(items)
+    source = [m for m in items if m.source_lang is None]
+    if lang is None:
+        return source
+    return [m for m in items if m.source_lang is not None and m.lang == lang] or [
+        m for m in source if m.lang == lang
+    ]
 
 
 def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[tuple[float, float, str]]:
@@ -69,10 +121,24 @@ def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[tuple[float
     return cues
 
 
-def to_vtt(items: list[CaptionMessage], lang: str | None = None) -> str:
+def _with_sessions(
+    cues: list[tuple[float, float, str]], sessions: Sequence[SessionMark]
+) -> list[tuple[SessionMark | None, tuple[float, float, str] | None]]:
+    """Cues in time order with each session's mark before its first cue (a session may be empty)."""
+    events: list[tuple[float, int, SessionMark | None, tuple[float, float, str] | None]] = []
+    events += [(m.start, 0, m, None) for m in sessions]
+    events += [(c[0], 1, None, c) for c in cues]
+    return [(m, c) for _, _, m, c in sorted(events, key=lambda e: (e[0], e[1]))]
+
+
+def to_vtt(items: list[CaptionMessage], lang: str | None = None, sessions: Sequence[SessionMark] = ()) -> str:
     lines = ["WEBVTT", ""]
-    for start, end, text in _cues(items, lang):
-        lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text.replace("-->", "->"), ""]
+    for mark, cue in _with_sessions(_cues(items, lang), sessions):
+        if mark is not None:
+            lines += [f"NOTE session {mark.session} started {mark.at} at {_clock(mark.start, '.')}", ""]
+        elif cue is not None:
+            start, end, text = cue
+            lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text.replace("-->", "->"), ""]
     return "\n".join(lines)
 
 
@@ -83,9 +149,19 @@ def to_srt(items: list[CaptionMessage], lang: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def to_txt(items: list[CaptionMessage], lang: str | None = None) -> str:
-    return "\n".join(text for _, _, text in _cues(items, lang)) + "\n"
+def to_txt(items: list[CaptionMessage], lang: str | None = None, sessions: Sequence[SessionMark] = ()) -> str:
+    out = []
+    for mark, cue in _with_sessions(_cues(items, lang), sessions):
+        if mark is not None:
+            out += ([""] if out else []) + [f"[session {mark.session}, {mark.at}]"]
+        elif cue is not None:
+            out.append(cue[2])
+    return "\n".join(out) + "\n"
 
 
-def to_json(room: str, items: list[CaptionMessage]) -> dict[str, Any]:
-    return {"room": room, "captions": [{k: v for k, v in m.to_dict().items() if k != "type"} for m in items]}
+def to_json(room: str, items: list[CaptionMessage], sessions: Sequence[SessionMark] = ()) -> dict[str, Any]:
+    return {
+        "room": room,
+        "sessions": [m.to_dict() for m in sessions],
+        "captions": [{k: v for k, v in m.to_dict().items() if k != "type"} for m in items],
+    }

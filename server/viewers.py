@@ -13,27 +13,58 @@ from server.http import error, read_body
 from server.peers import OfferError, check_offer
 from server.rooms import Room
 from server.state import STATE, AppState, DataChannelListener
+from server.translations import LanguageError, viewer_language
 
 MAX_VIEWER_MESSAGE = 4096
 
 
-def known_room(state: AppState, name: str) -> Room:
-    """A room that exists now, or whose transcript survived a restart; else a JSON 404."""
+def room_name(request: web.Request) -> str:
+    """Any well-formed room may be watched: a viewer may come before its publisher (an OBS scene
+    is set up before the stream starts) and gets captions the moment someone publishes."""
     try:
-        check_room_name(name)
+        return check_room_name(request.match_info["room"])
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    room = state.rooms.get(name)
-    if room is None and state.transcripts.exists(name):
-        room = state.rooms.ensure(name)
-    if room is None:
-        raise error(404, "unknown_room", f"room {name!r} does not exist")
-    return room
+
+
+def backlog_seconds(request: web.Request) -> float | None:
+    """``?backlog=S``: replay no final older than S seconds (an overlay passes its fade time)."""
+    raw = request.query.get("backlog")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise error(400, "bad_backlog", "backlog is a number of seconds from 0 to 86400")
+    return value
+
+
+def planned_room(state: AppState, name: str) -> Room:
+    """The room as it is, or as it will be once someone uses it (with the default languages);
+    nothing is registered, so a refused request leaves no room behind."""
+    return state.rooms.get(name) or Room(name, languages=state.rooms.default_languages)
+
+
+def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
+    """The language a viewer's ``?lang=`` picks: None for the source captions, else a target."""
+    if not raw:
+        return None
+    try:
+        lang = viewer_language(room, raw, state.spoken(room))
+    except LanguageError as exc:
+        raise error(400, "language_not_carried", str(exc)) from exc
+    if lang is not None and state.translation is None:
+        raise error(400, "translation_off", "translation is off on this server")
+    return lang
 
 
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    room = known_room(state, request.match_info["room"])
+    name = room_name(request)
+    max_age = backlog_seconds(request)
+    lang = viewer_stream(state, planned_room(state, name), request.query.get("lang"))
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
     try:
@@ -47,6 +78,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
+    room = state.rooms.ensure(name)
     if len(room.viewers) >= state.settings.max_viewers:
         state.metrics.rejected.labels("room_full").inc()
         raise error(
@@ -62,8 +94,9 @@ async def post_viewer(request: web.Request) -> web.Response:
         if viewer_id not in room.viewers:
             return
         room.viewers.discard(viewer_id)
-        room.listeners.pop(viewer_id, None)
+        room.unlisten(viewer_id)
         state.metrics.viewers.dec()
+        state.rooms.forget_if_idle(room.name)
 
     pc = state.peers.create(on_closed=gone)
     room.viewers.add(viewer_id)
@@ -72,9 +105,9 @@ async def post_viewer(request: web.Request) -> web.Response:
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
-        for message in room.replay():
+        for message in room.replay(max_age, lang):
             channel.send(message)
-        room.listeners[viewer_id] = DataChannelListener(channel)
+        room.listen(viewer_id, DataChannelListener(channel), lang)
 
         @channel.on("message")
         def ignore(message: object) -> None:

@@ -10,11 +10,14 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import SchedulerFull
+from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.http import error, read_body
-from server.peers import OfferError, check_offer, prefer_opus
+from server.logs import bind
+from server.offers import receive_first_audio, restore, set_aside
+from server.peers import OfferError, check_offer
 from server.publisher import Publisher
 from server.state import STATE, AppState, DataChannelListener
 
@@ -42,24 +45,50 @@ def authorize(request: web.Request, state: AppState, room_name: str) -> None:
         raise error(403, "forbidden", "the publish token is not valid for this room")
 
 
+def spoken_language(request: web.Request, state: AppState, room_name: str) -> str | None:
+    """``?lang=`` on the WHIP URL, else the room's ``source_language``; None: detect it."""
+    room = state.rooms.get(room_name)
+    raw = request.query.get("lang") or (room.source_language if room else None)
+    if not raw:
+        return None if state.multilingual else "en"
+    try:
+        lang = normalize(raw)
+    except UnknownLanguage as exc:
+        raise error(400, "unknown_language", str(exc)) from exc
+    if not state.multilingual and lang != "en":
+        raise error(
+            400,
+            "unsupported_language",
+            f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
+            "(or another multilingual model) to caption other languages",
+        )
+    return base(lang)  # Whisper knows Chinese as one language, whatever its script
+
+
 async def post_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    if state.draining:
+        message = "this server is shutting down; publish again shortly"
+        raise error(503, "draining", message, headers={"Retry-After": "5"})
     room_name = request.match_info["room"]
     try:
         check_room_name(room_name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     authorize(request, state, room_name)
+    spoken = spoken_language(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
     sdp = await read_body(request)
     try:
-        check_offer(sdp, want_audio=True)
+        parsed = check_offer(sdp, want_audio=True)
     except OfferError as exc:
         state.metrics.rejected.labels(exc.code).inc()
         raise error(400, exc.code, exc.message) from exc
 
     pub_id = uuid.uuid4().hex
+    # The peer's and the session's tasks start from this handler and inherit these ids.
+    bind(room=room_name, session=pub_id[:12])
     try:
         state.backend.open_session(pub_id)
     except SchedulerFull as exc:
@@ -78,6 +107,9 @@ async def post_whip(request: web.Request) -> web.Response:
         beam_size=s.beam_size,
         final_beam_size=s.final_beam_size,
         legacy_partials=s.legacy_partials,
+        language=spoken or "en",
+        # A multilingual Whisper told the language skips detection; None lets it detect.
+        decode_language=spoken if state.multilingual else None,
     )
     room = state.rooms.ensure(room_name)
     pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
@@ -98,8 +130,9 @@ async def post_whip(request: web.Request) -> web.Response:
         room.listeners[pub_id] = DataChannelListener(channel)
 
     try:
-        prefer_opus(pc)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        receive_first_audio(pc, parsed)
+        answerable_sdp, rejected = set_aside(sdp, parsed)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answerable_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError and others on offers it cannot answer
         await state.peers.close(pc)
@@ -108,11 +141,12 @@ async def post_whip(request: web.Request) -> web.Response:
 
     room.join_publisher(pub_id)
     state.publishers[pub_id] = publisher
+    log.info("publisher accepted (%s)", request.remote)
     state.metrics.sessions.set(len(state.publishers))
     location = f"/whip/{room_name}/{pub_id}"
     return web.Response(
         status=201,
-        text=pc.localDescription.sdp,
+        text=restore(pc.localDescription.sdp, rejected),
         content_type="application/sdp",
         headers={"Location": location, "ETag": f'"{pub_id}"'},
     )
@@ -123,6 +157,7 @@ async def delete_whip(request: web.Request) -> web.Response:
     publisher = state.publishers.get(request.match_info["session"])
     if publisher is None or publisher.room.name != request.match_info["room"]:
         raise error(404, "unknown_session", "no such publishing session")
+    bind(room=publisher.room.name, session=publisher.id[:12])
     await publisher.stop()
     return web.Response(status=200)
 

@@ -234,7 +234,7 @@ class WhisperEngine:
             for i, res in zip(idx, group, strict=True):
                 results[i] = res
 
-        eot = self._tokenizer(None).eot
+        eot = self._tokenizer(languages[0]).eot  # the same id in every language
         done = [res for res in results if res is not None]
         token_lists = [[t for t in res.sequences_ids[0] if t < eot] for res in done]
         scores = [self._avg_logprob(res, tokens) for res, tokens in zip(done, token_lists, strict=True)]

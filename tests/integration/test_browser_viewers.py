@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -11,8 +9,6 @@ import numpy as np
 from aiohttp import web
 
 from pipeline.audio import read_audio
-from server.app import create_app
-from server.settings import Settings
 from tests.support.browser import chromium
 from tests.support.png import decode_rgba
 from tests.support.speech import LIBRIVOX, silence, write_wav
@@ -85,7 +81,8 @@ async def test_widget_embedded_in_another_origin_shows_captions(
     base = str(server.make_url("")).rstrip("/")
     host = web.Application()
     page_html = f"""<!doctype html><html><head><style>.line {{ color: red !important }}</style></head>
-<body style="font-family: serif; background: #f4efe6"><h1>A blog post</h1>
+<body style="font-family: serif; font-style: italic; font-weight: 900; letter-spacing: 4px;
+ text-transform: uppercase; background: #f4efe6"><h1>A blog post</h1>
 <p>Live from the conference:</p>
 <script src="{base}/widget.js" data-room="blog" data-lines="2" data-size="22" async></script>
 <p id="after">Text after the widget.</p></body></html>"""
@@ -111,10 +108,14 @@ async def test_widget_embedded_in_another_origin_shows_captions(
             await page.evaluate("document.querySelector('.nova-captions-widget').nextElementSibling.tagName")
             == "SCRIPT"
         )
-        color = await page.evaluate(
-            "getComputedStyle(document.querySelector('.nova-captions-widget').shadowRoot.querySelector('.line')).color"
+        style = await page.evaluate(
+            "(() => { const s = getComputedStyle(document.querySelector('.nova-captions-widget')"
+            ".shadowRoot.querySelector('.line.final'));"
+            " return [s.color, s.fontStyle, s.letterSpacing, s.textTransform, s.fontFamily]; })()"
         )
-        assert color != "rgb(255, 0, 0)"
+        # The page's italics, weight, spacing and capitals stop at the widget: a final still looks final.
+        assert style[:4] == ["rgb(255, 255, 255)", "normal", "normal", "none"], style
+        assert "serif" != style[4].split(",")[0].strip(), style
         assert await page.evaluate("(said) => seen.some(m => m.final && m.text === said)", said)
         # Screenshot once the final has faded in from the partial's dimmer look.
         await page.wait_for_function(
@@ -125,44 +126,39 @@ async def test_widget_embedded_in_another_origin_shows_captions(
         await page.screenshot(path=str(artifacts / "widget.png"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """WCAG relative luminance of sRGB pixels."""
+    c = rgb.astype(np.float64) / 255
+    c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return 0.2126 * c[..., 0] + 0.7152 * c[..., 1] + 0.0722 * c[..., 2]
 
 
-async def test_overlay_reconnects_after_the_server_restarts(inference, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = Settings(port=port, data_dir=str(tmp_path / "data"))
-
-    async def start() -> web.AppRunner:
-        runner = web.AppRunner(create_app(settings, inference))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    runner = await start()
-    wav = clip_wav(tmp_path)
+async def test_the_default_overlay_is_legible_over_a_bright_scene(
+    nova, tmp_path: Path, artifacts: Path
+) -> None:
+    server = await nova()
+    base = str(server.make_url("")).rstrip("/")
     async with chromium() as browser:
         page = await browser.new_page(viewport={"width": 640, "height": 360})
-        await page.goto(f"{base}/overlay/again?fade=0&lines=3")
-        first = await publish(base, "again", wav)
-        await page.wait_for_function(f"({OVERLAY_FINAL}).length > 0", timeout=15_000)
+        await page.goto(f"{base}/overlay/bright?fade=0")  # no style parameters at all
         await page.wait_for_function("document.body.dataset.state === 'live'", timeout=10_000)
-
-        await runner.cleanup()  # the server goes away...
-        await page.wait_for_function("document.body.dataset.state === 'reconnecting'", timeout=15_000)
-        runner = await start()  # ...and comes back
-        try:
-            await page.wait_for_function("document.body.dataset.state === 'live'", timeout=30_000)
-            # The restarted server replays the room's last finals from its transcript: not blank.
-            await page.wait_for_function(
-                f"({OVERLAY_FINAL}) === {json.dumps(first.log.finals()[-1]['text'])}", timeout=5_000
-            )
-            await publish(base, "again", wav)
-            await page.wait_for_function(
-                "document.querySelectorAll('#captions .line.final').length === 2", timeout=15_000
-            )
-        finally:
-            await runner.cleanup()
+        await publish(base, "bright", clip_wav(tmp_path))
+        await page.wait_for_function(f"({OVERLAY_FINAL}).length > 0", timeout=10_000)
+        await page.wait_for_function(
+            "getComputedStyle(document.querySelector('#captions .line.final')).opacity === '1'", timeout=5_000
+        )
+        # What OBS composes the overlay onto: here a white, sunlit scene.
+        await page.evaluate("document.documentElement.style.background = '#ffffff'")
+        box = await page.evaluate(
+            "(() => { const r = document.querySelector('#captions .line.final').getBoundingClientRect();"
+            " return [r.left, r.top, r.right, r.bottom].map(Math.round); })()"
+        )
+        png = await page.screenshot(omit_background=True)  # RGBA; the white set above is painted
+        (artifacts / "overlay-default-bright.png").write_bytes(png)
+    left, top, right, bottom = box
+    lum = luminance(decode_rgba(png)[top:bottom, left:right, :3])
+    light, dark = np.percentile(lum, 99), np.percentile(lum, 3)
+    # The white glyphs are set off from the white scene by a dark edge: WCAG AA contrast (4.5:1)
+    # between the text's fill and its outline. Plain white text on white would measure 1:1.
+    assert light > 0.85, light
+    assert (light + 0.05) / (dark + 0.05) >= 4.5, (light, dark)

@@ -28,6 +28,36 @@ async def audio_offer() -> str:
     return sdp
 
 
+async def viewer_offer() -> str:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("captions")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def test_a_viewer_waits_for_a_room_that_is_not_live_yet(nova, tmp_path: Path) -> None:
+    server = await nova(max_viewers=1)
+    base = str(server.make_url("")).rstrip("/")
+    from pipeline.audio import read_audio
+
+    wav = write_wav(tmp_path / "one.wav", np.concatenate([silence(0.5), read_audio(str(LIBRIVOX[1].path))]))
+    async with aiohttp.ClientSession(base) as http:
+        early = Viewer(base, "later")  # nobody created "later", nobody publishes there yet
+        await early.connect(http)
+        # The viewer cap holds for rooms that are not live yet.
+        assert "429" in await Viewer(base, "later").refused(http)
+        pub = WhipPublisher(base, "later", str(wav))
+        await pub.start(http)
+        await pub.ended()
+        await early.log.wait_for(lambda log: log.finals(), 20)
+        await pub.stop(http)
+        await early.close()
+    assert wer(LIBRIVOX[1].text, early.log.final_text()) <= 0.35
+    await early.log.wait_for(lambda log: any(m["type"] == "status" for m in log.messages), 5)
+
+
 async def test_created_rooms_need_their_token(nova) -> None:
     server = await nova()
     base = str(server.make_url("")).rstrip("/")
@@ -81,8 +111,10 @@ async def test_viewer_input_is_checked(nova) -> None:
     server = await nova(max_viewers=1)
     base = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession(base) as http:
-        unknown = await http.post("/rooms/nowhere/viewers", json={"sdp": "v=0"})
-        assert unknown.status == 404 and (await unknown.json())["error"] == "unknown_room"
+        bad_name = await http.post("/rooms/no%0A/viewers", json={"sdp": "v=0"})
+        assert bad_name.status == 400 and (await bad_name.json())["error"] == "invalid_room"
+        stale = await http.post("/rooms/hall/viewers?backlog=-3", json={"sdp": await viewer_offer()})
+        assert stale.status == 400 and (await stale.json())["error"] == "bad_backlog"
         await http.post("/rooms", json={"name": "hall"})
         sends_media = await http.post("/rooms/hall/viewers", json={"sdp": await audio_offer()})
         assert sends_media.status == 400 and (await sends_media.json())["error"] == "viewer_sends_media"
@@ -104,18 +136,11 @@ async def test_viewer_input_is_checked(nova) -> None:
         first.channel.send("\x00garbage{")
         first.channel.send("x" * 60_000)
         first.channel.send(json.dumps({"type": "caption", "text": "forged"}))
-        second = Viewer(base, "hall")
-        try:
-            await second.connect(http)
-            raise AssertionError("a viewer beyond --max-viewers was let in")
-        except RuntimeError as exc:
-            assert "429" in str(exc)
-        finally:
-            await second.close()
+        assert "429" in await Viewer(base, "hall").refused(http)  # beyond --max-viewers
         state = server.app[STATE]
         room = state.rooms.get("hall")
         assert room is not None and len(room.viewers) == 1
-        room.status(False, 0.0)
+        room.status(0.0)
         await first.log.wait_for(lambda log: any(m["type"] == "status" for m in log.messages), 5)
         assert not any(m.get("text") == "forged" for m in first.log.messages)
         await first.close()
@@ -173,7 +198,10 @@ async def test_viewers_get_every_final_and_late_ones_the_backlog_and_transcripts
     assert [c["text"] for c in doc["captions"]] == [t for _, t in finals(pub)]
     starts = [c["start"] for c in doc["captions"]]
     assert 0.3 < starts[0] < 1.5 and starts == sorted(starts)
-    assert txt.splitlines() == [t for _, t in finals(pub)]
+    assert txt.splitlines()[0].startswith("[session 1, ") and txt.splitlines()[1:] == [
+        t for _, t in finals(pub)
+    ]
+    assert "NOTE session 1 started" in vtt
 
     # A restart: same data directory, fresh process state. Finals and the room's token survive.
     again = await nova(data_dir=str(data_dir))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -38,3 +38,13 @@ async def chromium(fake_audio: Path | None = None, grant_microphone: bool = True
             yield browser
         finally:
             await browser.close()
+
+
+async def captured_finals(page: Page, reference: str, timeout_ms: int = 40_000) -> list[str]:
+    """The capture page's final lines once they hold most of ``reference``'s words (word counts,
+    never exact words: Whisper's words differ between CPUs)."""
+    enough = len(reference.split()) * 4 // 5
+    await page.wait_for_function(
+        f"window.novaCapture.finals().join(' ').split(/\\s+/).length >= {enough}", timeout=timeout_ms
+    )
+    return list(await page.evaluate("window.novaCapture.finals()"))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection, RTCSessionDescription
+import numpy as np
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
 from aiortc.contrib.media import MediaPlayer
+from av import VideoFrame
 
 
 @dataclass
@@ -38,23 +41,64 @@ class CaptionLog:
             await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self)), timeout)
 
 
-class WhipPublisher:
-    """Publishes a media file (played at real-time pace) to ``POST /whip/{room}``."""
+class MovingPicture(VideoStreamTrack):
+    """Video that changes every frame, as a camera or a game capture does (so it cannot be skipped)."""
 
-    def __init__(self, base_url: str, room: str, path: str, token: str | None = None) -> None:
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self._frame = np.zeros((height, width, 3), dtype=np.uint8)
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self._frame = np.roll(self._frame, 4, axis=1)
+        self._frame[:, :4] = np.random.default_rng(pts).integers(0, 255, (self._frame.shape[0], 4, 3))
+        frame = VideoFrame.from_ndarray(self._frame, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+SdpFilter = Callable[[str], str]
+
+
+class WhipPublisher:
+    """Publishes a media file (played at real-time pace) to ``POST /whip/{room}``.
+
+    ``video`` adds a moving picture sent with that codec (``"video/H264"``, ``"video/VP8"``), as
+    OBS does; ``edit_offer``/``edit_answer`` change the SDP on the wire, to play publishers that
+    behave differently from aiortc (no candidates in the offer, other codecs).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        room: str,
+        path: str,
+        token: str | None = None,
+        video: str | None = None,
+        edit_offer: SdpFilter | None = None,
+        edit_answer: SdpFilter | None = None,
+    ) -> None:
         self.base_url = base_url
         self.room = room
         self.path = path
         self.token = token
+        self.video = video
+        self.edit_offer = edit_offer or (lambda sdp: sdp)
+        self.edit_answer = edit_answer or (lambda sdp: sdp)
         self.log = CaptionLog()
         self.pc = RTCPeerConnection()
         self.location: str | None = None
+        self.answer: str = ""
         self.channel_open = asyncio.Event()
         self._player: MediaPlayer | None = None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         self._player = MediaPlayer(self.path)
         self.pc.addTransceiver(self._player.audio, direction="sendonly")
+        if self.video:
+            transceiver = self.pc.addTransceiver(MovingPicture(), direction="sendonly")
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == self.video])
         channel = self.pc.createDataChannel("captions")
         channel.on("open", self.channel_open.set)
 
@@ -67,13 +111,16 @@ class WhipPublisher:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         async with session.post(
-            f"{self.base_url}/whip/{self.room}", data=self.pc.localDescription.sdp, headers=headers
+            f"{self.base_url}/whip/{self.room}",
+            data=self.edit_offer(self.pc.localDescription.sdp),
+            headers=headers,
         ) as resp:
             body = await resp.text()
             if resp.status != 201:
                 raise RuntimeError(f"WHIP answered {resp.status}: {body}")
             self.location = resp.headers["Location"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        self.answer = body
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.edit_answer(body), type="answer"))
 
     async def ended(self, timeout: float = 120.0) -> None:
         """Until the file has been played out entirely (real-time pace, so bounded by its length)."""
@@ -134,6 +181,16 @@ class Viewer:
                 raise RuntimeError(f"viewer signaling answered {resp.status}: {body}")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
         await asyncio.wait_for(self.open.wait(), 10)
+
+    async def refused(self, session: aiohttp.ClientSession) -> str:
+        """Connect, expecting to be turned away; returns the refusal (status and body)."""
+        try:
+            await self.connect(session)
+        except RuntimeError as exc:
+            return str(exc)
+        finally:
+            await self.close()
+        raise AssertionError("the viewer was let in")
 
     async def close(self) -> None:
         await self.pc.close()

@@ -5,6 +5,10 @@
   // Same rule as the server (server/rooms.py), so a bad name is caught before asking for the mic.
   const ROOM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
   const ICE_TIMEOUT_MS = 2000;
+  // The server sends a status at least twice a second on the captions channel: this long
+  // without one, the server or the network is gone (ICE alone takes 10-30 s to notice).
+  const STALE_MS = 1500;
+  const RETRY_MAX_MS = 10000;
   // The server finalises the last utterance before answering DELETE; wait a little for that
   // final line, but never leave the page hanging on a slow server.
   const STOP_WAIT_MS = 5000;
@@ -12,13 +16,18 @@
     new: 'connecting', connecting: 'connecting', connected: 'live',
     disconnected: 'disconnected', failed: 'failed', closed: 'idle',
   };
+  const STATE_TEXT = { lost: 'connection lost' };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
     captions: $('captions'), token: $('token'), links: $('share-links'),
+    watch: $('watch-lang'), watchRow: $('watch-row'),
   };
+  // A viewer of one of the room's translations, while the speaker watches one instead of
+  // their own words; null while they watch the spoken language (the publisher's own channel).
+  let watcher = null;
 
   let state = 'idle';
   // The current share attempt. Every async step checks it is still current, so a Stop pressed
@@ -26,13 +35,14 @@
   let session = null;
 
   const view = new window.NovaCaptionView(ui.captions, {
+    lines: 0, // the capture page keeps the whole session as a log
     onStatus: showActivity,
     onError: (m) => showError(m.message || m.code || 'The server reported an error.'),
   });
 
   function setState(name) {
     state = name;
-    ui.state.textContent = name;
+    ui.state.textContent = STATE_TEXT[name] || name;
     ui.state.dataset.state = name;
   }
 
@@ -116,6 +126,8 @@
   function release(s) {
     s.released = true;
     cancelAnimationFrame(s.raf);
+    clearTimeout(s.watchdog);
+    clearTimeout(s.retryTimer);
     if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
     if (s.audio && s.audio.state !== 'closed') s.audio.close().catch(() => {});
     if (s.pc) s.pc.close();
@@ -152,8 +164,9 @@
     }
     // Created synchronously in the click, so the autoplay policy lets it run.
     const s = {
-      room, audio: new AudioContext(), stream: null, pc: null, dcClosed: null,
-      location: null, raf: 0, released: false,
+      room, token: ui.token.value.trim(), audio: new AudioContext(), stream: null, pc: null,
+      dcClosed: null, location: null, raf: 0, released: false, watchdog: 0, retryTimer: 0,
+      attempt: 0, wasLive: false,
     };
     session = s;
     view.clear();
@@ -178,36 +191,91 @@
     if (session !== s) { release(s); return; }
     s.audio.resume().catch(() => {});
     startMeter(s);
+    await connect(s);
+  }
 
-    const pc = (s.pc = new RTCPeerConnection());
+  async function iceServers() {
+    try {
+      const r = await fetch('/ice', { cache: 'no-store' });
+      if (r.ok) return (await r.json()).iceServers || [];
+    } catch { /* /ice unreachable: the POST below will say so */ }
+    return [];
+  }
+
+  // Nothing heard from the server for STALE_MS: say so at once, drop what can no longer be
+  // finished, and keep trying in the background with the same microphone.
+  function lost(s, pc) {
+    if (session !== s || s.pc !== pc) return;
+    clearTimeout(s.watchdog);
+    s.pc = null;
+    pc.close();
+    deleteSession(s.location);
+    s.location = null;
+    view.clearPartials();
+    ui.activity.textContent = '';
+    setState('lost');
+    retry(s);
+  }
+
+  function retry(s, afterMs) {
+    const delay = afterMs ?? Math.min(RETRY_MAX_MS, 500 * 2 ** s.attempt) * (0.75 + Math.random() * 0.5);
+    s.attempt += 1;
+    ui.activity.textContent = `Reconnecting in ${Math.ceil(delay / 1000)} s…`;
+    clearTimeout(s.retryTimer);
+    s.retryTimer = setTimeout(() => { if (session === s) connect(s); }, delay);
+  }
+
+  function alive(s, pc) {
+    clearTimeout(s.watchdog);
+    s.watchdog = setTimeout(() => lost(s, pc), STALE_MS);
+  }
+
+  async function connect(s) {
+    const reconnecting = s.wasLive;
+    const pc = (s.pc = new RTCPeerConnection({ iceServers: await iceServers() }));
+    if (session !== s || s.pc !== pc) { pc.close(); return; }
     pc.addEventListener('connectionstatechange', () => {
-      if (session !== s) return;
-      if (pc.connectionState === 'failed') {
-        fail(s, 'The connection to the Nova Voice server failed. Press Share microphone to try again.');
-      } else {
+      if (session !== s || s.pc !== pc) return;
+      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') {
+        if (s.wasLive) lost(s, pc);
+        else if (pc.connectionState === 'failed') {
+          fail(s, 'The connection to the Nova Voice server failed. Press Share microphone to try again.');
+        }
+      } else if (pc.connectionState === 'connected') {
+        s.wasLive = true;
+        s.attempt = 0;
+        ui.activity.textContent = '';
+        setState('live');
+      } else if (!reconnecting) {
         setState(PC_STATES[pc.connectionState] || pc.connectionState);
       }
     });
     for (const track of s.stream.getAudioTracks()) pc.addTransceiver(track, { direction: 'sendonly' });
     const dc = pc.createDataChannel('captions');
     s.dcClosed = new Promise((resolve) => dc.addEventListener('close', resolve));
+    dc.addEventListener('open', () => alive(s, pc));
     // Not tied to `session`: during Stop the last final arrives after the session is let go.
-    dc.addEventListener('message', (e) => { if (!s.released) view.apply(e.data); });
+    dc.addEventListener('message', (e) => {
+      if (s.released) return;
+      if (session === s && s.pc === pc) alive(s, pc);
+      if (!watcher) view.apply(e.data); // while a translation is watched, its viewer draws
+    });
 
     let res;
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGathered(pc, ICE_TIMEOUT_MS);
-      if (session !== s) return;
-      res = await fetch(`/whip/${encodeURIComponent(room)}`, {
+      if (session !== s || s.pc !== pc) return;
+      res = await fetch(`/whip/${encodeURIComponent(s.room)}`, {
         method: 'POST',
         headers: Object.assign(
           { 'Content-Type': 'application/sdp' },
-          ui.token.value.trim() ? { Authorization: `Bearer ${ui.token.value.trim()}` } : {},
+          s.token ? { Authorization: `Bearer ${s.token}` } : {},
         ),
         body: pc.localDescription.sdp,
       });
     } catch (err) {
+      if (reconnecting && session === s) { retry(s); return; } // still unreachable: keep trying
       fail(s, err instanceof TypeError
         ? 'Cannot reach the Nova Voice server. Check that it is running and that this page\'s address is right, then try again.'
         : `Could not prepare the connection (${err.message}).`);
@@ -217,8 +285,14 @@
     const loc = res.headers.get('Location');
     if (res.status === 201 && loc) s.location = new URL(loc, res.url).href;
     // Stopped while the POST was in flight: the server made a session we no longer want.
-    if (session !== s) { deleteSession(s.location); return; }
+    if (session !== s || s.pc !== pc) { deleteSession(s.location); return; }
     if (res.status !== 201) {
+      // A server that is draining or full says when to come back; anything else is final.
+      if (reconnecting && (res.status === 503 || res.status === 429 || res.status >= 500)) {
+        const after = Number(res.headers.get('Retry-After'));
+        retry(s, after > 0 ? Math.min(after * 1000, RETRY_MAX_MS) : undefined);
+        return;
+      }
       let message = `The server refused the connection (HTTP ${res.status}).`;
       try { message = JSON.parse(body).message || message; } catch { /* not JSON: keep the generic text */ }
       fail(s, message);
@@ -231,22 +305,51 @@
       return;
     }
     const url = new URL(window.location.href);
-    url.searchParams.set('room', room);
+    url.searchParams.set('room', s.room);
     history.replaceState(null, '', url); // so a reload or a copied link keeps the room
-    showLinks(room);
+    showLinks(s.room);
+    loadLanguages(s.room);
+  }
+
+  // The room's translations, offered in the "Show captions in" list (a reconnect keeps the choice).
+  async function loadLanguages(room) {
+    const chosen = ui.watch.value;
+    ui.watch.replaceChildren(new Option('the spoken language', ''));
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(room)}`);
+      if (res.ok) for (const lang of (await res.json()).languages || []) ui.watch.append(new Option(lang, lang));
+    } catch { /* no list: the spoken language only */ }
+    ui.watch.value = [...ui.watch.options].some((o) => o.value === chosen) ? chosen : '';
+    ui.watchRow.hidden = ui.watch.options.length < 2;
+  }
+
+  function watch(lang) {
+    if (watcher) watcher.stop();
+    watcher = null;
+    view.clear();
+    if (session) showLinks(session.room);
+    if (!lang || !session) return;
+    watcher = new window.NovaViewer({
+      server: '', room: session.room, lang,
+      onMessage: (m) => view.apply(m),
+      onConnect: () => view.clear(), // the server replays the recent lines to each connection
+    }).start();
   }
 
   // Where else these captions can be shown: the OBS overlay, the widget, the transcripts.
   function showLinks(room) {
     const base = window.location.origin;
     const r = encodeURIComponent(room);
-    $('overlay-url').value = `${base}/overlay/${r}`;
-    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}" async></` + 'script>';
+    const lang = ui.watch.value;
+    const q = lang ? `?lang=${encodeURIComponent(lang)}` : '';
+    const dataLang = lang ? ` data-lang="${lang}"` : '';
+    $('overlay-url').value = `${base}/overlay/${r}${q}`;
+    $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}"${dataLang} async></` + 'script>';
     const list = $('transcripts');
     list.textContent = '';
     for (const fmt of ['vtt', 'srt', 'txt', 'json']) {
       const a = document.createElement('a');
-      a.href = `${base}/rooms/${r}/transcript.${fmt}`;
+      a.href = `${base}/rooms/${r}/transcript.${fmt}${q}`;
       a.textContent = fmt.toUpperCase();
       a.target = '_blank';
       list.append(a, ' ');
@@ -272,6 +375,8 @@
     const s = session;
     if (!s) return;
     session = null;
+    clearTimeout(s.watchdog);
+    clearTimeout(s.retryTimer);
     // The mic goes off at once, but the peer stays open: the server answers DELETE only after
     // sending the last final, then closes the channel, so its close means nothing more will come.
     cancelAnimationFrame(s.raf);
@@ -283,6 +388,9 @@
       await Promise.race([drained, new Promise((r) => setTimeout(r, STOP_WAIT_MS))]);
     }
     release(s);
+    if (watcher) watcher.stop();
+    watcher = null;
+    ui.watch.value = '';
     ui.activity.textContent = '';
     setState('idle');
     setBusy(false);
@@ -290,6 +398,7 @@
 
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); share(); });
   ui.stop.addEventListener('click', () => { stop(); });
+  ui.watch.addEventListener('change', () => watch(ui.watch.value));
   window.addEventListener('pagehide', () => {
     if (!session) return;
     deleteSession(session.location);
@@ -306,5 +415,6 @@
     state: () => state,
     finals: () => view.finals(),
     partial: () => view.partial(),
+    watching: () => (watcher ? ui.watch.value : ''),
   };
 })();

@@ -3,6 +3,10 @@
 (function (root) {
   "use strict";
 
+  // The server sends every listener a status at least twice a second; this long without a
+  // message means the server or the path to it is gone, long before ICE would say so.
+  const STALE_MS = 2500;
+
   function waitForIce(pc, ms) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
@@ -13,11 +17,23 @@
     });
   }
 
+  /** ICE servers (with short-lived TURN credentials) from the Nova Voice server's /ice. */
+  async function iceServers(server, token) {
+    try {
+      const q = token ? "?token=" + encodeURIComponent(token) : "";
+      const r = await fetch(server + "/ice" + q);
+      if (r.ok) return (await r.json()).iceServers || [];
+    } catch (e) { /* no /ice: plain host candidates are enough on a LAN */ }
+    return [];
+  }
+
   class NovaViewer {
     constructor(opts) {
       this.server = (opts.server || "").replace(/\/$/, "");
       this.room = opts.room;
       this.lang = opts.lang || "";
+      this.token = opts.token || "";
+      this.backlog = opts.backlog; // seconds of recent finals to replay on (re)connect
       this.onMessage = opts.onMessage || (() => {});
       this.onState = opts.onState || (() => {});
       // Called before each (re)connection's first message: the server replays its recent
@@ -26,6 +42,7 @@
       this.pc = null;
       this.attempt = 0;
       this.timer = null;
+      this.watchdog = null;
       this.stopped = false;
     }
 
@@ -34,34 +51,34 @@
     stop() {
       this.stopped = true;
       clearTimeout(this.timer);
+      clearTimeout(this.watchdog);
       if (this.pc) this.pc.close();
       this.pc = null;
       this.onState("stopped");
     }
 
-    async iceServers() {
-      try {
-        const r = await fetch(this.server + "/ice");
-        if (r.ok) return (await r.json()).iceServers || [];
-      } catch (e) { /* no /ice: plain host candidates are enough on a LAN */ }
-      return [];
+    alive(pc) {
+      clearTimeout(this.watchdog);
+      this.watchdog = setTimeout(() => this.retry(pc), STALE_MS);
     }
 
     async connect() {
       clearTimeout(this.timer);
       if (this.stopped) return;
-      this.onState("connecting");
-      const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
+      this.onState(this.attempt ? "reconnecting" : "connecting");
+      const pc = new RTCPeerConnection({ iceServers: await iceServers(this.server, this.token) });
       this.pc = pc;
       const dc = pc.createDataChannel("captions");
       let first = true;
       dc.onmessage = (ev) => {
+        if (pc !== this.pc) return;
+        this.alive(pc);
         let msg;
         try { msg = JSON.parse(ev.data); } catch (e) { return; }
         if (first) { first = false; this.onConnect(); }
         this.onMessage(msg);
       };
-      dc.onopen = () => { this.attempt = 0; this.onState("live"); };
+      dc.onopen = () => { this.attempt = 0; this.alive(pc); this.onState("live"); };
       dc.onclose = () => this.retry(pc);
       pc.onconnectionstatechange = () => {
         if (["failed", "disconnected", "closed"].includes(pc.connectionState)) this.retry(pc);
@@ -69,13 +86,14 @@
       try {
         await pc.setLocalDescription(await pc.createOffer());
         await waitForIce(pc, 2000);
-        const q = this.lang ? "?lang=" + encodeURIComponent(this.lang) : "";
-        const url = this.server + "/rooms/" + encodeURIComponent(this.room) + "/viewers" + q;
-        const r = await fetch(url, {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ sdp: pc.localDescription.sdp }),
-        });
+        const q = new URLSearchParams();
+        if (this.lang) q.set("lang", this.lang);
+        if (this.backlog !== undefined) q.set("backlog", String(this.backlog));
+        const qs = q.toString() ? "?" + q.toString() : "";
+        const url = this.server + "/rooms/" + encodeURIComponent(this.room) + "/viewers" + qs;
+        const headers = { "Content-Type": "application/json" };
+        if (this.token) headers.Authorization = "Bearer " + this.token;
+        const r = await fetch(url, { method: "POST", headers, body: JSON.stringify({ sdp: pc.localDescription.sdp }) });
         if (!r.ok) throw new Error("viewer signaling answered " + r.status);
         const answer = await r.json();
         await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
@@ -84,17 +102,20 @@
       }
     }
 
-    // Exponential backoff with jitter, so that a restarted server is not stormed by its overlays.
+    // Exponential backoff with jitter, so that a restarted server is not stormed by its overlays;
+    // capped low, since a viewer opened before its stream must go live soon after it starts.
     retry(pc) {
       if (this.stopped || pc !== this.pc) return;
+      clearTimeout(this.watchdog);
       this.pc = null;
       pc.close();
       this.onState("reconnecting");
-      const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
+      const delay = Math.min(5000, 500 * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
       this.attempt += 1;
       this.timer = setTimeout(() => this.connect(), delay);
     }
   }
 
+  NovaViewer.iceServers = iceServers;
   root.NovaViewer = NovaViewer;
 })(typeof window !== "undefined" ? window : this);

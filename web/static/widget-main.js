@@ -1,26 +1,29 @@
 // The embeddable widget: <script src="https://HOST/widget.js" data-room="demo" async></script>
 // drops a caption box where the tag stands, inside a Shadow DOM so no CSS leaks either way.
-// Served by the server after viewer.js and lines.js, as one file.
+// Served by the server after viewer.js and captions.js, as one file.
 (function (root) {
   "use strict";
   const script = document.currentScript;
   const origin = script && script.src ? new URL(script.src).origin : location.origin;
 
+  // Inherited properties (font, colour, italics, spacing...) cross into a shadow root; "all:
+  // initial" on the host stops the embedding page's styles at the box's edge.
   function styleText(server) {
     return `@import url("${server}/static/lines.css");
-      :host { display: block; }
+      :host { all: initial; display: block; contain: content; }
       .box { position: relative; overflow: hidden; min-height: 2.6em; height: var(--nova-height, auto);
              display: flex; flex-direction: column; justify-content: flex-end;
-             background: var(--nova-box, #111c); border-radius: 8px; padding: 8px 12px; }
+             background: var(--nova-box, #111c); border-radius: 8px; padding: 8px 12px;
+             font-family: ${NovaCaptionView.FONT_STACK}; }
       .box[data-position="top"] { justify-content: flex-start; }
       .nova-captions { width: 100%; }`;
   }
 
   function mount(element, options) {
-    const o = Object.assign({ server: origin, lines: 3, fade: 0, size: "20" }, options || {});
+    const o = Object.assign({ server: origin, lines: 3, fade: 0, size: "20", outline: "0" }, options || {});
     const server = String(o.server).replace(/\/$/, "");
     const shadow = element.shadowRoot || element.attachShadow({ mode: "open" });
-    shadow.innerHTML = "";
+    shadow.replaceChildren();
     const style = document.createElement("style");
     style.textContent = styleText(server);
     const box = document.createElement("div");
@@ -31,26 +34,27 @@
     captions.setAttribute("aria-live", "polite");
     box.appendChild(captions);
     shadow.append(style, box);
-    NovaLines.applyStyle(box, o);
+    NovaCaptionView.applyStyle(box, o);
     if (o.height) box.style.setProperty("--nova-height", /^\d+$/.test(o.height) ? o.height + "px" : o.height);
     if (o.box) box.style.setProperty("--nova-box", o.box);
-    const lines = new NovaLines(captions, o);
+    const view = new NovaCaptionView(captions, o);
     // Custom rendering: listen for "caption" on the element (event.detail is the message).
-    lines.on((msg) => element.dispatchEvent(new CustomEvent("caption", { detail: msg })));
+    view.on((msg) => element.dispatchEvent(new CustomEvent("caption", { detail: msg })));
     const viewer = new NovaViewer({
-      server, room: o.room, lang: o.lang,
-      onMessage: (m) => lines.apply(m),
-      onConnect: () => lines.clear(),
-      onState: (s) => { element.dataset.state = s; },
+      server, room: o.room, lang: o.lang, token: o.token,
+      backlog: Number(o.fade) > 0 ? Number(o.fade) : undefined,
+      onMessage: (m) => view.apply(m),
+      onConnect: () => view.clear(),
+      onState: (s) => { element.dataset.state = s; if (s !== "live") view.clear(); },
     }).start();
     return {
-      element, lines, viewer,
+      element, view, viewer,
       on(type, fn) { element.addEventListener(type, (e) => fn(e.detail)); return this; },
       stop() { viewer.stop(); },
     };
   }
 
-  root.NovaCaptions = { mount, version: 1 };
+  root.NovaCaptions = { mount, version: 2 };
 
   if (script && script.dataset.room) {
     const host = document.createElement("div");
