@@ -5,7 +5,7 @@ One 32 ms frame (512 samples at 16 kHz) in, a speech probability out; the LSTM s
 scored exactly as if it had been scored in one piece. Several frames go through one ONNX run
 (``scores``), which is about half the cost per frame of one run each.
 
-Cost measured on this 2-core CPU (bench/results/vad.md): ~0.1 ms per frame, ~0.3 % of one core
+Cost measured on this 2-core CPU (bench/results/vad.md): ~0.1-0.2 ms per frame, under 1 % of one core
 per live stream, against ~0.005 ms for webrtcvad; onnxruntime releases the GIL, so the caption
 session runs it on an executor thread, off the event loop.
 """

@@ -25,7 +25,7 @@ Scorer = Callable[[np.ndarray], float]
 class VadOptions:
     """When speech starts and ends.
 
-    engine: ``silero`` (a neural model, ~0.3 % of a core per stream) or ``webrtc`` (a GMM,
+    engine: ``silero`` (a neural model, under 1 % of a core per stream) or ``webrtc`` (a GMM,
         ~0.02 %, but it calls steady noise speech).
     threshold: score at which a frame counts as speech when no one is speaking.
     neg_threshold: while someone speaks, frames scoring below this count as silence.
