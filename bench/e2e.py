@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -78,7 +79,7 @@ def start_server(flags: list[str]) -> tuple[subprocess.Popen[bytes], str]:
             "--port",
             str(port),
             "--data-dir",
-            "/tmp/nova-bench-data",
+            tempfile.mkdtemp(prefix="nova-bench-"),  # fresh: rooms resume stream time from old transcripts
             *flags,
         ],
         stdout=subprocess.DEVNULL,

@@ -62,7 +62,8 @@ class PolicyOptions:
     context_chars: how much earlier final text is passed to Whisper as the prompt.
     prompt_min_probability: words Whisper itself doubted stay out of the prompt, since a
         misheard word in the prompt tends to be misheard again in the next utterance.
-    backpressure_delay: queue delay (s) beyond which partial updates slow down.
+    backpressure_delay: queue delay (s) beyond which partial updates slow down, and finals are
+        decoded greedily: when the device falls behind, a final on time beats a better one late.
     speculate_ms: a pause in the voice this long starts the final's decode before the VAD
         ends the utterance (0: decode the final only when the VAD ends it).
     sentence_wait: extra silence (s) a final waits when its text does not end a sentence; voice
@@ -389,7 +390,11 @@ class CaptionPolicy:
         utt.final_samples = utt.samples
         utt.final_result = None
         utt.voiced_at_request = utt.voiced
-        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options or self.final_decode))
+        if options is None:
+            options = self.final_decode
+            if self.queue_delay > self.options.backpressure_delay:
+                options = replace(options, beam_size=1)
+        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options))
 
     def _close(self, utt: _Utterance) -> list[Action]:
         """The VAD heard the end: reuse the final decoded ahead if no voice came since, or ask now."""

@@ -434,3 +434,15 @@ def test_untimed_partials_still_cut_between_words_at_the_length_cap() -> None:
             )
     assert timed_flags[0] is False and timed_flags[-1] is True
     assert cut_caption is not None and cut_caption.text.startswith("w0 w1")
+
+
+def test_finals_go_greedy_when_the_device_falls_behind() -> None:
+    p = make(speculate_ms=0, backpressure_delay=1.0)
+    p.feed(speech(1.0))
+    (final,) = submits(p.feed(silence(0.6)))
+    assert final.request.options.beam_size == 5
+    p.on_result(final.ticket, hyp("one."))
+    p.queue_delay = 1.5
+    p.feed(speech(1.0))
+    (late,) = submits(p.feed(silence(0.6)))
+    assert late.final and late.request.options.beam_size == 1
