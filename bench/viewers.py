@@ -105,6 +105,11 @@ async def main(counts: list[int], out: Path) -> None:
             str(port),
             "--max-viewers",
             "1000",
+            # Every viewer comes from this one address: lift the per-address limits.
+            "--offers-per-minute",
+            "0",
+            "--max-pending",
+            "0",
             "--data-dir",
             "/tmp/nova-bench-viewers",
         ],

@@ -11,9 +11,12 @@ from aiohttp import web
 from pipeline.languages import parse_list
 from pipeline.translation import TranslationOptions
 from server import health, ice, pages, room_routes, viewers, whip
-from server.http import cors, json_errors
+from server.access import ViewAccess
+from server.guard import cors, guard
+from server.http import json_errors
 from server.ice import server_ice_servers
 from server.inference import LoadedModels, load_models, local_backend, with_translator
+from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
@@ -51,11 +54,21 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         defaults = translation.check(list(defaults), None if models.multilingual else "en")
     settings.data_path.mkdir(parents=True, exist_ok=True)
     transcripts = TranscriptStore(settings.data_path)
+    limits = LimitOptions(
+        offers_per_minute=settings.offers_per_minute,
+        max_pending=settings.max_pending,
+        max_peers=settings.max_peers,
+    )
+    admission = Admission(limits)
     state = AppState(
         settings=settings,
         backend=backend,
         metrics=metrics,
-        peers=PeerSet(ice_servers=lambda: server_ice_servers(settings)),
+        peers=PeerSet(
+            ice_servers=lambda: server_ice_servers(settings),
+            connect_timeout=settings.connect_timeout,
+            admission=admission,
+        ),
         transcripts=transcripts,
         rooms=RoomRegistry(
             settings.data_path / "rooms.json",
@@ -68,9 +81,12 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         ),
         translation=translation,
         multilingual=models.multilingual,
+        admission=admission,
+        descriptors=DescriptorFloor(limits),
+        access=ViewAccess(settings.view_token, settings.data_path / "view_tokens.json"),
     )
 
-    app = web.Application(middlewares=[request_ids, cors, json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(

@@ -1,13 +1,21 @@
-"""HTTP plumbing shared by the handlers: JSON errors, bounded bodies, CORS."""
+"""HTTP plumbing shared by the handlers: JSON errors, bodies read whole within a size and a time,
+JSON parsed within a depth."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 MAX_BODY = 64 * 1024
+# A slow client may take this long to send a body; past it the request is answered 408.
+BODY_SECONDS = 10.0
+# Our bodies nest one level ({"sdp": ...}, {"name": ...}); this leaves room and stops abuse.
+MAX_JSON_DEPTH = 8
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,44 +37,64 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JsonError(status, code, message, headers)
 
 
-async def read_body(request: web.Request, limit: int = MAX_BODY) -> str:
-    """The request body as text, refusing more than ``limit`` bytes before reading it all."""
+async def read_body(request: web.Request, limit: int = MAX_BODY, timeout: float = BODY_SECONDS) -> str:
+    """The whole request body as text, refusing more than ``limit`` bytes.
+
+    ``content.read(n)`` returns what has arrived so far, not n bytes: an offer sent in several
+    TCP segments would be cut short. Read until the end of the body, within ``timeout``.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise error(413, "body_too_large", f"the body is over {limit // 1024} KiB")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise error(413, "body_too_large", f"the body is over {limit // 1024} KiB")
+    data = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.read(limit + 1 - len(data)):
+                data += chunk
+                if len(data) > limit:
+                    raise error(413, "body_too_large", f"the body is over {limit // 1024} KiB")
+    except TimeoutError as exc:
+        raise error(408, "body_timeout", f"the body did not arrive within {timeout:.0f} s") from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(400, "bad_encoding", "the body is not UTF-8 text") from exc
 
 
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After",
-    "Access-Control-Max-Age": "86400",
-}
-CORS_PREFIXES = ("/whip/", "/rooms", "/ice", "/widget.js", "/health", "/static/")
+# Strings first (their brackets do not nest), then the brackets that are left.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Publishers and viewers may live on other origins (WHIP clients, embedding sites)."""
-    wants = request.path.startswith(CORS_PREFIXES)
-    if wants and request.method == "OPTIONS":
-        return web.Response(status=204, headers=CORS_HEADERS)
+def json_depth(text: str, stop_after: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``text`` nests arrays and objects, counted up to ``stop_after + 1``."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop_after:
+                break
+    return deepest
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text to Python, or a 400: nesting past ``max_depth`` is refused before parsing
+    (Python's parser recurses, and deep input ends in RecursionError), as are NaN and Infinity."""
+    if json_depth(text, max_depth) > max_depth:
+        raise error(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels")
     try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if wants:
-            exc.headers.update(CORS_HEADERS)
-        raise
-    if wants:
-        response.headers.update(CORS_HEADERS)
-    return response
+        return json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise error(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+
+
+async def read_json(request: web.Request, limit: int = MAX_BODY) -> Any:
+    """The request body parsed as JSON, within ``limit`` bytes and ``MAX_JSON_DEPTH`` levels."""
+    return parse_json(await read_body(request, limit))
 
 
 @web.middleware

@@ -2,6 +2,10 @@
 
 coturn's TURN REST API (``use-auth-secret``): the username is ``<expiry>:<name>`` and the
 password is base64(HMAC-SHA1(static-auth-secret, username)), so no per-user state is kept.
+coturn checks the expiry when an allocation is made, not while it lives, so a few minutes
+(``--ice-ttl``) are enough: pages fetch them just before they connect. Only the server's own
+pages and ``--allow-origin`` get them (server/guard.py), and with ``--view-token`` only holders
+of a token.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import time
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from server.auth import hash_token, token_matches
+from server.guard import request_token
+from server.http import error
 from server.settings import Settings
-from server.state import STATE
+from server.state import STATE, AppState
 
-TTL = 6 * 3600
+TTL = 300
 
 
 def turn_credentials(
@@ -28,14 +35,38 @@ def turn_credentials(
     return username, base64.b64encode(digest).decode()
 
 
+def token_opens_ice(state: AppState, room: str | None, token: str) -> bool:
+    """Any token that lets its holder watch or publish: the server's view or publish token, or
+    the view or publish token of ``room``."""
+    if state.access.allows(room, token):
+        return True
+    found = state.rooms.get(room) if room else None
+    hashes = [h for h in (found.token_hash if found else None,) if h]
+    if state.settings.publish_token:
+        hashes.append(hash_token(state.settings.publish_token))
+    return any([token_matches(token, h) for h in hashes])
+
+
 async def ice(request: web.Request) -> web.Response:
-    settings = request.app[STATE].settings
+    state = request.app[STATE]
+    settings = state.settings
+    if state.access.server_wide:
+        token = request_token(request)
+        if token is None or not token_opens_ice(state, request.query.get("room") or None, token):
+            raise error(
+                401,
+                "view_token_required",
+                "ICE servers are for holders of a view or publish token: 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
+            )
     servers: list[dict[str, object]] = []
     listed = urls(settings)
     if listed and settings.turn_secret:
-        username, credential = turn_credentials(settings.turn_secret)
+        username, credential = turn_credentials(settings.turn_secret, ttl=settings.ice_ttl)
         servers.append({"urls": listed, "username": username, "credential": credential})
-    return web.json_response({"iceServers": servers, "ttl": TTL}, headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"iceServers": servers, "ttl": settings.ice_ttl}, headers={"Cache-Control": "no-store"}
+    )
 
 
 def urls(settings: Settings) -> list[str]:
@@ -51,7 +82,9 @@ def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
     turn = [u for u in listed if u.startswith(("turn:", "turns:"))]
     servers = [RTCIceServer(urls=stun)] if stun else []
     if turn and settings.turn_secret:
-        username, credential = turn_credentials(settings.turn_secret, name="nova-server")
+        username, credential = turn_credentials(
+            settings.turn_secret, name="nova-server", ttl=settings.ice_ttl
+        )
         servers.append(RTCIceServer(urls=turn, username=username, credential=credential))
     return servers
 

@@ -23,6 +23,7 @@ from server.state import AppState
 log = logging.getLogger(__name__)
 
 FINALISE_TIMEOUT = 15.0
+ENDED_KEPT = 4096
 STALL_SECONDS = 0.5
 
 
@@ -48,6 +49,7 @@ class Publisher:
     pc: object
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _finishing: asyncio.Task[None] | None = None
+    _deleted: bool = False
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Caption):
@@ -62,11 +64,16 @@ class Publisher:
 
         When frames stop coming (a sender that mutes, pauses or vanishes without a goodbye),
         silence is fed in their place, so the utterance in progress still ends and is finalised
-        within about a second instead of waiting for ICE to declare the peer dead.
+        within about a second instead of waiting for ICE to declare the peer dead. A connected
+        peer that sends nothing for ``--media-timeout`` seconds is gone: it is finalised and
+        closed then, not ~30 s later when ICE consent fails (Opus DTX still sends a frame
+        every 400 ms in silence, so a live sender never looks gone).
         """
         resampler = Resampler()
         gaps = GapTracker()
         filled = 0
+        idle = 0.0  # seconds without a frame while connected
+        timed_out = False
         try:
             while True:
                 try:
@@ -74,10 +81,17 @@ class Publisher:
                 except MediaStreamError:
                     break
                 if frame is None:
+                    if self.state.peers.is_connected(self.pc):  # type: ignore[arg-type]
+                        idle += STALL_SECONDS
+                    if idle >= self.state.settings.media_timeout:
+                        timed_out = True
+                        log.info("publisher %s sent no audio for %.0f s: ending it", self.id, idle)
+                        break
                     silence = int(STALL_SECONDS * SAMPLE_RATE)
                     filled += silence
                     self.session.push(np.zeros(silence, dtype=np.int16))
                     continue
+                idle = 0.0
                 missing = max(0, gaps.gap(frame.pts, frame.samples, frame.sample_rate) - filled)
                 filled = 0
                 if missing:
@@ -86,6 +100,9 @@ class Publisher:
         finally:
             # Audio ended (peer gone, DELETE, or network drop): the last words still become a final.
             await self.finish()
+            if timed_out:
+                # Its slot, sockets and peer go now; its last final has been sent.
+                await self.state.peers.close(self.pc)  # type: ignore[arg-type]
 
     def finish(self) -> Awaitable[None]:
         """Finalise and release everything, once, whoever asks first (media end, peer gone, DELETE)."""
@@ -99,16 +116,28 @@ class Publisher:
         self.room.leave_publisher(self.id)
         self.room.listeners.pop(self.id, None)
         self.state.publishers.pop(self.id, None)
+        if not self._deleted:
+            # Ended by the server (its media stopped, its peer went): its DELETE may still come.
+            self.state.ended[self.id] = self.room.name
+            while len(self.state.ended) > ENDED_KEPT:
+                del self.state.ended[next(iter(self.state.ended))]
         self.state.rooms.forget_if_idle(self.room.name)
         log.info("publisher finished")
         self.state.metrics.sessions.set(len(self.state.publishers))
 
     def peer_closed(self) -> None:
-        """The connection failed or closed: finish even if no audio track ever arrived."""
+        """The connection failed or closed: finish even if no audio track ever arrived, and end
+        the media task, whose track never ends if the peer never connected (aiortc starts the
+        receiver only once connected, and only a started receiver ends its track on close)."""
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:  # the media task itself may be the one closing the peer
+                task.cancel()
         self.finish()
 
     async def stop(self) -> None:
         """DELETE: finalise first so the publisher's own data channel still gets the last line."""
+        self._deleted = True
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
-from server.http import error, read_body
+from server.guard import admit, require_view
+from server.http import error, parse_json, read_body
 from server.rooms import Room
 from server.state import STATE, AppState
 from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
@@ -16,7 +15,10 @@ from server.translations import LanguageError, viewer_language
 from server.viewers import planned_room, room_name
 
 FORMATS = ("vtt", "srt", "json", "txt")
-BODY_HELP = 'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en"} (all optional)'
+BODY_HELP = (
+    'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false}'
+    " (all optional)"
+)
 
 
 def room_languages(state: AppState, room: Room) -> dict[str, object]:
@@ -27,17 +29,28 @@ def room_languages(state: AppState, room: Room) -> dict[str, object]:
     }
 
 
-def room_links(base: str, room: str) -> dict[str, object]:
+def room_links(base: str, room: str, view_token: str | None = None) -> dict[str, object]:
+    """Where to publish, watch and read a room; a private room's links carry its view token."""
+    query = f"?token={view_token}" if view_token else ""
+    token_attr = f' data-token="{view_token}"' if view_token else ""
     return {
         "whip_url": f"{base}/whip/{room}",
         "viewer_url": f"{base}/rooms/{room}/viewers",
-        "overlay_url": f"{base}/overlay/{room}",
-        "widget_snippet": f'<script src="{base}/widget.js" data-room="{room}" async></script>',
-        "transcripts": {fmt: f"{base}/rooms/{room}/transcript.{fmt}" for fmt in FORMATS},
+        "overlay_url": f"{base}/overlay/{room}{query}",
+        "widget_snippet": f'<script src="{base}/widget.js" data-room="{room}"{token_attr} async></script>',
+        "transcripts": {fmt: f"{base}/rooms/{room}/transcript.{fmt}{query}" for fmt in FORMATS},
     }
 
 
+def in_use(state: AppState, name: str) -> bool:
+    """A room someone already publishes to, or whose transcript holds what was said in it."""
+    room = state.rooms.get(name)
+    return (room is not None and (room.created or bool(room.publishers))) or state.transcripts.exists(name)
+
+
 async def create_room(request: web.Request) -> web.Response:
+    """A deliberate act: JSON only (a page on another origin must pass a CORS preflight, which
+    only --allow-origin passes), within the client's rate, and never a name already in use."""
     state = request.app[STATE]
     if state.settings.publish_token:
         # With a server-wide token, creating rooms is for those who hold it.
@@ -46,20 +59,22 @@ async def create_room(request: web.Request) -> web.Response:
             raise error(
                 401, "unauthorized", "creating rooms needs 'Authorization: Bearer <server publish token>'"
             )
-    raw = await read_body(request) if request.can_read_body else ""
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-        if not isinstance(body, dict):
-            raise TypeError
-        name = body.get("name")
-        if name is not None and not isinstance(name, str):
-            raise TypeError
-    except (ValueError, TypeError) as exc:
-        raise error(
-            400,
-            "bad_request",
-            BODY_HELP,
-        ) from exc
+    if request.content_type != "application/json":
+        raise error(415, "unsupported_media_type", "send Content-Type: application/json; " + BODY_HELP)
+    admit(request)
+    raw = await read_body(request)
+    body = parse_json(raw) if raw.strip() else {}
+    name = body.get("name") if isinstance(body, dict) else None
+    private = body.get("private", False) if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(name, str | None) or not isinstance(private, bool):
+        raise error(400, "bad_request", BODY_HELP)
+    if name:
+        try:
+            check_room_name(name)
+        except InvalidRoomName as exc:
+            raise error(400, "invalid_room", str(exc)) from exc
+        if in_use(state, name):
+            raise error(409, "room_exists", f"room {name!r} already exists or is in use")
     languages, source = room_language_options(state, body)
     try:
         room, token = state.rooms.create(name or None, languages, source)
@@ -67,15 +82,19 @@ async def create_room(request: web.Request) -> web.Response:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
         raise error(409, "room_exists", f"room {name!r} already exists") from exc
+    view_token = state.access.grant(room.name) if private else None
     base = f"{request.scheme}://{request.host}"
+    extra = {"view_token": view_token} if view_token else {}
     return web.json_response(
         {
             "room": room.name,
             "publish_token": token,
+            **extra,
             **room_languages(state, room),
-            **room_links(base, room.name),
+            **room_links(base, room.name, view_token),
         },
         status=201,
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -134,6 +153,7 @@ async def transcript(request: web.Request) -> web.Response:
         check_room_name(name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
+    require_view(request, name)
     room = state.rooms.get(name)
     if room is None and not state.transcripts.exists(name):
         raise error(404, "unknown_room", f"room {name!r} has no transcript")

@@ -40,6 +40,16 @@ class Settings:
     ice_loopback: bool = True
     turn_secret: str = ""
     turn_urls: str = ""
+    ice_ttl: int = 300
+    connect_timeout: float = 15.0
+    media_timeout: float = 3.0
+    offers_per_minute: int = 60
+    max_pending: int = 8
+    max_peers: int = 1000
+    allow_origin: str = ""
+    public_host: str = ""
+    view_token: str = ""
+    trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
     translate_to: str = ""  # comma-separated default target languages of every room
@@ -127,6 +137,16 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "ice_loopback", bool, "offer 127.0.0.1 ICE candidates so same-machine peers connect")
     _flag(p, "turn_secret", str, "coturn static-auth-secret for short-lived TURN credentials")
     _flag(p, "turn_urls", str, "comma-separated turn: (and stun:) URLs for browsers and the server's peers")
+    _flag(p, "ice_ttl", int, "seconds the TURN credentials of GET /ice stay valid")
+    _flag(p, "connect_timeout", float, "seconds a new peer may take to connect before it is closed")
+    _flag(p, "media_timeout", float, "seconds without audio after which a connected publisher ends")
+    _flag(p, "offers_per_minute", int, "offers and room creations per client address a minute (0: no limit)")
+    _flag(p, "max_pending", int, "peers one client address may have still connecting (0: no limit)")
+    _flag(p, "max_peers", int, "peers of the whole server, connecting or connected (0: no limit)")
+    _flag(p, "allow_origin", str, "comma-separated origins whose pages may create rooms and use /ice")
+    _flag(p, "public_host", str, "comma-separated host names the server answers for (DNS rebinding)")
+    _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
+    _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(p, "translate_to", str, "target languages every room gets, e.g. es,fr (empty: none)")
     _flag(p, "translate_engine", str, "nllb or apertium (default: nllb given a model, else apertium)")

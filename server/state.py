@@ -9,6 +9,8 @@ from aiohttp import web
 from aiortc import RTCDataChannel
 
 from pipeline.backend import InferenceBackend
+from server.access import ViewAccess
+from server.limits import Admission, DescriptorFloor
 from server.metrics import Metrics
 from server.peers import PeerSet
 from server.rooms import Room, RoomRegistry
@@ -42,6 +44,13 @@ class AppState:
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
     publishers: dict[str, Publisher] = field(default_factory=dict)
+    # Shared with ``peers``, which reports each peer's pending, connected and closed to it.
+    admission: Admission = field(default_factory=Admission)
+    descriptors: DescriptorFloor = field(default_factory=DescriptorFloor)
+    access: ViewAccess = field(default_factory=ViewAccess)
+    # Publishers the server ended (media stopped, peer gone) by id, with their room: a DELETE
+    # that comes later still gets its 200 once. Oldest dropped past ENDED_KEPT.
+    ended: dict[str, str] = field(default_factory=dict)
     # Set on SIGTERM: no new publishers, the current ones finalise, then the process exits.
     draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
 from server.auth import InvalidRoomName, check_room_name
-from server.http import error, read_body
-from server.peers import OfferError, check_offer
+from server.guard import admit, refused, require_view
+from server.http import error, read_json
+from server.peers import OfferError, PeerRefused, check_offer
 from server.rooms import Room
 from server.state import STATE, AppState, DataChannelListener
 from server.translations import LanguageError, viewer_language
@@ -63,17 +63,16 @@ def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
+    require_view(request, name)  # first: without the token, not even which languages it carries
     max_age = backlog_seconds(request)
     lang = viewer_stream(state, planned_room(state, name), request.query.get("lang"))
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
-    try:
-        body = json.loads(await read_body(request))
-        sdp = body["sdp"]
-        if not isinstance(sdp, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError) as exc:
-        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}') from exc
+    client = admit(request)
+    body = await read_json(request)
+    sdp = body.get("sdp") if isinstance(body, dict) else None
+    if not isinstance(sdp, str):
+        raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}')
     try:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
@@ -98,12 +97,19 @@ async def post_viewer(request: web.Request) -> web.Response:
         state.metrics.viewers.dec()
         state.rooms.forget_if_idle(room.name)
 
-    pc = state.peers.create(on_closed=gone)
+    try:
+        pc = state.peers.create(on_closed=gone, client=client)
+    except PeerRefused as exc:
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        state.rooms.forget_if_idle(room.name)
+        raise refused(exc.refusal) from exc
     room.viewers.add(viewer_id)
     state.metrics.viewers.inc()
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
+        if viewer_id not in room.viewers:
+            return  # the viewer left before its channel opened: nothing to listen for
         # A late viewer sees recent finals and the live partial first: a reloaded overlay is never blank.
         for message in room.replay(max_age, lang):
             channel.send(message)

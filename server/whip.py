@@ -14,10 +14,11 @@ from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
+from server.guard import admit, refused
 from server.http import error, read_body
 from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
-from server.peers import OfferError, check_offer
+from server.peers import OfferError, PeerRefused, check_offer
 from server.publisher import Publisher
 from server.state import STATE, AppState, DataChannelListener
 
@@ -79,6 +80,7 @@ async def post_whip(request: web.Request) -> web.Response:
     spoken = spoken_language(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
+    client = admit(request)
     sdp = await read_body(request)
     try:
         parsed = check_offer(sdp, want_audio=True)
@@ -111,8 +113,13 @@ async def post_whip(request: web.Request) -> web.Response:
         # A multilingual Whisper told the language skips detection; None lets it detect.
         decode_language=spoken if state.multilingual else None,
     )
+    try:
+        pc = state.peers.create(on_closed=lambda: publisher.peer_closed(), client=client)
+    except PeerRefused as exc:
+        state.backend.close_session(pub_id)
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
-    pc = state.peers.create(on_closed=lambda: publisher.peer_closed())
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(pub_id, policy, state.backend, lambda event: publisher.on_event(event))
     publisher = Publisher(pub_id, room, state, session, pc)
@@ -127,7 +134,10 @@ async def post_whip(request: web.Request) -> web.Response:
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
-        room.listeners[pub_id] = DataChannelListener(channel)
+        # A channel can open after its publisher ended (a DELETE right after connecting):
+        # listening then would keep the dead peer alive in the room for good.
+        if state.publishers.get(pub_id) is publisher:
+            room.listeners[pub_id] = DataChannelListener(channel)
 
     try:
         receive_first_audio(pc, parsed)
@@ -154,8 +164,12 @@ async def post_whip(request: web.Request) -> web.Response:
 
 async def delete_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    publisher = state.publishers.get(request.match_info["session"])
-    if publisher is None or publisher.room.name != request.match_info["room"]:
+    session, room_name = request.match_info["session"], request.match_info["room"]
+    publisher = state.publishers.get(session)
+    if publisher is None and state.ended.get(session) == room_name:
+        del state.ended[session]  # the server ended it already (no media for --media-timeout)
+        return web.Response(status=200)
+    if publisher is None or publisher.room.name != room_name:
         raise error(404, "unknown_session", "no such publishing session")
     bind(room=publisher.room.name, session=publisher.id[:12])
     await publisher.stop()

@@ -194,9 +194,11 @@
     await connect(s);
   }
 
-  async function iceServers() {
+  async function iceServers(s) {
     try {
-      const r = await fetch('/ice', { cache: 'no-store' });
+      // With --view-token, /ice wants a token: the room's publish token opens it.
+      const q = s.token ? `?room=${encodeURIComponent(s.room)}&token=${encodeURIComponent(s.token)}` : '';
+      const r = await fetch(`/ice${q}`, { cache: 'no-store' });
       if (r.ok) return (await r.json()).iceServers || [];
     } catch { /* /ice unreachable: the POST below will say so */ }
     return [];
@@ -232,7 +234,7 @@
 
   async function connect(s) {
     const reconnecting = s.wasLive;
-    const pc = (s.pc = new RTCPeerConnection({ iceServers: await iceServers() }));
+    const pc = (s.pc = new RTCPeerConnection({ iceServers: await iceServers(s) }));
     if (session !== s || s.pc !== pc) { pc.close(); return; }
     pc.addEventListener('connectionstatechange', () => {
       if (session !== s || s.pc !== pc) return;

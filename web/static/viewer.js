@@ -18,10 +18,12 @@
   }
 
   /** ICE servers (with short-lived TURN credentials) from the Nova Voice server's /ice. */
-  async function iceServers(server, token) {
+  async function iceServers(server, token, room) {
     try {
-      const q = token ? "?token=" + encodeURIComponent(token) : "";
-      const r = await fetch(server + "/ice" + q);
+      const q = new URLSearchParams();
+      if (token) q.set("token", token);
+      if (room) q.set("room", room); // a room's own view token opens /ice for that room
+      const r = await fetch(server + "/ice" + (q.toString() ? "?" + q : ""));
       if (r.ok) return (await r.json()).iceServers || [];
     } catch (e) { /* no /ice: plain host candidates are enough on a LAN */ }
     return [];
@@ -66,7 +68,7 @@
       clearTimeout(this.timer);
       if (this.stopped) return;
       this.onState(this.attempt ? "reconnecting" : "connecting");
-      const pc = new RTCPeerConnection({ iceServers: await iceServers(this.server, this.token) });
+      const pc = new RTCPeerConnection({ iceServers: await iceServers(this.server, this.token, this.room) });
       this.pc = pc;
       const dc = pc.createDataChannel("captions");
       let first = true;
