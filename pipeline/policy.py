@@ -344,7 +344,10 @@ class CaptionPolicy:
         return waited <= self.options.sentence_wait and utt.samples < self.options.max_utterance * SAMPLE_RATE
 
     def _interval(self, utt: _Utterance) -> float:
-        return partial_interval(self.options, self.queue_delay) * utt.scale
+        interval = partial_interval(self.options, self.queue_delay) * utt.scale
+        # The first partial comes as the utterance opens, on little speech, and often hears
+        # nothing yet: until one has words, ask again after half the interval.
+        return interval if utt.words else interval / 2
 
     def _maybe_update(self) -> list[Action]:
         utt = self._utt
