@@ -1,13 +1,18 @@
-# Nova Voice: the embedded server (peers, VAD, captions and Whisper in one process).
+# Nova Voice: one image, two roles. `serve` (the default) runs the embedded server, or a gateway
+# with --redis / NOVA_REDIS; `worker` runs inference workers fed from Redis.
 FROM python:3.11-slim
+# Extra pip packages, e.g. the CUDA libraries for GPU workers (see docker-compose.gpu.yml).
+ARG EXTRA_PIP=""
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY pipeline ./pipeline
 COPY web ./web
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -c constraints.txt -e . ${EXTRA_PIP}
 ENV NOVA_HOST=0.0.0.0 NOVA_PORT=8080 NOVA_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health')"
-ENTRYPOINT ["nova-voice", "serve"]
+# Both roles answer /health on NOVA_PORT (503 while draining or while Redis is unreachable).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('NOVA_PORT', '8080') + '/health')"
+ENTRYPOINT ["nova-voice"]
+CMD ["serve"]

@@ -16,7 +16,7 @@ from pipeline.engines.apertium import ApertiumError
 from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
 from server import logs
-from server.settings import Settings, parse
+from server.settings import ConfigError, Settings, WorkerSettings, parse
 
 log = logging.getLogger("nova-voice")
 
@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return models_main(args[1:])
     command, settings = parse(args)
     logs.configure(settings.log_format)
+    if isinstance(settings, WorkerSettings):
+        from server.worker_main import main_worker
+
+        return main_worker(settings)
     if command != "serve":
         print(f"nova-voice: unknown command {command!r}", file=sys.stderr)
         return 2
@@ -98,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         app = create_app(settings)
-    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError) as exc:
+    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(app, sock, settings))

@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
+from pipeline.backend import InferenceBackend
 from pipeline.languages import parse_list
+from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
-from server import health, ice, pages, room_routes, viewers, whip
+from server import health, ice, logs, pages, room_routes, viewers, whip
 from server.access import ViewAccess
 from server.guard import cors, guard
 from server.http import json_errors
 from server.ice import server_ice_servers
-from server.inference import LoadedModels, load_models, local_backend, with_translator
+from server.inference import LoadedModels, load_models, local_backend, redis_backend, with_translator
 from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
+from server.roombus import RoomBus
 from server.rooms import RoomRegistry
-from server.settings import Settings
+from server.settings import ConfigError, Settings
+from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
 from server.translations import TranslationService
@@ -35,25 +40,54 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
-    defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
-    models, own_engines = with_translator(models or load_models(settings), settings)
-    backend = local_backend(settings, models, observer=metrics)
-    translation = None
-    if models.translator is not None:
-        translator = models.devices[0][1][models.translator]
-        translation = TranslationService(
-            translator,  # type: ignore[arg-type]  # both translator engines have languages/supports
-            backend,
-            metrics,
-            TranslationOptions(
-                partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
-            ),
-            timeout=settings.translate_timeout,
-            max_languages=settings.max_room_languages,
-        )
-        defaults = translation.check(list(defaults), None if models.multilingual else "en")
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    transcripts = TranscriptStore(settings.data_path)
+    backend: InferenceBackend
+    shared: RedisBackend | None = None
+    bus: RoomBus | None = None
+    translation: TranslationService | None = None
+    own_engines: list[Any] = []
+    if settings.redis:
+        # A gateway: no models here; inference, rooms and transcripts are shared through Redis.
+        if settings.translation_engine is not None:
+            raise ConfigError(
+                "translation does not run on gateways yet (--redis): run the embedded server for it"
+            )
+        shared = redis_backend(settings, context=logs.current, bind=logs.bound)
+        bus = RoomBus(settings.redis, gateway=shared.gateway)
+        backend = shared
+        transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
+        rooms: RoomRegistry = SharedRoomRegistry(bus)
+        # The model runs on the workers: its name says whether it hears more than English.
+        multilingual = not settings.model.endswith(".en")
+        metrics.watch_backend(shared)
+    else:
+        defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
+        models, own_engines = with_translator(models or load_models(settings), settings)
+        backend = local_backend(settings, models, observer=metrics)
+        if models.translator is not None:
+            translator = models.devices[0][1][models.translator]
+            translation = TranslationService(
+                translator,  # type: ignore[arg-type]  # both translator engines have languages/supports
+                backend,
+                metrics,
+                TranslationOptions(
+                    partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
+                ),
+                timeout=settings.translate_timeout,
+                max_languages=settings.max_room_languages,
+            )
+            defaults = translation.check(list(defaults), None if models.multilingual else "en")
+        transcripts = TranscriptStore(settings.data_path)
+        rooms = RoomRegistry(
+            settings.data_path / "rooms.json",
+            on_final=transcripts.append,
+            history=transcripts.history,
+            on_session=transcripts.mark_session,
+            default_languages=defaults if translation else (),
+            on_room=translation.attach if translation else None,
+            on_forget=translation.detach if translation else None,
+        )
+        multilingual = models.multilingual
     limits = LimitOptions(
         offers_per_minute=settings.offers_per_minute,
         max_pending=settings.max_pending,
@@ -70,17 +104,9 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             admission=admission,
         ),
         transcripts=transcripts,
-        rooms=RoomRegistry(
-            settings.data_path / "rooms.json",
-            on_final=transcripts.append,
-            history=transcripts.history,
-            on_session=transcripts.mark_session,
-            default_languages=defaults if translation else (),
-            on_room=translation.attach if translation else None,
-            on_forget=translation.detach if translation else None,
-        ),
+        rooms=rooms,
         translation=translation,
-        multilingual=models.multilingual,
+        multilingual=multilingual,
         admission=admission,
         descriptors=DescriptorFloor(limits),
         access=ViewAccess(settings.view_token, settings.data_path / "view_tokens.json"),
@@ -99,12 +125,21 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:
+        if shared is not None:
+            await shared.start()
         yield
         if translation is not None:
             await translation.aclose()
         await backend.aclose()
         for engine in own_engines:
             await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
+
+    async def room_bus(app: web.Application) -> AsyncIterator[None]:
+        if bus is not None:
+            await bus.start()
+        yield
+        if bus is not None:
+            await bus.aclose()
 
     async def peers(app: web.Application) -> AsyncIterator[None]:
         allow_loopback_candidates(settings.ice_loopback)
@@ -126,7 +161,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         await drain(app, settings.drain_timeout)
 
     # Torn down in reverse: publishers finalise first, while peers, files and models still work.
-    app.cleanup_ctx.extend([inference, files, peers, heartbeat, publishers])
+    app.cleanup_ctx.extend([inference, room_bus, files, peers, heartbeat, publishers])
     return app
 
 

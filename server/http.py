@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from server.rooms import RoomsUnavailable
+
 MAX_BODY = 64 * 1024
 # A slow client may take this long to send a body; past it the request is answered 408.
 BODY_SECONDS = 10.0
@@ -104,6 +106,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except JsonError:
         raise
+    except RoomsUnavailable as exc:
+        # Rooms shared through Redis while Redis is away: said plainly, retried shortly.
+        raise JsonError(503, "rooms_unavailable", str(exc), headers={"Retry-After": "5"}) from None
     except web.HTTPException as exc:
         if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
             raise

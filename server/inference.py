@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from pipeline.batching import BatchOptions
 from pipeline.engines import Engine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import ModelNotFound, ResolvedModel, resolve_nllb, resolve_whisper
+from pipeline.redis_backend import RedisBackend, RedisOptions
 from pipeline.scheduler import Scheduler, SchedulerObserver
 from server.settings import Settings
 
@@ -184,3 +187,14 @@ def translation_batch_options(settings: Settings, device: DeviceSpec) -> BatchOp
     # Lines of every room and language gather as briefly as Whisper requests do; a call
     # takes up to 16 (CPU) or 32 (GPU) of them, partial and final lines in separate calls.
     return BatchOptions(max_batch=32 if device.device == "cuda" else 16, max_wait=base.max_wait)
+
+
+def redis_backend(
+    settings: Settings,
+    context: Callable[[], Mapping[str, str]] | None = None,
+    bind: Callable[..., AbstractContextManager[None]] | None = None,
+) -> RedisBackend:
+    """A gateway's backend: requests to workers through Redis Streams (``serve --redis``).
+    Call ``await start()`` on it inside the running loop."""
+    options = RedisOptions(max_sessions=settings.max_sessions)
+    return RedisBackend(settings.redis, options, context=context, bind=bind)

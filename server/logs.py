@@ -31,6 +31,11 @@ def bind(**ids: str) -> None:
     _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in ids.items() if v}})
 
 
+def current() -> dict[str, str]:
+    """The ids bound now (room, session, request), to carry them to another process."""
+    return dict(_CONTEXT.get())
+
+
 @contextmanager
 def bound(**ids: str) -> Iterator[None]:
     token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in ids.items() if v}})

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from pipeline.redis_backend import RedisBackend
+    from pipeline.streams import StreamStats
 
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
@@ -70,3 +79,72 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_backend(self, backend: RedisBackend) -> None:
+        """A gateway's view of the Redis queues and the workers behind them, read at scrape time."""
+        self.registry.register(_RedisCollector(backend))
+
+
+def queue_families(streams: Sequence[StreamStats], cluster: Mapping[str, int]) -> Iterator[Metric]:
+    """Queue length and age per request stream, and the cluster-wide counts kept in Redis."""
+    waiting = GaugeMetricFamily(
+        "nova_stream_waiting", "Requests not yet read by any worker", labels=["stream"]
+    )
+    age = GaugeMetricFamily(
+        "nova_stream_waiting_age_seconds", "Age of the oldest unread request", labels=["stream"]
+    )
+    pending = GaugeMetricFamily(
+        "nova_stream_pending", "Requests read and not yet answered", labels=["stream"]
+    )
+    pending_age = GaugeMetricFamily(
+        "nova_stream_pending_age_seconds",
+        "Age of the oldest request read and not answered",
+        labels=["stream"],
+    )
+    for st in streams:
+        waiting.add_metric([st.stream], st.waiting)
+        age.add_metric([st.stream], st.waiting_age)
+        pending.add_metric([st.stream], st.pending)
+        pending_age.add_metric([st.stream], st.pending_age)
+    yield from (waiting, age, pending, pending_age)
+    entries = CounterMetricFamily(
+        "nova_cluster_entries",
+        "Cluster-wide counts kept in Redis (reclaimed, dead_letters, late, ...)",
+        labels=["kind"],
+    )
+    for kind, value in sorted(cluster.items()):
+        entries.add_metric([kind], value)
+    yield entries
+
+
+class _RedisCollector(Collector):
+    def __init__(self, backend: RedisBackend) -> None:
+        self._backend = backend
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._backend.snapshot
+        yield from queue_families(snap.streams, snap.counters)
+        up = GaugeMetricFamily("nova_redis_up", "1 while Redis answers this gateway")
+        up.add_metric([], 1.0 if self._backend.available else 0.0)
+        workers = GaugeMetricFamily("nova_workers", "Inference workers with a live heartbeat")
+        workers.add_metric([], len(snap.workers))
+        load = GaugeMetricFamily(
+            "nova_worker_load",
+            "Fraction of the last second a worker spent in batches",
+            labels=["worker", "device"],
+        )
+        inflight = GaugeMetricFamily(
+            "nova_worker_inflight", "Requests a worker holds", labels=["worker", "device"]
+        )
+        for w in snap.workers:
+            labels = [str(w.get("id", "?")), str(w.get("device", "?"))]
+            load.add_metric(labels, float(w.get("load", 0.0)))
+            inflight.add_metric(labels, float(w.get("inflight", 0)))
+        outcomes = CounterMetricFamily(
+            "nova_gateway_requests",
+            "This gateway's requests by outcome (sent, results, shed, expired, duplicates, ...)",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(self._backend.counts.items()):
+            outcomes.add_metric([outcome], n)
+        yield from (up, workers, load, inflight, outcomes)

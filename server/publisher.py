@@ -113,6 +113,8 @@ class Publisher:
 
     async def _finish(self) -> None:
         await self.session.close(FINALISE_TIMEOUT)
+        # Rooms shared through Redis echo captions back through it: let the last one arrive first.
+        await self.state.rooms.settle(self.room)
         self.room.leave_publisher(self.id)
         self.room.listeners.pop(self.id, None)
         self.state.publishers.pop(self.id, None)

@@ -42,10 +42,10 @@ def room_links(base: str, room: str, view_token: str | None = None) -> dict[str,
     }
 
 
-def in_use(state: AppState, name: str) -> bool:
+async def in_use(state: AppState, name: str) -> bool:
     """A room someone already publishes to, or whose transcript holds what was said in it."""
     room = state.rooms.get(name)
-    return (room is not None and (room.created or bool(room.publishers))) or state.transcripts.exists(name)
+    return (room is not None and (room.created or bool(room.publishers))) or await state.transcripts.has(name)
 
 
 async def create_room(request: web.Request) -> web.Response:
@@ -73,11 +73,11 @@ async def create_room(request: web.Request) -> web.Response:
             check_room_name(name)
         except InvalidRoomName as exc:
             raise error(400, "invalid_room", str(exc)) from exc
-        if in_use(state, name):
+        if await in_use(state, name):
             raise error(409, "room_exists", f"room {name!r} already exists or is in use")
     languages, source = room_language_options(state, body)
     try:
-        room, token = state.rooms.create(name or None, languages, source)
+        room, token = await state.rooms.create_room(name or None, languages, source)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
@@ -155,7 +155,7 @@ async def transcript(request: web.Request) -> web.Response:
         raise error(400, "invalid_room", str(exc)) from exc
     require_view(request, name)
     room = state.rooms.get(name)
-    if room is None and not state.transcripts.exists(name):
+    if room is None and not await state.transcripts.has(name):
         raise error(404, "unknown_room", f"room {name!r} has no transcript")
     lang = None
     if request.query.get("lang"):

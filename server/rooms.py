@@ -25,9 +25,13 @@ from server.messages import CaptionMessage, Message, StatusMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidRoomName", "Listener", "Room", "RoomRegistry", "check_room_name"]
+__all__ = ["InvalidRoomName", "Listener", "Room", "RoomRegistry", "RoomsUnavailable", "check_room_name"]
 
 BACKLOG_FINALS = 20
+
+
+class RoomsUnavailable(Exception):
+    """Shared room state (Redis) cannot be reached; the request should be retried later."""
 
 
 @dataclass(frozen=True)
@@ -172,13 +176,7 @@ class Room:
         )
         if caption.final:
             del self._segments[key]
-            self.partials.pop(segment, None)
-            self.last_end = max(self.last_end, message.end)
-            if caption.text:
-                self.backlog.append(_Kept(message, self.monotonic(), self.session))
-        else:
-            self.partials[segment] = message
-        self.send(message, lang=None)
+        self.deliver(message)
         if caption.final and caption.text:
             for hook in self.on_final:
                 hook(message)
@@ -211,20 +209,30 @@ class Room:
             stable=None if final else stable,
             source_lang=source_lang,
         )
-        partials = self.lang_partials.setdefault(lang, {})
-        if final:
-            partials.pop(segment, None)
-            if text:
-                self.lang_backlog.setdefault(lang, _backlog()).append(
-                    _Kept(message, self.monotonic(), self.session)
-                )
-        else:
-            partials[segment] = message
-        self.send(message, lang=lang)
+        self.deliver(message)
         if final and text:
             for hook in self.on_final:
                 hook(message)
         return message
+
+    def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
+        """Keep a numbered caption for late viewers and send it to every listener. ``at``
+        (monotonic seconds) and ``session`` say when and in which session it was first sent."""
+        self.seq = max(self.seq, message.seq)
+        translated = message.source_lang is not None
+        backlog = self.lang_backlog.setdefault(message.lang, _backlog()) if translated else self.backlog
+        partials = self.lang_partials.setdefault(message.lang, {}) if translated else self.partials
+        if message.final:
+            partials.pop(message.segment, None)
+            if not translated:
+                self.last_end = max(self.last_end, message.end)
+            if message.text:
+                kept_at = self.monotonic() if at is None else at
+                backlog.append(_Kept(message, kept_at, self.session if session is None else session))
+        else:
+            partials[message.segment] = message
+        # Source captions go to the listeners without a language, a translation to its own.
+        self.send(message, lang=message.lang if translated else None)
 
     def speech(self, publisher: Hashable, speaking: bool, queue_delay: float) -> None:
         self.speaking[publisher] = speaking
@@ -355,6 +363,30 @@ class RoomRegistry:
             del self.rooms[name]
             if self._on_forget is not None:
                 self._on_forget(room)
+
+    # What request handlers await: here answered from memory, by a shared registry from Redis.
+
+    async def lookup(self, name: str) -> tuple[bool, str | None]:
+        """Whether the room is known (created, or live here), and its publish token's hash."""
+        room = self.rooms.get(name)
+        return room is not None, room.token_hash if room else None
+
+    async def create_room(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
+        return self.create(name, languages, source_language)
+
+    async def join(self, room: Room, publisher: Hashable) -> None:
+        room.join_publisher(publisher)
+
+    async def watch(self, room: Room) -> None:
+        """Before a listener joins: the room's state must be at hand for its replay."""
+
+    async def settle(self, room: Room) -> None:
+        """Before a publisher's channel leaves: its captions must have reached the listeners."""
 
     def create(
         self,

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """Settings that cannot work together; said in one line at startup."""
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -52,6 +56,7 @@ class Settings:
     trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
+    redis: str = ""
     translate_to: str = ""  # comma-separated default target languages of every room
     translate_engine: str = ""  # nllb or apertium ("": nllb when a model is given, else apertium)
     translate_model: str = ""
@@ -83,12 +88,43 @@ class Settings:
         return Path(self.data_dir or os.path.join(os.getcwd(), "nova-data"))
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """``nova-voice worker``: one inference worker per device, fed from Redis Streams."""
+
+    redis: str = "redis://127.0.0.1:6379/0"
+    device: str = "auto"
+    model: str = "tiny.en"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    host: str = "127.0.0.1"
+    port: int = 9090
+    max_batch: int = 0
+    max_wait_ms: float = -1.0
+    max_partial_batch: int = 0
+    max_inflight: int = 0
+    max_deliveries: int = 3
+    log_format: str = "text"
+
+    def serve_settings(self) -> Settings:
+        """The serve settings that model loading and batching read."""
+        return Settings(
+            model=self.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            max_batch=self.max_batch,
+            max_wait_ms=self.max_wait_ms,
+            max_partial_batch=self.max_partial_batch,
+        )
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get("NOVA_" + name.upper(), default)
 
 
-def _flag(p: argparse.ArgumentParser, name: str, kind: type, help: str) -> None:
-    default = getattr(Settings, name)
+def _flag(p: argparse.ArgumentParser, name: str, kind: type, help: str, defaults: type = Settings) -> None:
+    default = getattr(defaults, name)
     env = "NOVA_" + name.upper()
     if kind is bool:
         raw = os.environ.get(env)
@@ -148,6 +184,9 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
     _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
+    _flag(
+        p, "redis", str, "redis://HOST:6379/0: run as a gateway, with inference on workers and rooms in Redis"
+    )
     _flag(p, "translate_to", str, "target languages every room gets, e.g. es,fr (empty: none)")
     _flag(p, "translate_engine", str, "nllb or apertium (default: nllb given a model, else apertium)")
     _flag(p, "translate_model", str, "CTranslate2 NLLB-200 folder, or a name pulled with `models pull`")
@@ -168,19 +207,46 @@ def _log_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _worker_flags(p: argparse.ArgumentParser) -> None:
+    def flag(name: str, kind: type, help: str) -> None:
+        _flag(p, name, kind, help, WorkerSettings)
+
+    flag("redis", str, "Redis URL the requests come from, e.g. redis://HOST:6379/0")
+    flag("device", str, "auto, cpu, cuda, cuda:N, or a list such as cuda:0,cuda:1 (one consumer each)")
+    flag("model", str, "faster-whisper model name or CTranslate2 folder")
+    flag("compute_type", str, "CTranslate2 compute type (auto: int8 on CPU, float16 on CUDA)")
+    flag("cpu_threads", int, "threads per CPU model (0: all cores)")
+    flag("host", str, "address for /health and /metrics")
+    flag("port", int, "port for /health and /metrics")
+    flag("max_batch", int, "largest inference batch (0: per-device default)")
+    flag("max_wait_ms", float, "longest wait to fill a batch (negative: per-device default)")
+    flag("max_partial_batch", int, "largest batch of partial updates (0: 3 on CPU, max-batch on GPU)")
+    flag(
+        "max_inflight",
+        int,
+        "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
+    )
+    flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
+    _log_flags(p)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nova-voice", description="Self-hosted live captions over WebRTC.")
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the captioning server (the default)")
     _serve_flags(serve)
+    worker = sub.add_parser("worker", help="run an inference worker that reads requests from Redis")
+    _worker_flags(worker)
     sub.add_parser("models", help="fetch and convert translation models (nova-voice models pull --help)")
     return p
 
 
-def parse(argv: Sequence[str]) -> tuple[str, Settings]:
+def parse(argv: Sequence[str]) -> tuple[str, Settings | WorkerSettings]:
     args = list(argv)
     if not args or args[0].startswith("-"):
         args = ["serve", *args]
     ns = parser().parse_args(args)
     values = {k: v for k, v in vars(ns).items() if k != "command"}
+    if ns.command == "worker":
+        return ns.command, WorkerSettings(**values)
     return ns.command, Settings(**values)

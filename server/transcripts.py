@@ -65,6 +65,9 @@ class TranscriptStore:
     def exists(self, room: str) -> bool:
         return self.path(room).exists()
 
+    async def has(self, room: str) -> bool:
+        return self.exists(room)
+
     def history(self, room: str) -> RoomHistory:
         """Blocks until earlier writes are done: for a room's rare first use in this process."""
         return self._io.submit(self._read, room).result()

@@ -9,7 +9,7 @@ import uuid
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
-from pipeline.backend import SchedulerFull
+from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
@@ -20,18 +20,19 @@ from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
 from server.peers import OfferError, PeerRefused, check_offer
 from server.publisher import Publisher
+from server.rooms import RoomsUnavailable
 from server.state import STATE, AppState, DataChannelListener
 
 log = logging.getLogger(__name__)
 
 
-def authorize(request: web.Request, state: AppState, room_name: str) -> None:
-    room = state.rooms.get(room_name)
-    accepted = [h for h in (room.token_hash if room else None,) if h]
+async def authorize(request: web.Request, state: AppState, room_name: str) -> None:
+    known, token_hash = await state.rooms.lookup(room_name)
+    accepted = [h for h in (token_hash,) if h]
     if state.settings.publish_token:
         accepted.append(hash_token(state.settings.publish_token))
     if not accepted:
-        if room is None and not (state.settings.loopback or state.settings.open_rooms):
+        if not known and not (state.settings.loopback or state.settings.open_rooms):
             raise error(404, "unknown_room", f"room {room_name!r} does not exist; create it with POST /rooms")
         return
     token = bearer(request)
@@ -76,7 +77,7 @@ async def post_whip(request: web.Request) -> web.Response:
         check_room_name(room_name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    authorize(request, state, room_name)
+    await authorize(request, state, room_name)
     spoken = spoken_language(request, state, room_name)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
@@ -93,6 +94,9 @@ async def post_whip(request: web.Request) -> web.Response:
     bind(room=room_name, session=pub_id[:12])
     try:
         state.backend.open_session(pub_id)
+    except BackendUnavailable as exc:
+        state.metrics.rejected.labels("unavailable").inc()
+        raise error(503, "inference_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     except SchedulerFull as exc:
         state.metrics.rejected.labels("full").inc()
         raise error(503, "server_full", str(exc), headers={"Retry-After": "10"}) from exc
@@ -149,7 +153,13 @@ async def post_whip(request: web.Request) -> web.Response:
         state.backend.close_session(pub_id)
         raise error(400, "bad_offer", f"the offer could not be answered: {exc}") from exc
 
-    room.join_publisher(pub_id)
+    try:
+        await state.rooms.watch(room)
+        await state.rooms.join(room, pub_id)
+    except RoomsUnavailable:
+        await state.peers.close(pc)
+        state.backend.close_session(pub_id)
+        raise  # answered 503 by the JSON error middleware
     state.publishers[pub_id] = publisher
     log.info("publisher accepted (%s)", request.remote)
     state.metrics.sessions.set(len(state.publishers))

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from server.inference import LoadedModels
 from server.settings import Settings
+from tests.support.redis_server import RedisServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -24,6 +25,17 @@ def inference() -> LoadedModels:
     from server.inference import load_models
 
     return load_models(Settings(device="cpu"))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (no persistence), killed at teardown."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

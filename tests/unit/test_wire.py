@@ -1,0 +1,175 @@
+"""Requests and results on the wire: exact round trips, and refusal of anything else."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, Word
+from pipeline.wire import (
+    VERSION,
+    WireError,
+    WireRequest,
+    WireResult,
+    decode_request,
+    decode_result,
+    encode_request,
+    encode_result,
+)
+
+
+def request(final: bool = True, samples: np.ndarray | None = None) -> WireRequest:
+    pcm = samples if samples is not None else np.array([0, 1, -1, 32767, -32768, 1234], dtype=np.int16)
+    return WireRequest(
+        rid="r1",
+        gateway="gw",
+        session="pub-1",
+        ticket=7,
+        final=final,
+        engine="whisper",
+        payload=TranscribeRequest(
+            audio=pcm.astype(np.float32) / 32768.0,
+            prompt="earlier words, «quoted»",
+            options=DecodeOptions(beam_size=2, language="en", log_prob_threshold=-0.5),
+        ),
+        reply="nova:results:gw",
+        ttl_ms=0 if final else 2500,
+        context={"room": "demo"},
+    )
+
+
+def test_a_request_round_trips_exactly_with_int16_pcm_and_no_pickle() -> None:
+    rng = np.random.default_rng(1)
+    pcm = rng.integers(-32768, 32767, 16_000, dtype=np.int16)
+    sent = request(final=False, samples=pcm)
+    fields = encode_request(sent)
+    assert set(fields) == {b"v", b"h", b"b"}
+    assert fields[b"b"] == pcm.astype("<i2").tobytes()  # the audio travels as raw int16, 2 bytes a sample
+    assert json.loads(fields[b"h"])["session"] == "pub-1"  # the header is plain JSON
+
+    got = decode_request(fields)
+    assert (got.rid, got.gateway, got.session, got.ticket, got.final, got.ttl_ms) == (
+        "r1",
+        "gw",
+        "pub-1",
+        7,
+        False,
+        2500,
+    )
+    assert got.reply == "nova:results:gw" and dict(got.context) == {"room": "demo"}
+    assert got.payload.prompt == sent.payload.prompt and got.payload.options == sent.payload.options
+    np.testing.assert_array_equal(got.payload.audio, sent.payload.audio)
+
+
+def test_a_result_round_trips_words_times_probabilities_and_guard_scores() -> None:
+    transcript = Transcript(
+        words=(Word(" Hello", 0.0, 0.42, 0.91), Word(" world.", 0.42, 0.9, 0.5)),
+        language="en",
+        no_speech_prob=0.01,
+        avg_logprob=-0.2,
+        compression_ratio=1.3,
+    )
+    sent = WireResult(
+        rid="r1", session="pub-1", ticket=7, status="ok", engine="whisper", payload=transcript, worker="w1"
+    )
+    got = decode_result(encode_result(sent))
+    assert got.payload == transcript
+    assert (got.rid, got.session, got.ticket, got.status, got.worker) == ("r1", "pub-1", 7, "ok", "w1")
+
+    failed = decode_result(
+        encode_result(
+            WireResult(rid="r2", session="s", ticket=1, status="failed", engine="whisper", error="boom")
+        )
+    )
+    assert failed.status == "failed" and failed.payload is None and failed.error == "boom"
+
+
+def tampered(fields: dict[bytes, bytes], **header: object) -> dict[bytes, bytes]:
+    h = json.loads(fields[b"h"])
+    h.update(header)
+    return {**fields, b"h": json.dumps(h).encode()}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {b"v": b"1"},
+        {b"v": str(VERSION + 1).encode(), b"h": b"{}"},
+        {b"v": b"one", b"h": b"{}"},
+        {b"v": b"1", b"h": b"not json"},
+        {b"v": b"1", b"h": b"[1, 2]"},
+        {b"v": b"1", b"h": b"\xff\xfe"},
+    ],
+    ids=["empty", "no-header", "newer-version", "bad-version", "not-json", "not-object", "not-utf8"],
+)
+def test_entries_that_are_not_ours_or_of_another_version_are_refused(fields: dict[bytes, bytes]) -> None:
+    with pytest.raises(WireError):
+        decode_request(fields)
+    with pytest.raises(WireError):
+        decode_result(fields)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ticket": "7"},
+        {"ticket": True},
+        {"final": 1},
+        {"engine": "nllb-not-here"},
+        {"session": None},
+        {"ttl_ms": 2.5},
+        {"body": {"prompt": "x"}},
+        {"body": {"prompt": 3, "options": {}}},
+    ],
+)
+def test_requests_with_wrong_fields_are_refused(change: dict[str, object]) -> None:
+    with pytest.raises(WireError):
+        decode_request(tampered(encode_request(request()), **change))
+
+
+def test_odd_or_oversized_audio_is_refused() -> None:
+    fields = encode_request(request())
+    with pytest.raises(WireError):
+        decode_request({**fields, b"b": fields[b"b"] + b"\x00"})
+    with pytest.raises(WireError):
+        encode_request(request(samples=np.zeros(41 * 16_000, dtype=np.int16)))
+
+
+def test_results_with_malformed_words_or_status_are_refused() -> None:
+    ok = encode_result(
+        WireResult(
+            rid="r",
+            session="s",
+            ticket=1,
+            status="ok",
+            engine="whisper",
+            payload=Transcript(words=(), language="en"),
+        )
+    )
+    for change in (
+        {"status": "maybe"},
+        {
+            "body": {
+                "words": [["hi", 0, 1]],
+                "language": "en",
+                "no_speech_prob": 0,
+                "avg_logprob": 0,
+                "compression_ratio": 1,
+            }
+        },
+        {
+            "body": {
+                "words": [["hi", "a", 1, 1]],
+                "language": "en",
+                "no_speech_prob": 0,
+                "avg_logprob": 0,
+                "compression_ratio": 1,
+            }
+        },
+        {"ticket": None},
+    ):
+        with pytest.raises(WireError):
+            decode_result(tampered(ok, **change))
