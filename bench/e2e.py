@@ -1,11 +1,15 @@
-"""Issue 2 benchmark: one publisher over real WebRTC to a real `nova-voice serve` process.
+"""Issues 2 and 12 benchmark: publishers over real WebRTC to a real `nova-voice serve` process.
 
-    python -m bench.e2e [--out bench/results/e2e.md]
+    python -m bench.e2e [--variants before,after] [--sessions 1,2,4,8,12,16] [--out bench/results/e2e.md]
 
-Starts the server as its own process (so its CPU and memory are its own), publishes the
-LibriVox stream with an aiortc WHIP client at real-time pace, and reports first-caption time,
-final latency after each utterance ends, WER, the server's CPU (% of one core) while the session
-runs, and its RSS with one session.
+For each policy variant (issue 12's ``before`` and ``after``, chosen by server flags, see
+``FLAGS``) starts the server as its own process (so its CPU and memory are its own) and, for
+each session count in turn, publishes the LibriVox stream from that many aiortc WHIP clients
+at real-time pace (one room each, starts spread over two seconds). Reports per count: server
+CPU (% of one core) and the client process's, first caption after speech starts, final latency
+after each utterance ends (p50, and the worst session's p90), WER of the finals. A variant
+stops at the first count where some session's final p90 exceeds 2 s; the most sessions it
+carried within that bound is its capacity. The one-session row is the cost of a live session.
 """
 
 from __future__ import annotations
@@ -13,20 +17,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
 
-from tests.support.corpus import librivox
+from tests.support.corpus import Stream, librivox
 from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
+
+# Server flags of each variant: before issue 12, and now (the defaults).
+FLAGS = {
+    "before": [
+        "--vad", "webrtc", "--final-beam-size", "1", "--sentence-wait-ms", "0", "--stale-after", "0",
+        "--decode-threads", "0", "--legacy-partials", "--partial-interval", "0.5",
+    ],
+    "after": [],
+    # Diagnostics, not compared by default: partials at most once a minute (what a session
+    # costs besides its partials); the after policy with partials every half second of voice.
+    "finals-only": ["--partial-interval", "60"],
+    "after-0.5s": ["--partial-interval", "0.5"],
+}  # fmt: skip
+P90_BOUND = 2.0
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -47,80 +68,156 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def main(out: Path) -> None:
+def start_server(flags: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", "/tmp/nova-bench-data"],
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            tempfile.mkdtemp(prefix="nova-bench-"),  # fresh: rooms resume stream time from old transcripts
+            *flags,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        idle_rss = proc_rss_mb(server.pid)
-        stream = librivox()
-        wav = write_wav(Path("/tmp/nova-bench.wav"), np.concatenate([stream.audio, silence(1.5)]))
-        async with aiohttp.ClientSession() as http:
-            pub = WhipPublisher(base, "bench", str(wav))
-            arrivals: list[tuple[float, dict]] = []
-            original = pub.log.add
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1)
+            return server, base
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the server did not come up")
 
-            async def timed(raw: str) -> None:
-                await original(raw)
-                arrivals.append((time.monotonic(), pub.log.messages[-1]))
 
-            pub.log.add = timed  # type: ignore[method-assign]
-            cpu0 = proc_cpu_seconds(server.pid)
+class Timed(WhipPublisher):
+    """A publisher that notes when each message arrived (monotonic seconds)."""
+
+    def __init__(self, base: str, room: str, path: str) -> None:
+        super().__init__(base, room, path)
+        self.arrivals: list[tuple[float, dict[str, Any]]] = []
+        self.t0 = 0.0
+        original = self.log.add
+
+        async def timed(raw: str) -> None:
+            await original(raw)
+            self.arrivals.append((time.monotonic(), self.log.messages[-1]))
+
+        self.log.add = timed  # type: ignore[method-assign]
+
+
+def scores(stream: Stream, pub: Timed) -> dict[str, Any]:
+    caps = [(t - pub.t0, m) for t, m in pub.arrivals if m.get("type") == "caption" and m["text"]]
+    finals = [(t, m) for t, m in caps if m["final"]]
+    first, latency = [], []
+    for utt in stream.utterances:
+        mine = [t for t, m in caps if utt.start - 0.5 < m["start"] < utt.end]
+        if mine:
+            first.append(min(mine) - utt.start)
+        done = [t for t, m in finals if m["start"] < utt.end and m["end"] > utt.start - 0.3]
+        if done:
+            latency.append(max(done) - utt.end)
+    text = " ".join(m["text"] for _, m in finals)
+    return {"first": first, "latency": latency, "wer": wer(stream.reference, text), "text": text}
+
+
+async def run_sessions(base: str, server_pid: int, n: int, stream: Stream, wav: Path) -> dict[str, Any]:
+    rng = random.Random(n)
+    async with aiohttp.ClientSession() as http:
+        pubs = [Timed(base, f"bench{n}x{i}", str(wav)) for i in range(n)]
+        cpu0, me0, wall0 = proc_cpu_seconds(server_pid), proc_cpu_seconds(os.getpid()), time.monotonic()
+
+        async def one(pub: Timed) -> None:
+            await asyncio.sleep(rng.uniform(0, 2))
             await pub.start(http)
-            t0 = time.monotonic()  # audio starts flowing once ICE connects, within milliseconds here
+            pub.t0 = time.monotonic()  # audio flows once ICE connects, within milliseconds here
             await pub.ended()
-            wall = time.monotonic() - t0
-            cpu = proc_cpu_seconds(server.pid) - cpu0
-            await pub.log.wait_for(
-                lambda log: any(m["end"] >= stream.utterances[-1].end - 1 for m in log.finals()), 20
-            )
-            busy_rss = proc_rss_mb(server.pid)
-            await pub.stop(http)
 
-        finals = [(t - t0, m) for t, m in arrivals if m.get("type") == "caption" and m["final"] and m["text"]]
-        captions = [(t - t0, m) for t, m in arrivals if m.get("type") == "caption" and m["text"]]
-        first, latency = [], []
-        for utt in stream.utterances:
-            mine = [t for t, m in captions if utt.start - 0.5 < m["start"] < utt.end]
-            if mine:
-                first.append(min(mine) - utt.start)
-            done = [t for t, m in finals if m["start"] < utt.end and m["end"] > utt.start - 0.3]
-            if done:
-                latency.append(max(done) - utt.end)
-        text = " ".join(m["text"] for _, m in finals)
-        w = wer(stream.reference, text)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+        await asyncio.gather(*(one(p) for p in pubs))
+        wall = time.monotonic() - wall0
+        cpu = proc_cpu_seconds(server_pid) - cpu0
+        me = proc_cpu_seconds(os.getpid()) - me0
+        last = stream.utterances[-1].end
+        for p in pubs:
+            try:
+                await p.log.wait_for(lambda log: any(m["end"] >= last - 1 for m in log.finals()), 30)
+            except TimeoutError:
+                pass  # scored as missing
+        rss = proc_rss_mb(server_pid)
+        await asyncio.gather(*(p.stop(http) for p in pubs), return_exceptions=True)
+    per = [scores(stream, p) for p in pubs]
+    lat = [x for s in per for x in s["latency"]]
+    first = [x for s in per for x in s["first"]]
+    worst_p90 = max(float(np.percentile(s["latency"], 90)) if s["latency"] else float("inf") for s in per)
+    return {
+        "n": n,
+        "server_cpu": 100 * cpu / wall,
+        "client_cpu": 100 * me / wall,
+        "first_p50": statistics.median(first) if first else float("nan"),
+        "final_p50": statistics.median(lat) if lat else float("nan"),
+        "final_p90": float(np.percentile(lat, 90)) if lat else float("nan"),
+        "worst_p90": worst_p90,
+        "wer": statistics.mean(s["wer"] for s in per),
+        "missed": sum(len(stream.utterances) - len(s["latency"]) for s in per),
+        "rss": rss,
+        "text": per[0]["text"],
+    }
+
+
+async def main(out: Path, variants: list[str], sessions: list[int]) -> None:
+    stream = librivox()
+    wav = write_wav(Path("/tmp/nova-bench.wav"), np.concatenate([stream.audio, silence(1.5)]))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    capacity: dict[str, int] = {}
+    for variant in variants:
+        server, base = start_server(FLAGS[variant])
+        try:
+            idle_rss = proc_rss_mb(server.pid)
+            capacity[variant] = 0
+            for n in sessions:
+                r = await run_sessions(base, server.pid, n, stream, wav)
+                r["idle_rss"] = idle_rss
+                rows.append((variant, r))
+                print(variant, {k: v for k, v in r.items() if k != "text"}, flush=True)
+                if r["worst_p90"] > P90_BOUND or r["missed"]:
+                    break
+                capacity[variant] = n
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
 
     lines = [
-        "# End to end: one WebRTC publisher, real server process (tiny.en int8, CPU)",
+        "# End to end: WebRTC publishers, real server process (tiny.en int8, CPU), before and after issue 12",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M')} by `python -m bench.e2e`: LibriVox, {len(stream.audio) / 16000:.0f} s, "
-        f"{len(stream.utterances)} utterances, aiortc WHIP client on loopback.",
+        f"Run {time.strftime('%Y-%m-%d %H:%M')} by `python -m bench.e2e --sessions {','.join(map(str, sessions))}`: "
+        f"LibriVox, {len(stream.audio) / 16000:.0f} s, {len(stream.utterances)} utterances per session, aiortc WHIP "
+        "clients on loopback in the bench process (their CPU is the client column).",
+        "Variants are server flags: "
+        + "; ".join(f"{v}: `{' '.join(FLAGS[v]) or '(defaults)'}`" for v in variants)
+        + ". Latencies in seconds; CPU in % of one core over the publishing time.",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| first caption after speech starts, median (s) | {statistics.median(first):.2f} |",
-        f"| first caption, worst (s) | {max(first):.2f} |",
-        f"| final after the utterance ends, median (s) | {statistics.median(latency):.2f} |",
-        f"| final after the utterance ends, worst (s) | {max(latency):.2f} |",
-        f"| WER of the finals | {w:.3f} |",
-        f"| server CPU while publishing (% of one core) | {100 * cpu / wall:.0f} |",
-        f"| server RSS idle, model loaded (MB) | {idle_rss:.0f} |",
-        f"| server RSS with one session (MB) | {busy_rss:.0f} |",
+        "| variant | sessions | server CPU % | per session | client CPU % | first caption p50 | final p50 | final p90 | worst session p90 | WER | missed finals | server RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, r in rows:
+        lines.append(
+            f"| {variant} | {r['n']} | {r['server_cpu']:.0f} | {r['server_cpu'] / r['n']:.1f} | {r['client_cpu']:.0f} | "
+            f"{r['first_p50']:.2f} | {r['final_p50']:.2f} | {r['final_p90']:.2f} | {r['worst_p90']:.2f} | "
+            f"{r['wer']:.3f} | {r['missed']} | {r['rss']:.0f} |"
+        )
+    lines += [
         "",
-        f"Finals: {text}",
+        f"Most sessions with every session's final p90 <= {P90_BOUND:.0f} s: "
+        + ", ".join(f"{v} {capacity[v]}" for v in variants)
+        + " (of the counts tried).",
+        "",
+        *[f"- {v}, one session's finals: {r['text']}" for v, r in rows if r["n"] == sessions[0]],
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -130,4 +227,7 @@ async def main(out: Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/e2e.md"))
-    asyncio.run(main(ap.parse_args().out))
+    ap.add_argument("--variants", default="before,after")
+    ap.add_argument("--sessions", default="1,2,4,8,12,16")
+    args = ap.parse_args()
+    asyncio.run(main(args.out, args.variants.split(","), [int(n) for n in args.sessions.split(",")]))

@@ -7,13 +7,15 @@ import os
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from pipeline.backend import InferenceBackend, LocalBackend
 from pipeline.batching import BatchOptions
-from pipeline.policy import CaptionPolicy, PolicyOptions
+from pipeline.policy import CaptionPolicy, PolicyOptions, caption_policy
 from pipeline.scheduler import Scheduler
 from pipeline.session import CaptionSession
 from pipeline.types import Caption
@@ -22,11 +24,37 @@ from tests.support.speech import wer
 
 CHUNK = 320  # 20 ms, as WebRTC delivers it
 
+# Issue 12 compares the caption policy before and after it, in the same run. ``caption_policy``
+# arguments; the server flags of the same names give the same two (README, bench/e2e.py).
+BEFORE: dict[str, Any] = dict(
+    vad="webrtc",
+    final_beam_size=1,
+    sentence_wait=0.0,
+    stale_after=0.0,
+    legacy_partials=True,
+    partial_interval=0.5,
+)
+AFTER: dict[str, Any] = {}
+VARIANTS = {"before": BEFORE, "after": AFTER}
+# Engine setting that belongs to each: before issue 12 one model did everything on every core.
+DECODE_THREADS = {"before": 0, "after": 1}
+
+PolicyFactory = Callable[[], CaptionPolicy]
+
+
+def policy_factory(policy: PolicyOptions | PolicyFactory | dict[str, Any]) -> PolicyFactory:
+    if isinstance(policy, PolicyOptions):
+        return lambda: CaptionPolicy(policy)
+    if isinstance(policy, dict):
+        return lambda: caption_policy(**policy)
+    return policy
+
 
 @dataclass
 class Seen:
     at: float  # wall seconds since the stream's first sample was sent
     caption: Caption
+    stream_at: float = 0.0  # seconds of the stream the policy had heard when it came
 
 
 @dataclass
@@ -82,23 +110,33 @@ async def replay_one(
     stream: Stream,
     inference: Scheduler | InferenceBackend,
     key: str,
-    policy: PolicyOptions,
+    policy: PolicyOptions | PolicyFactory | dict[str, Any],
     delay: float = 0.0,
+    paced: bool = True,
 ) -> SessionResult:
+    """Replay ``stream`` through a caption session. Paced: at real-time pace (latencies mean
+    something). Unpaced: each chunk waits until the VAD and every request it caused are done,
+    so the number of requests, the CPU they cost and the text do not depend on the machine's
+    load (latencies then mean nothing)."""
     result = SessionResult(stream)
     await asyncio.sleep(delay)
     t0 = time.monotonic()
 
+    caption_policy_ = policy_factory(policy)()
+
     def on_event(event: object) -> None:
         if isinstance(event, Caption):
-            result.seen.append(Seen(time.monotonic() - t0, event))
+            result.seen.append(Seen(time.monotonic() - t0, event, caption_policy_.stream_time))
 
     backend = LocalBackend([inference]) if isinstance(inference, Scheduler) else inference
     backend.open_session(key)
-    session = CaptionSession(key, CaptionPolicy(policy), backend, on_event)
+    session = CaptionSession(key, caption_policy_, backend, on_event)
     audio = stream.audio
     for i in range(0, len(audio), CHUNK):
         session.push(audio[i : i + CHUNK])
+        if not paced:
+            await session.settled()
+            continue
         ahead = t0 + (i + CHUNK) / 16_000 - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)  # real-time pacing of the replay, not synchronisation

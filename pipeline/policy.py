@@ -1,11 +1,20 @@
 """The streaming caption policy: from VAD-split audio and Whisper hypotheses to partials and finals.
 
 LocalAgreement (whisper_streaming): while someone speaks, the growing utterance is
-re-transcribed every ``partial_interval`` seconds of audio; the words two successive
-hypotheses agree on are committed, the rest is shown as provisional. When VAD hears the end
-of speech the whole utterance is transcribed once more as the final, so a final is as good
-as offline transcription of that utterance. An utterance that reaches ``max_utterance`` is
-cut after its last committed word, never inside one.
+re-transcribed every ``partial_interval`` seconds of new voice; the words two successive
+hypotheses agree on are committed, the rest is shown as provisional. Partials are cheap: greedy,
+no word alignment, a smaller encoder window. Finals are where the accuracy goes: the whole
+utterance once more, with a beam and word times, so a final is as good as offline
+transcription of that utterance.
+
+When does an utterance end? The final is decoded ahead, as soon as the voice has paused for
+``speculate_ms``; if the pause lasts until the VAD ends the utterance and no voice came since,
+that result is the final (no second decode, and the final arrives as the pause ends). If the
+voice resumes, the result serves as a partial. A final whose text does not end a sentence
+with confidence waits up to ``sentence_wait`` more seconds of silence: speech within that
+wait continues the same utterance, so a breath in mid-sentence makes no fragment. An utterance
+whose hypothesis stops changing while the VAD still hears "speech" (steady noise) is closed
+after ``stale_after`` seconds; one that is over ``max_utterance`` is cut after a committed word.
 
 Pure logic: audio in, actions out. Time is the sample count of the stream, so a replay is
 reproducible; the caller does the I/O (scheduler, data channels).
@@ -14,35 +23,74 @@ reproducible; the caller does the I/O (scheduler, data channels).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.text import collapse_loops, common_prefix, is_hallucination, join_words, overlap
+from pipeline.text import (
+    collapse_loops,
+    common_prefix,
+    ends_sentence,
+    is_hallucination,
+    join_words,
+    normalize,
+    overlap,
+)
 from pipeline.types import SAMPLE_RATE, Caption, DecodeOptions, TranscribeRequest, Transcript, Word
-from pipeline.vad import VadOptions, VadSegmenter
+from pipeline.vad import VadFrame, VadOptions, VadSegmenter
+
+# Partials: greedy, words without times, the smallest window tiny.en still reads (800 frames).
+PARTIAL_DECODE = DecodeOptions(beam_size=1, word_timestamps=False, min_window_frames=800)
+# Finals: beam 5 and word times (bench/results/streaming.md has what the beam buys).
+FINAL_DECODE = DecodeOptions(beam_size=5, word_timestamps=True)
+# A final that came out as a hallucination is decoded once more by sampling (Whisper's fallback).
+FALLBACK_DECODE = DecodeOptions(beam_size=1, temperature=0.4, word_timestamps=True)
 
 
 @dataclass(frozen=True)
 class PolicyOptions:
     """Tunables of the streaming policy, defaults tuned for CPU tiny.en.
 
-    partial_interval: seconds of new speech between partial re-transcriptions.
-    min_partial_audio: no partial before this much speech (too little audio gives noise).
+    partial_interval: seconds of new voiced audio between partial re-transcriptions (the first
+        comes as soon as the utterance opens). One second, not half: partials are most of the
+        CPU a speaker costs (bench/results/cost.md), and this halves them.
+    max_partial_interval: partials whose hypothesis did not change double the interval, up to
+        this (steady noise, a held note); 0 keeps it fixed.
+    min_partial_audio: no partial before the utterance (pre-roll included) is this long.
     max_utterance: length cap in seconds; the utterance is cut after a committed word.
     context_chars: how much earlier final text is passed to Whisper as the prompt.
     prompt_min_probability: words Whisper itself doubted stay out of the prompt, since a
         misheard word in the prompt tends to be misheard again in the next utterance.
-    backpressure_delay: queue delay (s) beyond which partial updates slow down.
+    backpressure_delay: queue delay (s) beyond which partial updates slow down, and finals are
+        decoded greedily: when the device falls behind, a final on time beats a better one late.
+    speculate_ms: a pause in the voice this long starts the final's decode before the VAD
+        ends the utterance (0: decode the final only when the VAD ends it).
+    sentence_wait: extra silence (s) a final waits when its text does not end a sentence; voice
+        within it continues the utterance (0: off). A full stop Whisper is sure of (at least
+        ``sentence_sure``) waits for nothing, a likely one (at least ``sentence_likely``) for
+        half of it: the longer wait costs latency at true sentence ends, where Whisper is mostly
+        sure (bench/results/sentences.md).
+    stale_after: seconds of transcribed audio without a new word after which an utterance is
+        closed even though the VAD still hears speech (0: never).
+    partials_on_voice: count only voiced audio towards ``partial_interval`` (False: all audio,
+        as before issue 12, kept for comparisons).
     """
 
-    partial_interval: float = 0.5
+    partial_interval: float = 1.0
+    max_partial_interval: float = 3.0
     min_partial_audio: float = 0.4
     max_utterance: float = 12.0
     context_chars: int = 200
     prompt_min_probability: float = 0.5
     backpressure_delay: float = 1.0
     language: str = "en"
+    speculate_ms: int = 200
+    sentence_wait: float = 0.7
+    sentence_sure: float = 0.9
+    sentence_likely: float = 0.7
+    stale_after: float = 3.0
+    partials_on_voice: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,20 +130,35 @@ class _Utterance:
     start_sample: int
     chunks: list[np.ndarray]
     samples: int = 0
-    samples_at_request: int = 0
+    voiced: int = 0  # voiced samples heard so far
+    voice_end: int = 0  # utterance samples up to the end of the last voiced frame
+    voiced_at_request: int = 0
     partial_ticket: int | None = None
     committed: list[Word] = field(default_factory=list)  # stream-timed
     provisional: list[Word] = field(default_factory=list)  # stream-timed
+    timed: bool = False  # the words' times come from an alignment, not a guess
     after_cut: bool = False
+    scale: float = 1.0  # partial interval multiplier, grows while nothing new is heard
+    heard_until: int = 0  # utterance samples covered by the newest hypothesis
+    changed_at: int = 0  # utterance samples covered by the hypothesis that last changed the words
+    final_ticket: int | None = None  # the newest final-quality request
+    final_voice_end: int = 0  # voice_end when it was asked
+    final_samples: int = 0  # samples it covers
+    final_result: Transcript | None = None
+    fallback_tried: bool = False
+    ended_at: int | None = None  # stream samples when the VAD (or staleness) ended it
+    # Tickets whose answers still count as hypotheses of this utterance, with the samples each covers.
+    asked: dict[int, int] = field(default_factory=dict)
 
     def append(self, samples: np.ndarray) -> None:
         self.chunks.append(samples)
         self.samples += len(samples)
 
-    def audio(self) -> np.ndarray:
+    def audio(self, until: int | None = None) -> np.ndarray:
         if len(self.chunks) > 1:
             self.chunks = [np.concatenate(self.chunks)]
-        return self.chunks[0] if self.chunks else np.zeros(0, dtype=np.int16)
+        audio = self.chunks[0] if self.chunks else np.zeros(0, dtype=np.int16)
+        return audio if until is None else audio[:until]
 
     @property
     def start(self) -> float:
@@ -105,15 +168,9 @@ class _Utterance:
     def duration(self) -> float:
         return self.samples / SAMPLE_RATE
 
-
-@dataclass(frozen=True)
-class _FinalJob:
-    segment: int
-    start: float
-    end: float
-    committed: tuple[Word, ...]
-    after_cut: bool
-    duration: float
+    @property
+    def words(self) -> list[Word]:
+        return self.committed + self.provisional
 
 
 class CaptionPolicy:
@@ -124,21 +181,28 @@ class CaptionPolicy:
         options: PolicyOptions | None = None,
         vad: VadOptions | VadSegmenter | None = None,
         decode: DecodeOptions | None = None,
+        final_decode: DecodeOptions | None = None,
     ) -> None:
+        """``decode`` is how partials are decoded, ``final_decode`` how finals are."""
         self.options = options or PolicyOptions()
-        self.decode = decode or DecodeOptions()
+        self.decode = decode or PARTIAL_DECODE
+        self.final_decode = final_decode or FINAL_DECODE
         self._vad = vad if isinstance(vad, VadSegmenter) else VadSegmenter(vad)
         self._stream_samples = 0
         self._next_segment = 0
         self._next_ticket = 0
         self._utt: _Utterance | None = None
-        self._finals: dict[int, _FinalJob] = {}
+        self._finals: dict[int, _Utterance] = {}  # ended utterances awaiting their final
         self._context: deque[str] = deque()
         self._last_final: list[Word] = []
-        self._heard = self.options.language  # the language Whisper last detected
+        self._detected = self.options.language  # the language Whisper last detected
         self.queue_delay = 0.0
 
     # -- inputs -------------------------------------------------------------------------
+
+    @property
+    def vad(self) -> VadSegmenter:
+        return self._vad
 
     @property
     def stream_time(self) -> float:
@@ -146,61 +210,103 @@ class CaptionPolicy:
 
     @property
     def pending_finals(self) -> int:
-        return len(self._finals)
+        """Finals still to come: detached ones and the current utterance's, once the VAD ended it."""
+        held = self._utt is not None and self._utt.ended_at is not None
+        return len(self._finals) + int(held)
 
     def feed(self, samples: np.ndarray) -> list[Action]:
-        """16 kHz mono int16 samples, in stream order."""
+        """16 kHz mono int16 samples, in stream order; the VAD runs here."""
+        return self.on_frames(self._vad.push(samples))
+
+    def on_frames(self, frames: Iterable[VadFrame]) -> list[Action]:
+        """The VAD's verdicts (from ``vad.push``, possibly run on another thread), in order."""
         actions: list[Action] = []
-        for frame in self._vad.push(samples):
+        for frame in frames:
             self._stream_samples += len(frame.samples)
+            utt = self._utt
             if frame.started is not None:
-                self._utt = _Utterance(
-                    segment=self._take_segment(),
-                    start_sample=self._stream_samples - len(frame.started),
-                    chunks=[],
-                )
-                self._utt.append(frame.started)
-                actions.append(SpeechChange(True, self._utt.start))
-            elif self._utt is not None:
-                self._utt.append(frame.samples)
+                if utt is not None and self._can_resume(utt):
+                    utt.append(frame.samples)  # the pause is in already: no second pre-roll
+                    utt.ended_at = None
+                    utt.final_result = None  # it heard only the first half
+                    self._heard(utt, frame)
+                    actions.append(SpeechChange(True, round(self.stream_time, 3)))
+                else:
+                    if utt is not None:
+                        actions.extend(self._detach(utt))
+                    utt = self._utt = _Utterance(
+                        segment=self._take_segment(),
+                        start_sample=self._stream_samples - len(frame.started),
+                        chunks=[],
+                    )
+                    utt.append(frame.started)
+                    self._heard(utt, frame)
+                    actions.append(SpeechChange(True, utt.start))
+            elif utt is None:
+                continue
+            elif utt.ended_at is not None:
+                utt.append(frame.samples)  # the pause, kept in case the voice resumes
+                actions.extend(self._maybe_release(utt))
+                continue
+            else:
+                utt.append(frame.samples)
+                self._heard(utt, frame)
                 if frame.ended:
-                    actions.extend(self._finish())
+                    actions.extend(self._close(utt))
                     heard_until = self.stream_time - self._vad.options.end_silence_ms / 1000
                     actions.append(SpeechChange(False, round(heard_until, 3)))
                     continue
-            actions.extend(self._maybe_cut_or_update())
+            actions.extend(self._maybe_update())
         return actions
 
     def flush(self) -> list[Action]:
         """End of stream: the words of an unfinished utterance still become a final."""
-        if self._utt is None:
+        utt = self._utt
+        if utt is None:
             return []
-        return [*self._finish(), SpeechChange(False, self.stream_time)]
+        speaking = utt.ended_at is None
+        actions = self._close(utt) if speaking else []
+        if self._utt is utt:
+            actions.extend(self._detach(utt))
+        if speaking:
+            actions.append(SpeechChange(False, self.stream_time))
+        return actions
 
     def on_result(self, ticket: int, transcript: Transcript) -> list[Action]:
-        job = self._finals.pop(ticket, None)
-        if job is not None:
-            return [Emit(self._final_caption(job, transcript))]
+        done = self._finals.pop(ticket, None)
+        if done is not None:
+            if self._wants_fallback(done, transcript):
+                return self._fallback(done)
+            return [Emit(self._final_caption(done, transcript))]
         utt = self._utt
-        if utt is None or utt.partial_ticket != ticket:
-            return []  # a partial of an utterance that has since ended
-        utt.partial_ticket = None
-        if transcript.language:
-            self._heard = transcript.language
-        self._advance(utt, transcript)
-        actions: list[Action] = []
-        if utt.committed or utt.provisional:
-            actions.append(Emit(self._partial_caption(utt)))
-        actions.extend(self._maybe_cut_or_update())
-        return actions
+        if utt is None:
+            return []
+        if ticket == utt.final_ticket:
+            utt.asked.pop(ticket, None)
+            return self._on_final_result(utt, transcript)
+        if ticket not in utt.asked or utt.ended_at is not None:
+            utt.asked.pop(ticket, None)
+            return []  # a partial of an utterance that has since ended: its final is coming
+        if ticket == utt.partial_ticket:
+            utt.partial_ticket = None
+        return self._on_hypothesis(utt, transcript, utt.asked.pop(ticket))
 
     def on_failure(self, ticket: int) -> list[Action]:
         """The engine could not answer: a final still closes with what was committed."""
-        job = self._finals.pop(ticket, None)
-        if job is not None:
-            return [Emit(self._final_caption(job, Transcript(words=(), language=self.options.language)))]
-        if self._utt is not None and self._utt.partial_ticket == ticket:
-            self._utt.partial_ticket = None
+        empty = Transcript(words=(), language=self.options.language)
+        done = self._finals.pop(ticket, None)
+        if done is not None:
+            return [Emit(self._final_caption(done, empty))]
+        utt = self._utt
+        if utt is not None:
+            utt.asked.pop(ticket, None)
+        if utt is not None and utt.partial_ticket == ticket:
+            utt.partial_ticket = None
+        if utt is not None and utt.final_ticket == ticket:
+            utt.final_ticket = None
+            if utt.ended_at is not None:
+                self._utt = None
+                return [Emit(self._final_caption(utt, empty))]
         return []
 
     # -- internals ----------------------------------------------------------------------
@@ -220,28 +326,182 @@ class CaptionPolicy:
             text = text[text.find(" ") + 1 :]
         return text
 
-    def _request(self, audio: np.ndarray) -> TranscribeRequest:
+    def _request(self, audio: np.ndarray, options: DecodeOptions) -> TranscribeRequest:
         return TranscribeRequest(
-            audio=audio.astype(np.float32) / 32768.0, prompt=self._prompt(), options=self.decode
+            audio=audio.astype(np.float32) / 32768.0, prompt=self._prompt(), options=options
         )
 
-    def _maybe_cut_or_update(self) -> list[Action]:
+    def _heard(self, utt: _Utterance, frame: VadFrame) -> None:
+        if frame.voiced or not self.options.partials_on_voice:
+            utt.voiced += len(frame.samples)
+            utt.voice_end = utt.samples
+
+    def _can_resume(self, utt: _Utterance) -> bool:
+        """New voice within a held final's wait continues the same utterance."""
+        if utt.ended_at is None or self.options.sentence_wait <= 0:
+            return False
+        waited = (self._stream_samples - utt.ended_at) / SAMPLE_RATE
+        return waited <= self.options.sentence_wait and utt.samples < self.options.max_utterance * SAMPLE_RATE
+
+    def _interval(self, utt: _Utterance) -> float:
+        interval = partial_interval(self.options, self.queue_delay) * utt.scale
+        # The first partial comes as the utterance opens, on little speech, and often hears
+        # nothing yet: until one has words, ask again after half the interval.
+        return interval if utt.words else interval / 2
+
+    def _maybe_update(self) -> list[Action]:
         utt = self._utt
-        if utt is None:
+        if utt is None or utt.ended_at is not None:
             return []
-        if utt.duration >= self.options.max_utterance:
+        opts = self.options
+        if utt.duration >= opts.max_utterance:
             return self._cut(utt)
-        if utt.partial_ticket is not None or utt.duration < self.options.min_partial_audio:
+        if opts.stale_after > 0 and utt.heard_until - utt.changed_at >= opts.stale_after * SAMPLE_RATE:
+            return self._unstick(utt)
+        silent = (utt.samples - utt.voice_end) / SAMPLE_RATE
+        if (
+            opts.speculate_ms > 0
+            and silent * 1000 >= opts.speculate_ms
+            and utt.final_ticket is None
+            and utt.voice_end > utt.final_voice_end
+            and utt.voiced / SAMPLE_RATE >= opts.min_partial_audio
+        ):
+            return [self._submit_final(utt)]
+        if utt.partial_ticket is not None or utt.final_ticket is not None:
             return []
-        new_audio = (utt.samples - utt.samples_at_request) / SAMPLE_RATE
-        if utt.samples_at_request and new_audio < partial_interval(self.options, self.queue_delay):
+        if utt.duration < opts.min_partial_audio:
             return []
-        utt.samples_at_request = utt.samples
-        utt.partial_ticket = self._ticket()
-        return [Submit(utt.partial_ticket, False, utt.segment, self._request(utt.audio()))]
+        new_voice = (utt.voiced - utt.voiced_at_request) / SAMPLE_RATE
+        if utt.voiced_at_request and new_voice < self._interval(utt):
+            return []
+        # Near the length cap the cut needs true word times: align those partials.
+        near_cap = utt.duration >= opts.max_utterance - 2 * opts.partial_interval - 1.0
+        return [self._submit_partial(utt, timed=near_cap)]
+
+    def _submit_partial(self, utt: _Utterance, timed: bool) -> Submit:
+        utt.voiced_at_request = utt.voiced
+        utt.partial_ticket = ticket = self._ticket()
+        utt.asked[ticket] = utt.samples
+        options = replace(self.decode, word_timestamps=True) if timed else self.decode
+        return Submit(ticket, False, utt.segment, self._request(utt.audio(), options))
+
+    def _submit_final(self, utt: _Utterance, options: DecodeOptions | None = None) -> Submit:
+        if utt.final_ticket is not None:
+            utt.asked[utt.final_ticket] = utt.final_samples  # its answer still serves as a partial
+        utt.final_ticket = ticket = self._ticket()
+        utt.final_voice_end = utt.voice_end
+        utt.final_samples = utt.samples
+        utt.final_result = None
+        utt.voiced_at_request = utt.voiced
+        if options is None:
+            options = self.final_decode
+            if self.queue_delay > self.options.backpressure_delay:
+                options = replace(options, beam_size=1)
+        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options))
+
+    def _close(self, utt: _Utterance) -> list[Action]:
+        """The VAD heard the end: reuse the final decoded ahead if no voice came since, or ask now."""
+        utt.ended_at = self._stream_samples
+        if utt.voiced == 0 and not utt.words:
+            self._utt = None  # a remnant after a cut with no voice in it: nothing to finalise
+            return []
+        if utt.partial_ticket is not None:
+            utt.asked.pop(utt.partial_ticket, None)  # the final will say more than it could
+            utt.partial_ticket = None
+        covered = utt.final_voice_end >= utt.voice_end and (
+            utt.final_ticket is not None or utt.final_result is not None
+        )
+        actions: list[Action] = []
+        if not covered:
+            actions.append(self._submit_final(utt))
+        elif utt.final_result is not None:
+            actions.extend(self._maybe_release(utt))
+        if self.options.sentence_wait <= 0 and self._utt is utt:
+            actions.extend(self._detach(utt))
+        return actions
+
+    def _on_final_result(self, utt: _Utterance, transcript: Transcript) -> list[Action]:
+        utt.final_ticket = None
+        if self._wants_fallback(utt, transcript) and utt.final_voice_end >= utt.voice_end:
+            return self._fallback(utt)
+        if utt.final_voice_end < utt.voice_end:
+            # The voice went on since: a partial, and the final comes later.
+            return self._on_hypothesis(utt, transcript, utt.final_samples)
+        utt.final_result = transcript
+        released = self._maybe_release(utt)
+        return released or self._on_hypothesis(utt, transcript, utt.final_samples)
+
+    def _wants_fallback(self, utt: _Utterance, transcript: Transcript) -> bool:
+        """Whisper's own sign of a bad decode (a loop, or words it barely believes) on speech."""
+        if utt.fallback_tried or not transcript.words:
+            return False
+        looped = transcript.compression_ratio > self.final_decode.compression_ratio_threshold
+        unsure = (
+            transcript.avg_logprob < self.final_decode.log_prob_threshold
+            and transcript.no_speech_prob <= self.final_decode.no_speech_threshold
+        )
+        return looped or unsure
+
+    def _fallback(self, utt: _Utterance) -> list[Action]:
+        utt.fallback_tried = True
+        detached = self._utt is not utt
+        utt.final_ticket = None  # answered: not a partial to come
+        submit = self._submit_final(utt, replace(FALLBACK_DECODE, language=self.final_decode.language))
+        if detached:
+            self._finals[submit.ticket] = utt
+        return [submit]
+
+    def _maybe_release(self, utt: _Utterance) -> list[Action]:
+        """Emit the held final once it ends a sentence, or once the wait for more voice is over."""
+        if utt.ended_at is None:
+            return []
+        waited = (self._stream_samples - utt.ended_at) / SAMPLE_RATE
+        result = utt.final_result
+        if result is None:
+            return self._detach(utt) if waited >= self.options.sentence_wait else []
+        return self._detach(utt) if waited >= self._sentence_wait(result) else []
+
+    def _sentence_wait(self, result: Transcript) -> float:
+        """How much more silence this final waits for: none at a sure sentence end."""
+        opts = self.options
+        if ends_sentence(result, opts.sentence_sure):
+            return 0.0
+        if ends_sentence(result, opts.sentence_likely):
+            return opts.sentence_wait / 2
+        return opts.sentence_wait
+
+    def _detach(self, utt: _Utterance) -> list[Action]:
+        """The utterance is over: emit its final now if decoded, else when its answer comes."""
+        if self._utt is utt:
+            self._utt = None
+        if utt.final_result is not None:
+            return [Emit(self._final_caption(utt, utt.final_result))]
+        actions: list[Action] = []
+        if utt.final_ticket is None or utt.final_voice_end < utt.voice_end:
+            actions.append(self._submit_final(utt))
+        assert utt.final_ticket is not None
+        self._finals[utt.final_ticket] = utt
+        return actions
+
+    def _on_hypothesis(self, utt: _Utterance, transcript: Transcript, covered: int) -> list[Action]:
+        if transcript.language:
+            self._detected = transcript.language
+        before = [normalize(w.text) for w in utt.words]
+        self._advance(utt, transcript)
+        utt.heard_until = max(utt.heard_until, covered)
+        if [normalize(w.text) for w in utt.words] != before:
+            utt.changed_at = covered
+            utt.scale = 1.0
+        elif self.options.max_partial_interval > 0:
+            utt.scale = min(utt.scale * 2, self.options.max_partial_interval / self.options.partial_interval)
+        actions: list[Action] = []
+        if utt.words:
+            actions.append(Emit(self._partial_caption(utt)))
+        actions.extend(self._maybe_update())
+        return actions
 
     def _guarded(self, transcript: Transcript, duration: float) -> list[Word]:
-        if is_hallucination(transcript, duration, self.decode):
+        if is_hallucination(transcript, duration, self.final_decode):
             return []
         return collapse_loops(transcript.words)
 
@@ -250,32 +510,52 @@ class CaptionPolicy:
             replace(w, start=w.start + utt.start, end=w.end + utt.start)
             for w in self._guarded(transcript, utt.duration)
         ]
-        tail = self._after_committed(utt.committed, words)
+        agreed_prefix = common_prefix(utt.committed, words)
+        if transcript.timed and agreed_prefix == len(utt.committed):
+            # Committed text stays; its times become the aligned ones.
+            utt.committed = [
+                replace(c, start=w.start, end=w.end, probability=w.probability)
+                for c, w in zip(utt.committed, words, strict=False)
+            ]
+        tail = self._after_committed(utt.committed, words, transcript.timed and utt.timed)
         agreed = common_prefix(utt.provisional, tail)
         utt.committed.extend(tail[:agreed])
         utt.provisional = tail[agreed:]
+        utt.timed = transcript.timed
 
     @staticmethod
-    def _after_committed(committed: list[Word], words: list[Word]) -> list[Word]:
+    def _after_committed(committed: list[Word], words: list[Word], timed: bool) -> list[Word]:
         """The part of a fresh hypothesis of the whole utterance that follows the committed words."""
         if not committed:
             return words
         if common_prefix(committed, words) == len(committed):
             return words[len(committed) :]
-        # The hypothesis rewrote committed words: fall back to time, then trim any overlap.
-        edge = committed[-1].end - 0.1
-        tail = [w for w in words if w.start >= edge]
-        return tail[overlap(committed, tail) :]
+        if timed:
+            # The hypothesis rewrote committed words: fall back to time, then trim any overlap.
+            edge = committed[-1].end - 0.1
+            tail = [w for w in words if w.start >= edge]
+            return tail[overlap(committed, tail) :]
+        # Untimed: find where the last committed words recur, else count words.
+        last = [normalize(w.text) for w in committed[-3:]]
+        seen = [normalize(w.text) for w in words]
+        for i in range(len(seen) - len(last), -1, -1):
+            if seen[i : i + len(last)] == last:
+                return words[i + len(last) :]
+        return words[len(committed) :]
 
     def _cut(self, utt: _Utterance) -> list[Action]:
         """Length cap: close the committed words as a final and carry the rest of the audio on."""
         if not utt.committed:
-            return self._finish()
+            return self._split(utt, utt.samples, keep_words=True)
+        if not utt.timed:
+            # The cut needs true word times: wait for an aligned partial (asked near the cap).
+            if utt.partial_ticket is None and utt.final_ticket is None:
+                return [self._submit_partial(utt, timed=True)]
+            return []
         last = utt.committed[-1]
         nxt = utt.provisional[0].start if utt.provisional else last.end
         cut_time = (last.end + max(last.end, nxt)) / 2
         cut = min(utt.samples, max(0, int(round((cut_time - utt.start) * SAMPLE_RATE))))
-        audio = utt.audio()
         caption = Caption(
             segment=utt.segment,
             final=True,
@@ -285,56 +565,80 @@ class CaptionPolicy:
             lang=self.options.language,
         )
         self._remember(utt.committed)
+        return [Emit(caption), *self._carry_on(utt, cut, after_cut=True)]
+
+    def _unstick(self, utt: _Utterance) -> list[Action]:
+        """Steady noise keeps the VAD open: close what was said, drop what was not, carry on."""
+        return self._split(utt, utt.heard_until, keep_words=bool(utt.words))
+
+    def _split(self, utt: _Utterance, cut: int, keep_words: bool) -> list[Action]:
+        """End the utterance at ``cut`` while the VAD still hears speech: a final of the audio
+        before it (when there is something to keep), a new utterance from it on."""
+        actions: list[Action] = []
+        if keep_words:
+            head = _Utterance(
+                segment=utt.segment,
+                start_sample=utt.start_sample,
+                chunks=[utt.audio(cut)],
+                samples=cut,
+                voiced=utt.voiced,
+                voice_end=min(utt.voice_end, cut),
+                committed=utt.committed,
+                provisional=utt.provisional,
+                after_cut=utt.after_cut,
+                ended_at=self._stream_samples,
+            )
+            actions.extend(self._detach(head))
+        return [*actions, *self._carry_on(utt, cut, after_cut=keep_words, keep_segment=not keep_words)]
+
+    def _carry_on(
+        self, utt: _Utterance, cut: int, after_cut: bool, keep_segment: bool = False
+    ) -> list[Action]:
+        """Start the next utterance with the audio from ``cut`` on; the VAD still hears speech.
+
+        Answers still due for the old utterance are dropped (its tickets stay with it)."""
         rest = _Utterance(
-            segment=self._take_segment(), start_sample=utt.start_sample + cut, chunks=[], after_cut=True
+            segment=utt.segment if keep_segment else self._take_segment(),
+            start_sample=utt.start_sample + cut,
+            chunks=[utt.audio()[cut:]],
+            samples=utt.samples - cut,
+            after_cut=after_cut,
+            scale=utt.scale,
         )
-        rest.append(audio[cut:])
+        rest.voice_end = max(0, utt.voice_end - cut)
+        rest.voiced = min(utt.voiced, rest.voice_end)
         self._utt = rest
-        return [Emit(caption), *self._maybe_cut_or_update()]
+        return self._maybe_update()
 
-    def _finish(self) -> list[Action]:
-        utt = self._utt
-        assert utt is not None
-        self._utt = None
-        ticket = self._ticket()
-        self._finals[ticket] = _FinalJob(
-            segment=utt.segment,
-            start=utt.start,
-            end=utt.start + utt.duration,
-            committed=tuple(utt.committed),
-            after_cut=utt.after_cut,
-            duration=utt.duration,
-        )
-        return [Submit(ticket, True, utt.segment, self._request(utt.audio()))]
-
-    def _final_caption(self, job: _FinalJob, transcript: Transcript) -> Caption:
+    def _final_caption(self, utt: _Utterance, transcript: Transcript) -> Caption:
+        duration = (utt.final_samples or utt.samples) / SAMPLE_RATE
         words = [
-            replace(w, start=w.start + job.start, end=w.end + job.start)
-            for w in self._guarded(transcript, job.duration)
+            replace(w, start=w.start + utt.start, end=w.end + utt.start)
+            for w in self._guarded(transcript, duration)
         ]
         if not words:
-            words = list(job.committed)  # never lose what the speaker already saw confirmed
-        if job.after_cut:
+            words = list(utt.committed)  # never lose what the speaker already saw confirmed
+        if utt.after_cut:
             words = words[overlap(self._last_final, words) :]
         self._remember(words)
         return Caption(
-            segment=job.segment,
+            segment=utt.segment,
             final=True,
             text=join_words(words),
-            start=words[0].start if words else job.start,
-            end=words[-1].end if words else job.end,
+            start=words[0].start if words else utt.start,
+            end=words[-1].end if words else utt.start + duration,
             lang=transcript.language or self.options.language,
         )
 
     def _partial_caption(self, utt: _Utterance) -> Caption:
-        words = utt.committed + utt.provisional
+        words = utt.words
         return Caption(
             segment=utt.segment,
             final=False,
             text=join_words(words),
             start=words[0].start,
             end=words[-1].end,
-            lang=self._heard,
+            lang=self._detected,
             stable=join_words(utt.committed),
         )
 
@@ -346,3 +650,44 @@ class CaptionPolicy:
         self._context.append(join_words(sure))
         while len(self._context) > 1 and sum(map(len, self._context)) > 4 * self.options.context_chars:
             self._context.popleft()
+
+
+def caption_policy(
+    vad: str = "silero",
+    vad_aggressiveness: int = 2,
+    end_silence_ms: int = 500,
+    partial_interval: float = 1.0,
+    max_utterance: float = 12.0,
+    sentence_wait: float = 0.7,
+    stale_after: float = 3.0,
+    beam_size: int = 1,
+    final_beam_size: int = 5,
+    legacy_partials: bool = False,
+    language: str = "en",
+    decode_language: str | None = None,
+) -> CaptionPolicy:
+    """The policy from the server's flat settings.
+
+    ``legacy_partials`` brings back the partials of before issue 12 (aligned, 1000-frame
+    window, every ``partial_interval`` of audio, no backoff, no final decoded ahead), so one run
+    can compare; with ``final_beam_size=1``, ``sentence_wait=0``, ``stale_after=0`` and the
+    webrtc VAD it is the old policy whole. ``language`` is what captions say they are in until
+    Whisper detects otherwise; ``decode_language`` tells a multilingual Whisper (None: detect).
+    """
+    options = PolicyOptions(
+        partial_interval=partial_interval,
+        max_utterance=max_utterance,
+        sentence_wait=sentence_wait,
+        stale_after=stale_after,
+        language=language,
+        **(
+            dict(speculate_ms=0, max_partial_interval=0.0, partials_on_voice=False) if legacy_partials else {}
+        ),
+    )
+    partial = DecodeOptions() if legacy_partials else PARTIAL_DECODE
+    return CaptionPolicy(
+        options,
+        VadOptions(engine=vad, aggressiveness=vad_aggressiveness, end_silence_ms=end_silence_ms),
+        decode=replace(partial, beam_size=beam_size, language=decode_language),
+        final_decode=replace(FINAL_DECODE, beam_size=final_beam_size, language=decode_language),
+    )

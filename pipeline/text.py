@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pipeline.types import DecodeOptions, Transcript, Word
 
 _NON_WORD = re.compile(r"[^\w']+")
+TERMINAL = (".", "?", "!")
+_CLOSERS = "\"')] "
 
 # Phrases Whisper is known to invent on silence, noise and music (seen by feeding it silence;
 # Vexa and whisper_streaming keep similar lists). Dropped only when the audio is short or
@@ -92,3 +94,18 @@ def is_hallucination(transcript: Transcript, duration: float, options: DecodeOpt
         doubtful = transcript.no_speech_prob > 0.2 or transcript.avg_logprob < -0.7
         return doubtful or duration < 1.0
     return not phrase
+
+
+def ends_sentence(transcript: Transcript, min_probability: float) -> bool:
+    """Whether the text closes a sentence, with Whisper at least ``min_probability`` sure of it.
+
+    Whisper ends most pieces of speech with a full stop, also the half of a sentence before a
+    pause; the probability it gives that full stop is what tells them apart (measured in
+    bench/results/sentences.md). An empty text has nothing to wait for; an ellipsis trails off.
+    """
+    text = transcript.text.rstrip(_CLOSERS)
+    if not text:
+        return True
+    if not text.endswith(TERMINAL) or text.endswith(("...", "…")):
+        return False
+    return not transcript.timed or transcript.sentence_end >= min_probability

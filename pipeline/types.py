@@ -21,9 +21,22 @@ class Word:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How a Whisper request is decoded; documented defaults tuned for CPU tiny.en."""
+    """How a Whisper request is decoded; documented defaults tuned for CPU tiny.en.
+
+    beam_size: 1 is greedy search. Finals and partials never share an engine call, so the
+        policy can spend a beam on finals only.
+    temperature: above 0, sample instead of searching (the fallback for a final that came out
+        as a hallucination, as Whisper's own temperature fallback does).
+    word_timestamps: align words to the audio (a cross-attention pass after generation). Finals
+        need the times; a partial only needs its words, and skipping the pass saves ~20 % of it.
+    min_window_frames: the smallest encoder window (mel frames, 100 per second) this request may
+        run in. Below ~700 frames tiny.en turns to noise (bench/results/windows.md).
+    """
 
     beam_size: int = 1
+    temperature: float = 0.0
+    word_timestamps: bool = True
+    min_window_frames: int = 1000
     # Whisper's own guards against text invented on silence or noise.
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -49,6 +62,11 @@ class Transcript:
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
     compression_ratio: float = 1.0
+    # False when the request skipped alignment: word times are then spread evenly, a guess.
+    timed: bool = True
+    # The model's probability of the sentence-ending mark (. ? !) that closes the text, 0 when
+    # the text does not end with one: how sure Whisper is that the speaker ended a sentence.
+    sentence_end: float = 0.0
 
     @property
     def text(self) -> str:

@@ -68,6 +68,9 @@ class WhisperCodec:
         o = request.options
         options = {
             "beam_size": o.beam_size,
+            "temperature": o.temperature,
+            "word_timestamps": o.word_timestamps,
+            "min_window_frames": o.min_window_frames,
             "no_speech_threshold": o.no_speech_threshold,
             "log_prob_threshold": o.log_prob_threshold,
             "compression_ratio_threshold": o.compression_ratio_threshold,
@@ -82,8 +85,18 @@ class WhisperCodec:
         language = o.get("language")
         if language is not None and not isinstance(language, str):
             raise WireError("language must be a string or null")
+        # Fields added by issue 12 (partials without alignment, smaller windows, the sampling
+        # fallback): an entry from a gateway without them asks for what they defaulted to.
+        defaults = DecodeOptions()
         options = DecodeOptions(
             beam_size=int(_get(o, "beam_size", int)),
+            temperature=_number(o, "temperature") if "temperature" in o else defaults.temperature,
+            word_timestamps=_get(o, "word_timestamps", bool)
+            if "word_timestamps" in o
+            else defaults.word_timestamps,
+            min_window_frames=int(_get(o, "min_window_frames", int))
+            if "min_window_frames" in o
+            else defaults.min_window_frames,
             no_speech_threshold=_number(o, "no_speech_threshold"),
             log_prob_threshold=_number(o, "log_prob_threshold"),
             compression_ratio_threshold=_number(o, "compression_ratio_threshold"),
@@ -99,6 +112,8 @@ class WhisperCodec:
             "no_speech_prob": result.no_speech_prob,
             "avg_logprob": result.avg_logprob,
             "compression_ratio": result.compression_ratio,
+            "timed": result.timed,
+            "sentence_end": result.sentence_end,
         }
 
     def read_result(self, body: Mapping[str, Any]) -> Transcript:
@@ -116,6 +131,10 @@ class WhisperCodec:
             no_speech_prob=_number(body, "no_speech_prob"),
             avg_logprob=_number(body, "avg_logprob"),
             compression_ratio=_number(body, "compression_ratio"),
+            # Issue 12 fields; a worker without them aligned every item and gave no sentence-end
+            # probability (the policy then waits its sentence wait after each final).
+            timed=_get(body, "timed", bool) if "timed" in body else True,
+            sentence_end=_number(body, "sentence_end") if "sentence_end" in body else 0.0,
         )
 
 

@@ -134,7 +134,14 @@ def load_models(settings: Settings) -> LoadedModels:
         print(f"loading Whisper {model.name} ({model.source}: {model.path}) on {dev} {ctype} ...", flush=True)
         started = time.perf_counter()
         engine = WhisperEngine(
-            WhisperConfig(model.path, dev.device, dev.index, ctype, threads if dev.device == "cpu" else 0)
+            WhisperConfig(
+                model.path,
+                dev.device,
+                dev.index,
+                ctype,
+                threads if dev.device == "cpu" else 0,
+                decode_threads=settings.decode_threads,
+            )
         )
         print(f"loaded on {dev} in {time.perf_counter() - started:.1f} s", flush=True)
         loaded.append((dev, {"whisper": engine}))

@@ -23,10 +23,16 @@ class Settings:
     compute_type: str = "auto"
     cpu_threads: int = 0
     beam_size: int = 1
-    partial_interval: float = 0.5
+    final_beam_size: int = 5
+    decode_threads: int = 1
+    partial_interval: float = 1.0
     end_silence_ms: int = 500
+    sentence_wait_ms: int = 700
+    stale_after: float = 3.0
     max_utterance: float = 12.0
+    vad: str = "silero"
     vad_aggressiveness: int = 2
+    legacy_partials: bool = False
     max_batch: int = 0  # 0: a default that suits the device
     max_wait_ms: float = -1.0  # <0: a default that suits the device
     max_partial_batch: int = 0  # 0: a default that suits the device
@@ -145,11 +151,17 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "device", str, "auto, cpu, cuda, or a list such as cuda:0,cuda:1")
     _flag(p, "compute_type", str, "CTranslate2 compute type (auto: int8 on CPU, float16 on CUDA)")
     _flag(p, "cpu_threads", int, "threads per CPU model (0: all cores)")
-    _flag(p, "beam_size", int, "Whisper beam size")
+    _flag(p, "beam_size", int, "Whisper beam size of partial updates")
+    _flag(p, "final_beam_size", int, "Whisper beam size of finals")
+    _flag(p, "decode_threads", int, "CPU: threads of the model copy that decodes (0: no copy)")
     _flag(p, "partial_interval", float, "seconds of new speech between partial updates")
     _flag(p, "end_silence_ms", int, "silence that ends an utterance")
+    _flag(p, "sentence_wait_ms", int, "more silence a final waits for when it ends mid-sentence")
+    _flag(p, "stale_after", float, "seconds without a new word that close an utterance in noise (0: off)")
     _flag(p, "max_utterance", float, "longest utterance in seconds before it is cut")
+    _flag(p, "vad", str, "voice activity detector: silero or webrtc")
     _flag(p, "vad_aggressiveness", int, "webrtcvad mode 0-3")
+    _flag(p, "legacy_partials", bool, "partials as before issue 12 (timed, every 0.5 s of audio), to compare")
     _flag(p, "max_batch", int, "largest inference batch (0: per-device default)")
     _flag(p, "max_wait_ms", float, "longest wait to fill a batch (negative: per-device default)")
     _flag(p, "max_partial_batch", int, "largest batch of partial updates (0: 3 on CPU, max-batch on GPU)")

@@ -11,10 +11,8 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
-from pipeline.policy import CaptionPolicy, PolicyOptions
+from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
-from pipeline.types import DecodeOptions
-from pipeline.vad import VadOptions
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.guard import admit, refused
 from server.http import error, read_body
@@ -104,13 +102,20 @@ async def post_whip(request: web.Request) -> web.Response:
         raise error(503, "server_full", str(exc), headers={"Retry-After": "10"}) from exc
 
     s = state.settings
-    policy = CaptionPolicy(
-        PolicyOptions(
-            partial_interval=s.partial_interval, max_utterance=s.max_utterance, language=spoken or "en"
-        ),
-        VadOptions(aggressiveness=s.vad_aggressiveness, end_silence_ms=s.end_silence_ms),
+    policy = caption_policy(
+        vad=s.vad,
+        vad_aggressiveness=s.vad_aggressiveness,
+        end_silence_ms=s.end_silence_ms,
+        partial_interval=s.partial_interval,
+        max_utterance=s.max_utterance,
+        sentence_wait=s.sentence_wait_ms / 1000,
+        stale_after=s.stale_after,
+        beam_size=s.beam_size,
+        final_beam_size=s.final_beam_size,
+        legacy_partials=s.legacy_partials,
+        language=spoken or "en",
         # A multilingual Whisper told the language skips detection; None lets it detect.
-        DecodeOptions(beam_size=s.beam_size, language=spoken if state.multilingual else None),
+        decode_language=spoken if state.multilingual else None,
     )
     try:
         pc = state.peers.create(on_closed=lambda: publisher.peer_closed(), client=client)

@@ -1,8 +1,14 @@
 """Whisper on CTranslate2, batched across sessions: one encode, one generate, one align per batch.
 
-faster-whisper's model wrapper gives us the loader, feature extractor, tokenizer and word
-alignment; the batching across independent sessions (each with its own prompt) is ours,
-since faster-whisper's batched pipeline only batches chunks of one recording.
+faster-whisper's model wrapper gives us the loader, feature extractor and tokenizer; the
+batching across independent sessions (each with its own prompt) is ours, since
+faster-whisper's batched pipeline only batches chunks of one recording.
+
+Where the CPU goes (tiny.en int8, 2 cores, bench/results/cost.md): generation is a string of
+small steps, each dominated by the 51,864-word output projection, so it gains nothing from a
+second thread (it costs ~1.6x the CPU for the same wall time) while the encoder halves its
+wall time on two. On CPU a second copy of the model with one thread runs generation and
+alignment; the first, with every core, encodes.
 """
 
 from __future__ import annotations
@@ -24,19 +30,53 @@ log = logging.getLogger(__name__)
 HOP = 160  # samples per mel frame
 # Encoding only as much audio as the utterance needs, padded up to one of a few lengths,
 # is several times cheaper than Whisper's fixed 30 s window (whisper.cpp's audio_ctx idea).
-# Under ~10 s Whisper starts to lose words on CPU tiny.en, so the shortest bucket is 10 s.
-FRAME_BUCKETS = (1000, 1500, 2000, 3000)
+# Measured on LibriVox and espeak prefixes (bench/results/windows.md): tiny.en agrees with its
+# 30 s window at 800 and 1000 frames, and falls apart at 500. Each request says how small it
+# may go (DecodeOptions.min_window_frames): partials 800, finals 1000.
+FRAME_BUCKETS = (800, 1000, 1500, 2000, 3000)
 MAX_SAMPLES = FRAME_BUCKETS[-1] * HOP
 MAX_PROMPT_TOKENS = 223  # Whisper allows half of its 448-token context for the prompt
+MAX_LENGTH = 448
+# Early stop: real speech runs at 2-6 tokens a second; a hypothesis that outgrows this is a
+# loop, and every extra step of a loop costs as much as a real word.
+TOKENS_PER_SECOND = 8
+TERMINAL = (".", "?", "!")
 
 
-def bucket_frames(n_samples: int) -> int:
-    """The smallest encoder window (in mel frames) that holds ``n_samples`` with some tail room."""
-    needed = n_samples // HOP + 50
-    for frames in FRAME_BUCKETS:
+def bucket_frames(n_samples: int, min_frames: int = 1000) -> int:
+    """The smallest encoder window (in mel frames) that holds ``n_samples`` with some tail room,
+    and is at least ``min_frames`` (itself a window, so a benchmark can try any size)."""
+    needed = max(n_samples // HOP + 50, min_frames)
+    for frames in sorted({min_frames, *FRAME_BUCKETS}):
         if needed <= frames:
             return frames
     return FRAME_BUCKETS[-1]
+
+
+def max_length(prompt_tokens: int, n_samples: int) -> int:
+    """CTranslate2's ``max_length`` for a prompt and audio: room for the speech, not for a loop.
+
+    CTranslate2 counts the prompt against ``max_length``, and for greedy and beam search alike
+    yields about half a token per unit beyond it (measured on 4.8.5), hence the factor 2.
+    """
+    budget = TOKENS_PER_SECOND * n_samples // SAMPLE_RATE + 10
+    return min(MAX_LENGTH, prompt_tokens + 2 * budget + 1)
+
+
+def sentence_end_probability(pieces: Sequence[str], probs: Sequence[float]) -> float:
+    """The probability of the mark that ends the text as a sentence, or 0 when none does.
+
+    ``pieces`` are the decoded tokens and ``probs`` their probabilities. An ellipsis trails
+    off rather than ends; closing quotes and brackets after the mark are skipped.
+    """
+    for piece, prob in zip(reversed(pieces), reversed(probs), strict=False):
+        text = piece.strip()
+        if not text or text in {'"', "'", ")", "]"}:
+            continue
+        if text.endswith("...") or text.endswith("…"):
+            return 0.0
+        return float(prob) if text.endswith(TERMINAL) else 0.0
+    return 0.0
 
 
 def split_by_frames(frames: list[int], budget: int) -> list[list[int]]:
@@ -99,6 +139,9 @@ class WhisperConfig:
     device_index: int = 0
     compute_type: str = "int8"
     cpu_threads: int = 0
+    # CPU only: threads of the second model copy that generates and aligns (0: no copy, the
+    # encoding model does everything, as before). One is the cheapest (module docstring).
+    decode_threads: int = 1
     # Encoder attention memory grows with batch x window^2: a 30 s window costs ~50 MB of
     # scores per item. One engine call is split so that its windows add up to at most this
     # many mel frames (0: device default: 6000 on CPU, where width buys no encoder speed).
@@ -120,6 +163,15 @@ class WhisperEngine:
             cpu_threads=config.cpu_threads,
         )
         self._model: ctranslate2.models.Whisper = self._fw.model
+        self._decoder: ctranslate2.models.Whisper = self._model
+        if config.device == "cpu" and config.decode_threads:
+            # Encoder outputs stay on the CPU, so the second copy reads them as they are.
+            self._decoder = ctranslate2.models.Whisper(
+                config.model_path,
+                device="cpu",
+                compute_type=config.compute_type,
+                intra_threads=config.decode_threads,
+            )
         self.multilingual: bool = bool(self._model.is_multilingual)
         self._tokenizers: dict[str | None, Tokenizer] = {}
 
@@ -142,34 +194,38 @@ class WhisperEngine:
 
     def run_batch(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
         budget = self.config.max_batch_frames or (6000 if self.config.device == "cpu" else 96000)
+        windows = [bucket_frames(len(r.audio), r.options.min_window_frames) for r in requests]
         out: list[Transcript] = []
-        for chunk in split_by_frames([bucket_frames(len(r.audio)) for r in requests], budget):
+        for chunk in split_by_frames(windows, budget):
             out.extend(self._run_chunk([requests[i] for i in chunk]))
         return out
 
     def _run_chunk(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
         if not requests:
             return []
-        frames = max(bucket_frames(len(r.audio)) for r in requests)
+        frames = max(bucket_frames(len(r.audio), r.options.min_window_frames) for r in requests)
         feats = np.stack([self.features(r.audio, frames) for r in requests])
         encoded = self._model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
 
         languages = self._languages(requests, encoded)
         contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages, strict=True)]
         results: list[ctranslate2.models.WhisperGenerationResult | None] = [None] * len(requests)
-        for idx, keep in prompt_groups([len(c) for c in contexts]):
+        for idx, keep in self._generate_groups(requests, contexts):
             prompts = []
             for i in idx:
                 tok = self._tokenizer(languages[i])
                 prev = [tok.sot_prev] + contexts[i][len(contexts[i]) - keep :] if keep else []
                 prompts.append(prev + list(tok.sot_sequence) + [tok.no_timestamps])
-            # Beam size is per call; the scheduler batches requests of one configuration.
             opts = requests[idx[0]].options
-            group = self._model.generate(
+            longest = max(len(requests[i].audio) for i in idx)
+            sampling = opts.temperature > 0
+            group = self._decoder.generate(
                 self._select(encoded, idx, len(requests)),
                 prompts,
-                beam_size=opts.beam_size,
-                max_length=MAX_PROMPT_TOKENS * 2,
+                beam_size=1 if sampling else opts.beam_size,
+                sampling_topk=0 if sampling else 1,
+                sampling_temperature=opts.temperature if sampling else 1.0,
+                max_length=max_length(len(prompts[0]), longest),
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
@@ -181,22 +237,43 @@ class WhisperEngine:
         eot = self._tokenizer(languages[0]).eot  # the same id in every language
         done = [res for res in results if res is not None]
         token_lists = [[t for t in res.sequences_ids[0] if t < eot] for res in done]
-        words_per_item = self._align(encoded, token_lists, languages, requests, frames)
+        scores = [self._avg_logprob(res, tokens) for res, tokens in zip(done, token_lists, strict=True)]
+        aligned = self._align(encoded, token_lists, languages, requests, frames, scores)
 
         out: list[Transcript] = []
-        for res, tokens, words, lang in zip(done, token_lists, words_per_item, languages, strict=True):
-            text = self._tokenizer(lang).decode(tokens)
-            seq_len = max(1, len(tokens))
-            avg_logprob = res.scores[0] * seq_len / (seq_len + 1) if res.scores else 0.0
+        for i, (res, tokens, lang) in enumerate(zip(done, token_lists, languages, strict=True)):
+            words, sentence_end = aligned[i]
             out.append(
                 Transcript(
                     words=tuple(words),
                     language=lang or "en",
                     no_speech_prob=float(res.no_speech_prob),
-                    avg_logprob=float(avg_logprob),
-                    compression_ratio=compression_ratio(text),
+                    avg_logprob=scores[i],
+                    compression_ratio=compression_ratio(self._tokenizer(lang).decode(tokens)),
+                    timed=requests[i].options.word_timestamps,
+                    sentence_end=sentence_end,
                 )
             )
+        return out
+
+    @staticmethod
+    def _avg_logprob(res: ctranslate2.models.WhisperGenerationResult, tokens: list[int]) -> float:
+        seq_len = max(1, len(tokens))
+        return float(res.scores[0] * seq_len / (seq_len + 1)) if res.scores else 0.0
+
+    @staticmethod
+    def _generate_groups(
+        requests: Sequence[TranscribeRequest], contexts: list[list[int]]
+    ) -> list[tuple[list[int], int]]:
+        """Generate calls: one decoding configuration each (beam and temperature are per call),
+        then prompts of one length (``prompt_groups``)."""
+        by_config: dict[tuple[int, float], list[int]] = {}
+        for i, r in enumerate(requests):
+            by_config.setdefault((r.options.beam_size, r.options.temperature), []).append(i)
+        out: list[tuple[list[int], int]] = []
+        for idx in by_config.values():
+            for sub, keep in prompt_groups([len(contexts[i]) for i in idx]):
+                out.append(([idx[j] for j in sub], keep))
         return out
 
     def _context_tokens(self, request: TranscribeRequest, language: str | None) -> list[int]:
@@ -224,30 +301,63 @@ class WhisperEngine:
         languages: list[str | None],
         requests: Sequence[TranscribeRequest],
         frames: int,
-    ) -> list[list[Word]]:
-        words: list[list[Word]] = [[] for _ in token_lists]
+        scores: list[float],
+    ) -> list[tuple[list[Word], float]]:
+        """Words per item with their times (and the sentence-end probability) where the request
+        asked for times; the rest get their words spread evenly over the audio, untimed."""
+        out: list[tuple[list[Word], float]] = []
         # align() takes one start sequence per call, so items are grouped by language.
         groups: dict[str | None, list[int]] = {}
         for i, (tokens, lang) in enumerate(zip(token_lists, languages, strict=True)):
-            if tokens:
+            tok = self._tokenizer(lang)
+            seconds = min(frames, len(requests[i].audio) // HOP) * HOP / SAMPLE_RATE
+            out.append((self._even_words(tok, tokens, seconds, float(np.exp(scores[i]))), 0.0))
+            if tokens and requests[i].options.word_timestamps:
                 groups.setdefault(lang, []).append(i)
         for lang, idx in groups.items():
             tok = self._tokenizer(lang)
             sub = self._select(encoded, idx, len(token_lists))
             num_frames = [min(frames, len(requests[i].audio) // HOP) for i in idx]
             try:
-                aligned = self._fw.find_alignment(tok, [token_lists[i] for i in idx], sub, num_frames)
+                results = self._decoder.align(
+                    sub,
+                    list(tok.sot_sequence),
+                    [token_lists[i] for i in idx],
+                    num_frames,
+                    median_filter_width=7,
+                )
             except Exception:  # noqa: BLE001 - a failed alignment must not lose the text
                 log.exception("word alignment failed; using evenly spread word times")
-                aligned = [self._even_words(tok, token_lists[i], num_frames[k]) for k, i in enumerate(idx)]
-            for i, item in zip(idx, aligned, strict=True):
-                words[i] = merge_punctuation(
-                    [
-                        Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
-                        for w in item
-                    ]
-                )
-        return words
+                continue
+            for i, result in zip(idx, results, strict=True):
+                out[i] = self._timed_words(tok, token_lists[i], result)
+        return out
+
+    def _timed_words(
+        self, tok: Tokenizer, tokens: list[int], result: ctranslate2.models.WhisperAlignmentResult
+    ) -> tuple[list[Word], float]:
+        """faster-whisper's ``find_alignment`` for one item, keeping the token probabilities."""
+        probs = list(result.text_token_probs)
+        pieces = [tok.decode([t]) for t in tokens]
+        sentence_end = sentence_end_probability(pieces, probs[: len(tokens)])
+        words, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
+        if len(word_tokens) <= 1:
+            return [], sentence_end
+        text_indices = np.array([pair[0] for pair in result.alignments])
+        time_indices = np.array([pair[1] for pair in result.alignments])
+        boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+        jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+        jump_times = time_indices[jumps] / self._fw.tokens_per_second
+        timed = [
+            Word(
+                word,
+                float(jump_times[a]) if a < len(jump_times) else 0.0,
+                float(jump_times[b]) if b < len(jump_times) else float(jump_times[-1]),
+                float(np.mean(probs[a:b])) if b > a else 0.0,
+            )
+            for word, a, b in zip(words, boundaries[:-1], boundaries[1:], strict=False)
+        ]
+        return merge_punctuation(timed), sentence_end
 
     @staticmethod
     def _select(encoded: ctranslate2.StorageView, idx: list[int], total: int) -> ctranslate2.StorageView:
@@ -258,10 +368,12 @@ class WhisperEngine:
         return view
 
     @staticmethod
-    def _even_words(tok: Tokenizer, tokens: list[int], num_frames: int) -> list[dict]:
+    def _even_words(tok: Tokenizer, tokens: list[int], seconds: float, probability: float) -> list[Word]:
+        """Untimed words: spread over the audio, each with the hypothesis' mean token probability."""
+        if not tokens:
+            return []
         words, _ = tok.split_to_word_tokens(tokens)
-        span = num_frames * HOP / SAMPLE_RATE / max(1, len(words))
-        return [
-            {"word": w, "start": i * span, "end": (i + 1) * span, "probability": 0.0}
-            for i, w in enumerate(words)
-        ]
+        span = seconds / max(1, len(words))
+        return merge_punctuation(
+            [Word(w, i * span, (i + 1) * span, probability) for i, w in enumerate(words)]
+        )

@@ -200,6 +200,9 @@ async def test_room_creation_is_deliberate_and_never_takes_a_room_in_use(nova, t
     state.transcripts.append(
         CaptionMessage(room="said", seq=1, segment=0, final=True, text="hello", start=0.0, end=1.0, lang="en")
     )
+    # The write goes through the transcript thread (with an fsync); a read there waits for it, as
+    # a restart would find the file already written. Without it a busy disk loses the race.
+    state.transcripts.history("said")
     async with aiohttp.ClientSession(base) as http:
         assert (await http.post("/rooms", json={"name": "said"})).status == 409
     saved = json.loads((Path(state.settings.data_path) / "rooms.json").read_text())

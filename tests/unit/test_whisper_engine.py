@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.engines.whisper import bucket_frames, merge_punctuation, prompt_groups, split_by_frames
+from pipeline.engines.whisper import (
+    bucket_frames,
+    max_length,
+    merge_punctuation,
+    prompt_groups,
+    sentence_end_probability,
+    split_by_frames,
+)
 from pipeline.types import Word
 
 
@@ -31,3 +38,20 @@ def test_windows_come_in_a_few_sizes_with_room_for_the_tail() -> None:
 def test_punctuation_pieces_join_their_word() -> None:
     words = merge_punctuation([Word(" Mr", 0.0, 0.2), Word(".", 0.2, 0.3), Word(" John", 0.3, 0.6)])
     assert [(w.text, w.start, w.end) for w in words] == [(" Mr.", 0.0, 0.3), (" John", 0.3, 0.6)]
+
+
+def test_partials_may_ask_for_a_smaller_window() -> None:
+    assert bucket_frames(3 * 16_000, min_frames=800) == 800
+    assert bucket_frames(3 * 16_000) == 1000
+    assert bucket_frames(8 * 16_000, min_frames=800) == 1000
+    assert bucket_frames(2 * 16_000, min_frames=700) == 700
+
+
+def test_generation_stops_where_speech_would_and_the_sentence_end_is_read_off_the_last_mark() -> None:
+    # About 8 tokens a second of audio, plus the prompt: room for speech, not for a loop.
+    assert max_length(3, 16_000) < max_length(3, 5 * 16_000) < 448
+    assert max_length(220, 30 * 16_000) == 448
+    assert sentence_end_probability([" he", " was", "."], [0.9, 0.9, 0.8]) == 0.8
+    assert sentence_end_probability([" he", " was"], [0.9, 0.9]) == 0.0
+    assert sentence_end_probability([" so", "..."], [0.9, 0.9]) == 0.0
+    assert sentence_end_probability([" go", "?", '"'], [0.9, 0.6, 0.9]) == 0.6

@@ -32,7 +32,14 @@ def request(final: bool = True, samples: np.ndarray | None = None) -> WireReques
         payload=TranscribeRequest(
             audio=pcm.astype(np.float32) / 32768.0,
             prompt="earlier words, «quoted»",
-            options=DecodeOptions(beam_size=2, language="en", log_prob_threshold=-0.5),
+            options=DecodeOptions(
+                beam_size=2,
+                language="en",
+                log_prob_threshold=-0.5,
+                temperature=0.4,
+                word_timestamps=False,
+                min_window_frames=800,
+            ),
         ),
         reply="nova:results:gw",
         ttl_ms=0 if final else 2500,
@@ -70,6 +77,8 @@ def test_a_result_round_trips_words_times_probabilities_and_guard_scores() -> No
         no_speech_prob=0.01,
         avg_logprob=-0.2,
         compression_ratio=1.3,
+        timed=False,
+        sentence_end=0.87,
     )
     sent = WireResult(
         rid="r1", session="pub-1", ticket=7, status="ok", engine="whisper", payload=transcript, worker="w1"

@@ -176,7 +176,13 @@
 
     try {
       s.stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        audio: {
+          // Measured through headless Chromium (issue 12, bench/results/browser.md): noise
+          // suppression and gain control reshape the sound Whisper was trained on and cost
+          // words; the server's VAD and model handle noise. Echo cancellation only removes
+          // what this browser itself plays.
+          echoCancellation: true, noiseSuppression: false, autoGainControl: false,
+        },
       });
     } catch (err) {
       fail(s, micMessage(err), 'idle'); // nothing was connected, so nothing failed
