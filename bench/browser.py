@@ -22,6 +22,7 @@ import aiohttp
 import numpy as np
 
 from bench.e2e import start_server
+from bench.harness import write_report
 from tests.support.browser import chromium
 from tests.support.corpus import Stream, espeak_passage, librivox
 from tests.support.speech import silence, wer, write_wav
@@ -114,9 +115,7 @@ async def main(out: Path, repeats: int) -> None:
         mean = statistics.mean(w for n in names for w in per[n])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
     lines.append("")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(out, lines, show=True)
 
 
 if __name__ == "__main__":

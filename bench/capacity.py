@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import DECODE_THREADS, VARIANTS, cpu_seconds, replay_one
+from bench.harness import DECODE_THREADS, VARIANTS, cpu_seconds, replay_one, write_report
 from pipeline.engines.whisper import FRAME_BUCKETS, HOP, WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.scheduler import NullObserver, Scheduler
@@ -133,9 +133,7 @@ async def main(device: str, start: int, most: int, variant: str, out: Path | Non
         f"Sessions per device: **{capacity}**.",
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

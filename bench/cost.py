@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import cpu_seconds
+from bench.harness import cpu_seconds, write_report
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.policy import FINAL_DECODE, PARTIAL_DECODE
@@ -78,9 +78,7 @@ def main(out: Path, repeats: int) -> None:
         *[f"| {name} | " + " | ".join(f"{v:.0f}" for v in vals) + " |" for name, vals in table.items()],
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.harness import write_report
 from tests.support.corpus import Stream, librivox
 from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
@@ -219,9 +220,7 @@ async def main(out: Path, variants: list[str], sessions: list[int]) -> None:
         "",
         *[f"- {v}, one session's finals: {r['text']}" for v, r in rows if r["n"] == sessions[0]],
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, lines, show=True)
 
 
 if __name__ == "__main__":

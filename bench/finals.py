@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import cpu_seconds
+from bench.harness import cpu_seconds, write_report
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.policy import FINAL_DECODE
@@ -95,9 +95,7 @@ def main(out: Path, beams: list[int], snr: float) -> None:
         ],
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,3 +186,11 @@ def summary(results: list[SessionResult]) -> dict[str, float]:
 
 def batch_options(max_batch: int) -> BatchOptions:
     return BatchOptions(max_batch=max_batch, max_wait=0.01)
+
+
+def write_report(out: Path, lines: list[str], show: bool = False) -> None:
+    """Write a benchmark's Markdown report (and print it, or where it went)."""
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text if show else f"wrote {out}")

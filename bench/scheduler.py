@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.harness import cpu_seconds, pct, replay_one, rss_mb
+from bench.harness import cpu_seconds, pct, replay_one, rss_mb, write_report
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
@@ -133,9 +133,7 @@ async def main(ns: list[int], partial_batch: int, out: Path) -> None:
             f"{r['missed']} | {r['cpu_pct']:.0f} | {r['rss_peak']:.0f} | {r['rss_growth']:.1f} | "
             f"{r['mean_batch']:.2f} | {r['calls']} |"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 
+from bench.harness import write_report
 from pipeline.audio import read_audio
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
@@ -129,9 +130,7 @@ def main(out: Path) -> None:
         ],
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines[:12]))
+    write_report(out, lines, show=True)
 
 
 if __name__ == "__main__":

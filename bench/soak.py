@@ -27,6 +27,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.harness import write_report
 from tests.support.probes import ghost_offer
 
 SDP = {"Content-Type": "application/sdp"}
@@ -212,9 +213,7 @@ async def main(cycles: int, ghosts: int, concurrency: int, rounds: int, out: Pat
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, lines, show=True)
 
 
 async def _zero(peers: Callable[[], Awaitable[int]]) -> bool:

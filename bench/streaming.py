@@ -22,7 +22,15 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
-from bench.harness import DECODE_THREADS, VARIANTS, SessionResult, cpu_seconds, replay_one, summary
+from bench.harness import (
+    DECODE_THREADS,
+    VARIANTS,
+    SessionResult,
+    cpu_seconds,
+    replay_one,
+    summary,
+    write_report,
+)
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
@@ -118,9 +126,7 @@ async def main(out: Path, variants: list[str]) -> None:
     lines += ["", "Streaming finals (paced):", ""]
     for name, variant, text in texts:
         lines.append(f"- {name}, {variant}: {text}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import CHUNK, cpu_seconds, pct
+from bench.harness import CHUNK, cpu_seconds, pct, write_report
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
 from pipeline.engines.apertium import ApertiumEngine
@@ -237,9 +237,7 @@ async def main(args: argparse.Namespace) -> None:
             f"{r['max']:.3f} | {r['translated']} / {r['expected']} | {r['errors']} | {r['calls']} | "
             f"{r['mean_batch']:.2f} | {r['cpu_pct']:.0f} |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":

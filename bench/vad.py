@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import cpu_seconds
+from bench.harness import cpu_seconds, write_report
 from pipeline.vad import VadOptions, VadSegmenter
 from tests.support.corpus import Stream, espeak_passage, librivox
 from tests.support.noise import NOISES, mix, noise_only, speech_rms
@@ -137,9 +137,7 @@ def main(out: Path, snr: float) -> None:
         *[f"| {e} | {np.mean(v):.4f} | {100 * np.mean(v):.2f} |" for e, v in cpu.items()],
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

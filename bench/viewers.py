@@ -20,7 +20,7 @@ import aiohttp
 import numpy as np
 
 from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb
-from bench.harness import pct
+from bench.harness import pct, write_report
 from tests.support.corpus import librivox
 from tests.support.speech import silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
@@ -156,9 +156,7 @@ async def main(counts: list[int], out: Path) -> None:
             f"{r['p95_ms']:.1f} | {r['max_ms']:.1f} | {r['cpu_pct']:.0f} | {per_cpu:.3f} | {r['rss_mb']:.0f} | "
             f"{r['rss_per_viewer_mb']:.2f} | {r['connect_s']:.1f} |"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

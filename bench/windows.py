@@ -19,7 +19,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from bench.harness import cpu_seconds
+from bench.harness import cpu_seconds, write_report
 from pipeline.engines.whisper import HOP, WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.types import DecodeOptions, TranscribeRequest
@@ -71,9 +71,7 @@ def main(out: Path, windows: list[int]) -> None:
         "Partials use 800 frames at least, finals 1000 (`DecodeOptions.min_window_frames`).",
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    write_report(out, lines)
 
 
 if __name__ == "__main__":

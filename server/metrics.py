@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+class InferenceMetrics:
+    """What a scheduler tells (a ``SchedulerObserver``): batch sizes and times, how long requests
+    waited, partials coalesced and requests dropped. The embedded server and the worker share it;
+    the scheduler calls it from its own thread, and prometheus-client is thread-safe."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
         self.batch_size = Histogram(
             "nova_whisper_batch_size", "Requests per batched Whisper call", buckets=BATCH_BUCKETS, registry=r
         )
@@ -48,21 +52,7 @@ class Metrics:
             ["engine"],
             registry=r,
         )
-        self.sessions = Gauge("nova_sessions", "Publishing sessions", registry=r)
-        self.viewers = Gauge("nova_viewers", "Connected viewers", registry=r)
-        self.captions = Counter("nova_captions_total", "Caption messages sent to rooms", ["kind"], registry=r)
-        self.rejected = Counter("nova_rejected_total", "Requests refused", ["reason"], registry=r)
-        self.translation_errors = Counter(
-            "nova_translation_errors_total",
-            "Translations given up (the source caption still went out)",
-            ["engine", "reason"],
-            registry=r,
-        )
 
-    def translation_error(self, engine: str, reason: str) -> None:
-        self.translation_errors.labels(engine, reason).inc()
-
-    # SchedulerObserver: called from the scheduler's thread; prometheus-client is thread-safe.
     def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:
         if engine == "whisper":
             self.batch_size.observe(size)
@@ -79,6 +69,27 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Metrics(InferenceMetrics):
+    """The embedded server's or a gateway's metrics, in a registry of its own per app."""
+
+    def __init__(self) -> None:
+        super().__init__(CollectorRegistry())
+        r = self.registry
+        self.sessions = Gauge("nova_sessions", "Publishing sessions", registry=r)
+        self.viewers = Gauge("nova_viewers", "Connected viewers", registry=r)
+        self.captions = Counter("nova_captions_total", "Caption messages sent to rooms", ["kind"], registry=r)
+        self.rejected = Counter("nova_rejected_total", "Requests refused", ["reason"], registry=r)
+        self.translation_errors = Counter(
+            "nova_translation_errors_total",
+            "Translations given up (the source caption still went out)",
+            ["engine", "reason"],
+            registry=r,
+        )
+
+    def translation_error(self, engine: str, reason: str) -> None:
+        self.translation_errors.labels(engine, reason).inc()
 
     def watch_backend(self, backend: RedisBackend) -> None:
         """A gateway's view of the Redis queues and the workers behind them, read at scrape time."""

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -19,7 +19,7 @@ from pipeline.models import ModelNotFound
 from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
 from server import logs
-from server.metrics import BATCH_BUCKETS, queue_families
+from server.metrics import InferenceMetrics, queue_families
 from server.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -64,45 +64,6 @@ class _QueueCollector(Collector):
             for outcome, n in sorted(s.counts.items()):
                 handled.add_metric([s.id, outcome], n)
         yield from (inflight, load, idle, handled)
-
-
-class WorkerMetrics:
-    """Batch sizes and times (a ``SchedulerObserver``), in a registry of this process's own."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.batch_size = Histogram(
-            "nova_engine_batch_size",
-            "Requests per batched engine call",
-            ["engine", "device"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
-        )
-        self.inference_seconds = Histogram(
-            "nova_inference_seconds", "Seconds per batched engine call", ["engine", "device"], registry=r
-        )
-        self.queue_delay = Histogram(
-            "nova_queue_delay_seconds",
-            "Time a request waited in the worker before its batch ran",
-            ["engine"],
-            registry=r,
-        )
-        self.coalesced = Counter(
-            "nova_requests_coalesced_total", "Partials replaced by a newer one", ["engine"], registry=r
-        )
-
-    def on_batch(self, engine: str, device: str, size: int, seconds: float, waited: list[float]) -> None:
-        self.batch_size.labels(engine, device).observe(size)
-        self.inference_seconds.labels(engine, device).observe(seconds)
-        for w in waited:
-            self.queue_delay.labels(engine).observe(w)
-
-    def on_coalesced(self, engine: str) -> None:
-        self.coalesced.labels(engine).inc()
-
-    def on_cancelled(self, engine: str, count: int) -> None:
-        pass
 
 
 async def health(request: web.Request) -> web.Response:
@@ -165,7 +126,7 @@ async def serve_worker(settings: WorkerSettings) -> int:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     client = connect(settings.redis)
-    observed = WorkerMetrics()
+    observed = InferenceMetrics(CollectorRegistry())
     options = WorkerOptions(
         model=models.model.name, max_inflight=settings.max_inflight, max_deliveries=settings.max_deliveries
     )
