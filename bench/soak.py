@@ -2,17 +2,23 @@
 server; its peers, descriptors and memory must come back to where they started.
 
     .venv/bin/python -m bench.soak [--cycles 500] [--ghosts 500] [--concurrency 4] [--rounds 3]
+    .venv/bin/python -m bench.soak --drive http://127.0.0.1:PORT --room R [--cycles ...]
+
 
 Starts a `nova-voice serve` process with a short connect deadline and the per-address limits
 off (all the load comes from this one address), warms up with a few of each, measures, soaks,
-waits for the ghosts' deadline, and measures again. Writes bench/results/soak.md. The same
-driver runs in-process, smaller, in tests/integration/test_soak.py.
+waits for the ghosts' deadline, and measures again. Writes bench/results/soak.md. With
+``--drive`` it only drives a server that is already running (one soak, its SoakRun printed as
+JSON): tests/integration/test_soak.py runs the server in its own process, to count its objects,
+and this driver in another, so the two use both cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -237,5 +243,12 @@ if __name__ == "__main__":
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3, help="soaks in a row: a leak grows each round")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "soak.md")
+    p.add_argument("--drive", metavar="URL", help="only drive this running server, one soak; print JSON")
+    p.add_argument("--room", default="soak", help="with --drive: the room (a new name per run)")
+    p.add_argument("--ghosts-per-second", type=float, default=12.0)
     a = p.parse_args()
-    asyncio.run(main(a.cycles, a.ghosts, a.concurrency, a.rounds, a.out))
+    if a.drive:
+        run = asyncio.run(soak(a.drive, a.cycles, a.ghosts, a.concurrency, a.ghosts_per_second, a.room))
+        print(json.dumps(dataclasses.asdict(run)), flush=True)
+    else:
+        asyncio.run(main(a.cycles, a.ghosts, a.concurrency, a.rounds, a.out))

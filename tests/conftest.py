@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from server.inference import LoadedModels
 from server.settings import Settings
+from tests.support.offline import Offline
 from tests.support.redis_server import RedisServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +26,12 @@ def inference() -> LoadedModels:
     from server.inference import load_models
 
     return load_models(Settings(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def offline(inference: LoadedModels) -> Offline:
+    """Offline transcripts of whole streams, shared by the tests that compare against them."""
+    return Offline(inference.model.path)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from faster_whisper import WhisperModel
 
 from bench.harness import replay_one
 from pipeline.backend import LocalBackend
@@ -20,6 +19,7 @@ from pipeline.batching import BatchOptions
 from pipeline.scheduler import Scheduler
 from tests.support.corpus import Stream, librivox
 from tests.support.noise import NOISES, mix, noise_only, speech_rms
+from tests.support.offline import Offline
 from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
@@ -34,17 +34,11 @@ def noisy(noise: str) -> Stream:
     )
 
 
-def offline_text(model: WhisperModel, audio: np.ndarray) -> str:
-    segments, _ = model.transcribe(audio.astype(np.float32) / 32768, language="en", beam_size=5)
-    return " ".join(s.text.strip() for s in segments)
-
-
 async def test_speech_in_steady_noise_is_captioned_nearly_as_well_as_offline(
-    nova, inference, tmp_path: Path
+    nova, offline: Offline, tmp_path: Path
 ) -> None:
     streams = [noisy("pink"), noisy("fan")]
-    offline = WhisperModel(inference.model.path, device="cpu", compute_type="int8")
-    offline_texts = [offline_text(offline, s.audio) for s in streams]
+    offline_texts = [offline.text(s.name, s.audio) for s in streams]
     book = librivox()
     level = speech_rms(book.audio) / 10 ** (SNR_DB / 20)
     noise_wav = write_wav(tmp_path / "noise.wav", noise_only(NOISES["pink"](30.0), level))

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 
-import aiohttp
 import numpy as np
 from faster_whisper import WhisperModel
 
+from bench.harness import replay_one
 from pipeline.audio import read_audio
-from tests.support.speech import LIBRIVOX, normalize, silence, wer, write_wav
-from tests.support.whip_client import WhipPublisher
+from pipeline.backend import LocalBackend
+from pipeline.batching import BatchOptions
+from pipeline.scheduler import Scheduler
+from tests.support.corpus import Stream
+from tests.support.offline import Offline
+from tests.support.speech import LIBRIVOX, normalize, silence, wer
 
 RATE = 16_000
 PAUSE = 0.7
@@ -71,26 +74,25 @@ def test_the_checker_finds_full_stops_and_splits_inside_a_sentence() -> None:
 
 
 async def test_a_pause_in_mid_sentence_makes_no_fragment_and_no_full_stop(
-    nova, inference, tmp_path: Path
+    inference, offline: Offline
 ) -> None:
-    model = WhisperModel(inference.model.path, device="cpu", compute_type="int8")
+    """Replayed through a caption session on the real model, each chunk waiting for the requests
+    it caused: the policy's decisions are in stream time, so the machine's load cannot move them
+    (the WebRTC path around the policy is proven by the streaming tests)."""
+    model = offline.model()
     clips = [read_audio(str(c.path)) for c in LIBRIVOX]
     gap = silence(1.5)
     audio = np.concatenate([gap, *[np.concatenate([pause_in_the_middle(model, c), gap]) for c in clips]])
     sentences = [c.text for c in LIBRIVOX]
-    wav = write_wav(tmp_path / "pauses.wav", np.concatenate([audio, silence(1.0)]))
 
-    server = await nova()
-    base = str(server.make_url("")).rstrip("/")
-    async with aiohttp.ClientSession() as http:
-        pub = WhipPublisher(base, "pauses", str(wav))
-        await pub.start(http)
-        await pub.ended()
-        end = len(audio) / RATE - 1.5
-        await pub.log.wait_for(lambda log: any(m["end"] >= end - 1.0 for m in log.finals()), 30)
-        await pub.stop(http)
+    ((_, engines),) = inference.devices
+    backend = LocalBackend([Scheduler(engines, BatchOptions(max_batch=8, max_wait=0.01))])
+    try:
+        result = await replay_one(Stream("pauses", audio, []), backend, "pauses", {}, paced=False)
+    finally:
+        await backend.aclose()
 
-    finals = [m["text"] for m in pub.log.finals()]
+    finals = [s.caption.text for s in result.finals()]
     assert wer(" ".join(sentences), " ".join(finals)) <= 0.15, finals
     # One final per sentence, and no full stop inside one: the pause made no fragment.
     assert breaks_inside_sentences(sentences, finals) == [], finals

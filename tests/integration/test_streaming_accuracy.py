@@ -1,4 +1,6 @@
-"""Streaming captions are as right as offline transcription of the same audio with the same model."""
+"""Real speech over real WebRTC: aiortc publishers of LibriVox and espeak, the real server and
+tiny.en. The captions are live (partials, then finals in order, with the caption fields), and
+the finals are as right as offline transcription of the same audio with the same model."""
 
 from __future__ import annotations
 
@@ -7,23 +9,21 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from faster_whisper import WhisperModel
 
-from tests.support.corpus import Stream, espeak_passage, librivox
+from server.state import STATE
+from tests.support.corpus import espeak_passage, librivox
+from tests.support.offline import Offline
 from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import CaptionLog, WhipPublisher
 
-
-def offline_text(model: WhisperModel, stream: Stream) -> str:
-    segments, _ = model.transcribe(stream.audio.astype(np.float32) / 32768, language="en", beam_size=5)
-    return " ".join(s.text.strip() for s in segments)
+CAPTION_KEYS = {"type", "room", "seq", "segment", "final", "text", "start", "end", "lang"}
 
 
-async def test_streamed_finals_are_within_1_3x_of_offline_wer(nova, inference, tmp_path: Path) -> None:
+async def test_streamed_finals_are_live_and_within_1_3x_of_offline_wer(
+    nova, offline: Offline, tmp_path: Path
+) -> None:
     streams = [librivox(), espeak_passage()]
-    offline = WhisperModel(inference.model.path, device="cpu", compute_type="int8")
-    offline_texts = {s.name: offline_text(offline, s) for s in streams}
-    offline_wer = {s.name: wer(s.reference, offline_texts[s.name]) for s in streams}
+    offline_texts = {s.name: offline.text(s.name, s.audio) for s in streams}
 
     server = await nova()
     base = str(server.make_url("")).rstrip("/")
@@ -37,19 +37,31 @@ async def test_streamed_finals_are_within_1_3x_of_offline_wer(nova, inference, t
         for s, p in zip(streams, pubs, strict=True):
             last_end = s.utterances[-1].end
             await p.log.wait_for(lambda log, t=last_end: _closed(log, t), timeout=30)
-        await asyncio.gather(*(p.stop(http) for p in pubs))
+        assert await asyncio.gather(*(p.stop(http) for p in pubs)) == [200, 200]
+    state = server.app[STATE]
+    assert state.publishers == {} and len(state.peers) == 0
 
     # One WER over every clip of both streams: a bound on one short clip would be a bound on one
     # or two words, and Whisper's int8 words vary between CPUs.
     reference = " ".join(s.reference for s in streams)
     offline_all = wer(reference, " ".join(offline_texts[s.name] for s in streams))
     streaming_all = wer(reference, " ".join(p.log.final_text() for p in pubs))
-    assert streaming_all <= 1.3 * offline_all + 0.01, (streaming_all, offline_all, offline_wer)
+    assert streaming_all <= 1.3 * offline_all + 0.01, (streaming_all, offline_all, offline_texts)
     for s, p in zip(streams, pubs, strict=True):
+        assert wer(s.reference, p.log.final_text()) <= 0.15, (s.name, p.log.final_text())
         # Every utterance got a final of its own, timed in stream time near the true speech.
         finals = p.log.finals()
         for utt in s.utterances:
             assert any(abs(f["start"] - utt.start) < 0.6 for f in finals), (utt, finals)
+        assert [f["start"] for f in finals] == sorted(f["start"] for f in finals)
+
+        captions = p.log.captions()
+        assert all(CAPTION_KEYS <= set(m) and m["room"] == s.name for m in captions)
+        seqs = [m["seq"] for m in captions]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        # Live: partials come before the first final, and the speech indicator was on.
+        assert any(not m["final"] for m in captions[: captions.index(finals[0])])
+        assert any(m["type"] == "status" and m["speech"] for m in p.log.messages)
 
 
 def _closed(log: CaptionLog, t: float) -> bool:

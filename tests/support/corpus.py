@@ -43,6 +43,11 @@ class Stream:
     def reference(self) -> str:
         return " ".join(u.text for u in self.utterances)
 
+    def head(self, n: int, tail: float = 1.2) -> Stream:
+        """The first ``n`` utterances, the audio cut ``tail`` seconds after the last of them."""
+        kept = self.utterances[:n]
+        return Stream(self.name, self.audio[: int((kept[-1].end + tail) * RATE)], kept)
+
 
 def _speech_bounds(clip: np.ndarray) -> tuple[int, int]:
     """First and last sample louder than a quiet floor, so 'true end' means the end of the voice."""

@@ -75,11 +75,3 @@ def espeak(text: str, path: Path) -> np.ndarray:
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
     return read_audio(str(raw))
-
-
-def joined_librivox(gap: float = 1.0) -> tuple[np.ndarray, str]:
-    """All LibriVox clips in one stream with silences between, and the joined reference."""
-    parts = [silence(gap)]
-    for clip in LIBRIVOX:
-        parts += [read_audio(str(clip.path)), silence(gap)]
-    return np.concatenate(parts), " ".join(c.text for c in LIBRIVOX)
