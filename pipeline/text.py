@@ -62,19 +62,29 @@ def overlap(tail: Sequence[Word], head: Sequence[Word], max_n: int = 5) -> int:
     return 0
 
 
-def collapse_loops(words: Sequence[Word], min_repeats: int = 3, max_n: int = 6) -> list[Word]:
-    """Keep one copy of any run of n words repeated ``min_repeats`` times or more in a row."""
+def collapse_loops(
+    words: Sequence[Word], min_repeats: int = 3, max_n: int = 6, phrase_n: int = 4
+) -> list[Word]:
+    """Keep one copy of any run of n words repeated ``min_repeats`` times or more in a row, and
+    of any phrase of ``phrase_n`` words or more said twice in a row.
+
+    Whisper now and then doubles a whole sentence in one decode (through Chromium: "welcome to
+    the weekly team meeting. welcome to the weekly team meeting."); a speaker almost never
+    repeats four words or more word for word, while short repeats ("no, no") are speech."""
     out = list(words)
-    for n in range(1, max_n + 1):
+    n = 1
+    while n <= max(max_n, len(out) // 2):
+        repeats = 2 if n >= phrase_n else min_repeats
         i = 0
-        while i + n * min_repeats <= len(out):
+        while i + n * repeats <= len(out):
             gram = [normalize(w.text) for w in out[i : i + n]]
             reps = 1
             while [normalize(w.text) for w in out[i + reps * n : i + (reps + 1) * n]] == gram:
                 reps += 1
-            if reps >= min_repeats:
+            if reps >= repeats:
                 del out[i + n : i + reps * n]
             i += 1
+        n += 1
     return out
 
 

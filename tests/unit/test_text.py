@@ -28,6 +28,15 @@ def test_loops_keep_one_copy_but_doubles_stay() -> None:
     assert len(collapse_loops(words("no no no no"))) == 1
 
 
+def test_a_sentence_doubled_in_one_decode_is_kept_once_but_short_repeats_stay() -> None:
+    doubled = "welcome to the weekly team meeting. welcome to the weekly team meeting. Today we"
+    kept = "".join(w.text for w in collapse_loops(words(doubled))).strip()
+    assert kept == "welcome to the weekly team meeting. Today we"
+    # Said twice by a speaker, short phrases are speech, not a loop.
+    assert len(collapse_loops(words("I said no, I said no to them"))) == 8
+    assert len(collapse_loops(words("the cat and the dog"))) == 5
+
+
 def test_hallucination_rules() -> None:
     opts = DecodeOptions()
     assert is_hallucination(Transcript(tuple(words("la " * 40)), "en", compression_ratio=3.0), 5.0, opts)
