@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pipeline.ledger import VoiceLedger
 from pipeline.text import (
     collapse_loops,
     common_prefix,
@@ -75,6 +76,9 @@ class PolicyOptions:
         closed even though the VAD still hears speech (0: never).
     partials_on_voice: count only voiced audio towards ``partial_interval`` (False: all audio,
         as before issue 12, kept for comparisons).
+    unheard_repair: a final whose words leave this many seconds of voiced audio without a word
+        (Whisper stops early, or skips a sentence, mostly on long windows) has that stretch
+        decoded once more on its own, and its words put in place (0: never).
     """
 
     partial_interval: float = 1.0
@@ -91,6 +95,7 @@ class PolicyOptions:
     sentence_likely: float = 0.7
     stale_after: float = 3.0
     partials_on_voice: bool = True
+    unheard_repair: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class Submit:
     final: bool
     segment: int
     request: TranscribeRequest
+    origin: int = 0  # stream sample of the request's first audio sample
+    repair: bool = False  # a stretch of a final that its decode left without words
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,11 @@ class _Utterance:
     final_samples: int = 0  # samples it covers
     final_result: Transcript | None = None
     fallback_tried: bool = False
+    retried: bool = False  # a failed final was asked once more
+    head: Transcript | None = None  # the final's decode, while a stretch it missed is decoded again
+    repair_from: int = 0  # utterance samples where that stretch starts
+    repair_retried: bool = False
+    repair_to: int = 0
     ended_at: int | None = None  # stream samples when the VAD (or staleness) ended it
     # Tickets whose answers still count as hypotheses of this utterance, with the samples each covers.
     asked: dict[int, int] = field(default_factory=dict)
@@ -197,6 +209,8 @@ class CaptionPolicy:
         self._last_final: list[Word] = []
         self._detected = self.options.language  # the language Whisper last detected
         self.queue_delay = 0.0
+        # Every voiced sample the VAD passed, and the finals (or deliberate drops) that took it.
+        self.ledger = VoiceLedger()
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -223,6 +237,8 @@ class CaptionPolicy:
         actions: list[Action] = []
         for frame in frames:
             self._stream_samples += len(frame.samples)
+            if frame.voiced and (frame.speaking or frame.ended):
+                self.ledger.voiced(self._stream_samples - len(frame.samples), self._stream_samples)
             utt = self._utt
             if frame.started is not None:
                 if utt is not None and self._can_resume(utt):
@@ -257,7 +273,7 @@ class CaptionPolicy:
                     actions.append(SpeechChange(False, round(heard_until, 3)))
                     continue
             actions.extend(self._maybe_update())
-        return actions
+        return self._settled(actions)
 
     def flush(self) -> list[Action]:
         """End of stream: the words of an unfinished utterance still become a final."""
@@ -270,46 +286,80 @@ class CaptionPolicy:
             actions.extend(self._detach(utt))
         if speaking:
             actions.append(SpeechChange(False, self.stream_time))
-        return actions
+        return self._settled(actions)
 
     def on_result(self, ticket: int, transcript: Transcript) -> list[Action]:
         done = self._finals.pop(ticket, None)
         if done is not None:
+            if done.head is not None:
+                return self._settled([Emit(self._final_caption(done, self._mended(done, transcript)))])
             if self._wants_fallback(done, transcript):
-                return self._fallback(done)
-            return [Emit(self._final_caption(done, transcript))]
+                return self._settled(self._fallback(done))
+            return self._settled(self._finish(done, transcript))
         utt = self._utt
         if utt is None:
             return []
         if ticket == utt.final_ticket:
             utt.asked.pop(ticket, None)
-            return self._on_final_result(utt, transcript)
-        if ticket not in utt.asked or utt.ended_at is not None:
-            utt.asked.pop(ticket, None)
-            return []  # a partial of an utterance that has since ended: its final is coming
+            return self._settled(self._on_final_result(utt, transcript))
+        covered = utt.asked.pop(ticket, None)
         if ticket == utt.partial_ticket:
             utt.partial_ticket = None
-        return self._on_hypothesis(utt, transcript, utt.asked.pop(ticket))
+        if covered is None or utt.ended_at is not None:
+            return []  # a partial of an utterance that has since ended: its final is coming
+        return self._settled(self._on_hypothesis(utt, transcript, covered))
 
     def on_failure(self, ticket: int) -> list[Action]:
-        """The engine could not answer: a final still closes with what was committed."""
-        empty = Transcript(words=(), language=self.options.language)
+        """The engine could not answer. A final is asked once more; failing twice, it closes with
+        every word the speaker saw, and its audio is reported as dropped (``engine_failure``)."""
         done = self._finals.pop(ticket, None)
+        if done is not None and done.head is not None:
+            return self._settled(self._failed_repair(done))
         if done is not None:
-            return [Emit(self._final_caption(done, empty))]
+            return self._settled(self._failed_final(done))
         utt = self._utt
-        if utt is not None:
-            utt.asked.pop(ticket, None)
-        if utt is not None and utt.partial_ticket == ticket:
+        if utt is None:
+            return []
+        utt.asked.pop(ticket, None)
+        if utt.partial_ticket == ticket:
             utt.partial_ticket = None
-        if utt is not None and utt.final_ticket == ticket:
+        if utt.final_ticket == ticket:
             utt.final_ticket = None
             if utt.ended_at is not None:
-                self._utt = None
-                return [Emit(self._final_caption(utt, empty))]
+                return self._settled(self._failed_final(utt))
         return []
 
+    def abandon(self, reason: str) -> None:
+        """The session ends without waiting for its finals (shed, killed, out of time): whatever
+        they held is reported as dropped for ``reason``, never silently gone."""
+        for utt in [*self._finals.values(), *([self._utt] if self._utt is not None else [])]:
+            self.ledger.dropped(utt.start_sample, utt.start_sample + utt.samples, reason)
+        self._finals.clear()
+        self._utt = None
+        self.ledger.settle(self._stream_samples)
+
     # -- internals ----------------------------------------------------------------------
+
+    def _settled(self, actions: list[Action]) -> list[Action]:
+        """After every input: voiced audio behind the oldest audio still on its way to a final
+        can no longer reach one, and the ledger counts it."""
+        starts = [u.start_sample for u in self._finals.values()]
+        if self._utt is not None:
+            starts.append(self._utt.start_sample)
+        self.ledger.settle(min(starts, default=self._stream_samples))
+        return actions
+
+    def _failed_final(self, utt: _Utterance) -> list[Action]:
+        if not utt.retried:
+            utt.retried = True
+            utt.final_ticket = None
+            submit = self._submit_final(utt)
+            if self._utt is not utt:
+                self._finals[submit.ticket] = utt
+            return [submit]
+        if self._utt is utt:
+            self._utt = None
+        return [Emit(self._final_caption(utt, None))]
 
     def _take_segment(self) -> int:
         self._next_segment += 1
@@ -383,7 +433,7 @@ class CaptionPolicy:
         utt.partial_ticket = ticket = self._ticket()
         utt.asked[ticket] = utt.samples
         options = replace(self.decode, word_timestamps=True) if timed else self.decode
-        return Submit(ticket, False, utt.segment, self._request(utt.audio(), options))
+        return Submit(ticket, False, utt.segment, self._request(utt.audio(), options), utt.start_sample)
 
     def _submit_final(self, utt: _Utterance, options: DecodeOptions | None = None) -> Submit:
         if utt.final_ticket is not None:
@@ -397,13 +447,14 @@ class CaptionPolicy:
             options = self.final_decode
             if self.queue_delay > self.options.backpressure_delay:
                 options = replace(options, beam_size=1)
-        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options))
+        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options), utt.start_sample)
 
     def _close(self, utt: _Utterance) -> list[Action]:
         """The VAD heard the end: reuse the final decoded ahead if no voice came since, or ask now."""
         utt.ended_at = self._stream_samples
         if utt.voiced == 0 and not utt.words:
             self._utt = None  # a remnant after a cut with no voice in it: nothing to finalise
+            self.ledger.dropped(utt.start_sample, utt.start_sample + utt.samples, "remnant")
             return []
         if utt.partial_ticket is not None:
             utt.asked.pop(utt.partial_ticket, None)  # the final will say more than it could
@@ -475,7 +526,7 @@ class CaptionPolicy:
         if self._utt is utt:
             self._utt = None
         if utt.final_result is not None:
-            return [Emit(self._final_caption(utt, utt.final_result))]
+            return self._finish(utt, utt.final_result)
         actions: list[Action] = []
         if utt.final_ticket is None or utt.final_voice_end < utt.voice_end:
             actions.append(self._submit_final(utt))
@@ -484,6 +535,10 @@ class CaptionPolicy:
         return actions
 
     def _on_hypothesis(self, utt: _Utterance, transcript: Transcript, covered: int) -> list[Action]:
+        if covered < utt.heard_until:
+            # Older than a hypothesis already heard (finals run before partials, so answers
+            # overtake each other): it would take words back and make the utterance look stale.
+            return self._maybe_update()
         if transcript.language:
             self._detected = transcript.language
         before = [normalize(w.text) for w in utt.words]
@@ -511,7 +566,8 @@ class CaptionPolicy:
             for w in self._guarded(transcript, utt.duration)
         ]
         agreed_prefix = common_prefix(utt.committed, words)
-        if transcript.timed and agreed_prefix == len(utt.committed):
+        realigned = transcript.timed and agreed_prefix == len(utt.committed)
+        if realigned:
             # Committed text stays; its times become the aligned ones.
             utt.committed = [
                 replace(c, start=w.start, end=w.end, probability=w.probability)
@@ -521,7 +577,9 @@ class CaptionPolicy:
         agreed = common_prefix(utt.provisional, tail)
         utt.committed.extend(tail[:agreed])
         utt.provisional = tail[agreed:]
-        utt.timed = transcript.timed
+        # Only when every committed word got its aligned time may a cut trust them: a timed
+        # hypothesis that disagrees with them leaves their guessed times in place.
+        utt.timed = realigned
 
     @staticmethod
     def _after_committed(committed: list[Word], words: list[Word], timed: bool) -> list[Word]:
@@ -555,16 +613,25 @@ class CaptionPolicy:
         last = utt.committed[-1]
         nxt = utt.provisional[0].start if utt.provisional else last.end
         cut_time = (last.end + max(last.end, nxt)) / 2
+        hidden = self.ledger.voiced_in(int((last.end + 0.1) * SAMPLE_RATE), int((nxt - 0.1) * SAMPLE_RATE))
+        if hidden > 0.3 * SAMPLE_RATE:
+            # Voice between the last committed word and the next one heard: words the last
+            # hypothesis skipped, maybe right after it. Cut at its end, so the rest hears them.
+            cut_time = last.end
         cut = min(utt.samples, max(0, int(round((cut_time - utt.start) * SAMPLE_RATE))))
+        words = utt.committed
+        if utt.after_cut:
+            words = words[overlap(self._last_final, words) :]  # heard again across the last cut
         caption = Caption(
             segment=utt.segment,
             final=True,
-            text=join_words(utt.committed),
-            start=utt.committed[0].start,
+            text=join_words(words),
+            start=words[0].start if words else utt.start,
             end=last.end,
             lang=self.options.language,
         )
-        self._remember(utt.committed)
+        self._remember(words)
+        self.ledger.finalised(utt.start_sample, utt.start_sample + cut)
         return [Emit(caption), *self._carry_on(utt, cut, after_cut=True)]
 
     def _unstick(self, utt: _Utterance) -> list[Action]:
@@ -589,6 +656,9 @@ class CaptionPolicy:
                 ended_at=self._stream_samples,
             )
             actions.extend(self._detach(head))
+        else:
+            # Steady noise: no hypothesis heard a word in ``stale_after`` seconds of it.
+            self.ledger.dropped(utt.start_sample, utt.start_sample + cut, "noise")
         return [*actions, *self._carry_on(utt, cut, after_cut=keep_words, keep_segment=not keep_words)]
 
     def _carry_on(
@@ -610,12 +680,103 @@ class CaptionPolicy:
         self._utt = rest
         return self._maybe_update()
 
-    def _final_caption(self, utt: _Utterance, transcript: Transcript) -> Caption:
-        duration = (utt.final_samples or utt.samples) / SAMPLE_RATE
-        words = [
-            replace(w, start=w.start + utt.start, end=w.end + utt.start)
-            for w in self._guarded(transcript, duration)
+    def _finish(self, utt: _Utterance, transcript: Transcript) -> list[Action]:
+        """A detached utterance's final, unless its words leave voiced audio unheard: then that
+        stretch is decoded once more first (a repair), and the final waits for it."""
+        stretch = self._unheard(utt, transcript)
+        if stretch is None:
+            return [Emit(self._final_caption(utt, transcript))]
+        utt.head = transcript
+        utt.repair_from, utt.repair_to = stretch
+        return [self._submit_repair(utt)]
+
+    def _submit_repair(self, utt: _Utterance) -> Submit:
+        utt.final_ticket = ticket = self._ticket()
+        audio = utt.audio()[utt.repair_from : utt.repair_to]
+        # Without the prompt: a model that skipped speech like the text before it (repeated
+        # phrases, menus) skips it again when prompted with that text.
+        request = replace(self._request(audio, self.final_decode), prompt="")
+        self._finals[ticket] = utt
+        return Submit(ticket, True, utt.segment, request, utt.start_sample + utt.repair_from, repair=True)
+
+    def _failed_repair(self, utt: _Utterance) -> list[Action]:
+        """Asked once more; failing twice, the stretch keeps the words partials showed there,
+        and its audio is reported as dropped."""
+        if not utt.repair_retried:
+            utt.repair_retried = True
+            return [self._submit_repair(utt)]
+        lo, hi = utt.start_sample + utt.repair_from, utt.start_sample + utt.repair_to
+        self.ledger.dropped(lo, hi, "engine_failure")
+        origin = lo / SAMPLE_RATE
+        seen = tuple(
+            replace(w, start=w.start - origin, end=w.end - origin)
+            for w in utt.words
+            if lo <= (w.start + w.end) / 2 * SAMPLE_RATE < hi
+        )
+        return [
+            Emit(self._final_caption(utt, self._mended(utt, Transcript(words=seen, language=self._detected))))
         ]
+
+    def _unheard(self, utt: _Utterance, transcript: Transcript) -> tuple[int, int] | None:
+        """The longest stretch of the final's audio, between its words, with at least
+        ``unheard_repair`` seconds of voice and no word: utterance samples, or None."""
+        need = self.options.unheard_repair * SAMPLE_RATE
+        if need <= 0 or not transcript.timed:
+            return None
+        samples = utt.final_samples or utt.samples
+        words = self._guarded(transcript, samples / SAMPLE_RATE)
+        if not words:
+            # Nothing heard in a second of voice or more: noise, or a decode gone wrong.
+            return (
+                (0, samples)
+                if self.ledger.voiced_in(utt.start_sample, utt.start_sample + samples) >= need
+                else None
+            )
+        margin = int(0.25 * SAMPLE_RATE)
+        edges = [0] + [int(w.end * SAMPLE_RATE) for w in words]
+        starts = [int(w.start * SAMPLE_RATE) for w in words] + [samples]
+        best: tuple[int, int] | None = None
+        best_voiced = 0
+        for a, b in zip(edges, starts, strict=True):
+            lo, hi = max(0, a - margin if a else 0), min(samples, b + margin)
+            voiced = self.ledger.voiced_in(utt.start_sample + a + margin, utt.start_sample + b - margin)
+            if voiced >= need and voiced > best_voiced:
+                best, best_voiced = (lo, hi), voiced
+        return best
+
+    def _mended(self, utt: _Utterance, repair: Transcript) -> Transcript:
+        """The final's words with those of its repaired stretch in place (utterance times)."""
+        head = utt.head
+        assert head is not None
+        offset = utt.repair_from / SAMPLE_RATE
+        lo, hi = utt.repair_from / SAMPLE_RATE, utt.repair_to / SAMPLE_RATE
+        words = list(head.words)
+        before = [w for w in words if w.end <= lo + 0.3]
+        after = [w for w in words if w.end > lo + 0.3]
+        found = [
+            replace(w, start=w.start + offset, end=w.end + offset) for w in self._guarded(repair, hi - lo)
+        ]
+        # The margins may hear a neighbouring word again.
+        found = found[overlap(before, found) :]
+        found = found[: len(found) - overlap(found, after)]
+        merged = [*before, *found, *after]
+        return replace(head, words=tuple(merged))
+
+    def _final_caption(self, utt: _Utterance, transcript: Transcript | None) -> Caption:
+        """The final of ``utt`` from its answer, or with None (the engine failed) from the words
+        the speaker already saw, its audio then reported as dropped."""
+        samples = utt.final_samples or utt.samples
+        duration = samples / SAMPLE_RATE
+        if transcript is None:
+            self.ledger.dropped(utt.start_sample, utt.start_sample + samples, "engine_failure")
+            transcript = Transcript(words=(), language=self._detected)
+            words = list(utt.words)
+        else:
+            self.ledger.finalised(utt.start_sample, utt.start_sample + samples)
+            words = [
+                replace(w, start=w.start + utt.start, end=w.end + utt.start)
+                for w in self._guarded(transcript, duration)
+            ]
         if not words:
             words = list(utt.committed)  # never lose what the speaker already saw confirmed
         if utt.after_cut:

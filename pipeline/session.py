@@ -19,12 +19,15 @@ from collections.abc import Callable, Hashable
 import numpy as np
 
 from pipeline.backend import InferenceBackend, SchedulerClosed, Superseded
+from pipeline.ledger import Gap
 from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
-from pipeline.types import Caption
+from pipeline.types import SAMPLE_RATE, Caption
 
 log = logging.getLogger(__name__)
 
 Event = Caption | SpeechChange
+# Voiced seconds newly passed by the VAD, voiced seconds newly in two finals, and new gaps.
+AccountHook = Callable[[float, float, list[Gap]], None]
 
 
 class CaptionSession:
@@ -34,9 +37,13 @@ class CaptionSession:
         policy: CaptionPolicy,
         backend: InferenceBackend,
         on_event: Callable[[Event], None],
+        on_account: AccountHook | None = None,
     ) -> None:
-        """The caller has admitted ``key`` on ``backend`` (``open_session``); ``abort`` closes it."""
+        """The caller has admitted ``key`` on ``backend`` (``open_session``); ``abort`` closes it.
+        ``on_account`` hears where the voiced audio went (for metrics); gaps are logged here."""
         self.key = key
+        self._on_account = on_account
+        self._accounted = (0, 0)
         self.policy = policy
         self.backend = backend
         self._on_event = on_event
@@ -107,11 +114,53 @@ class CaptionSession:
             self._finals_done.clear()
         else:
             self._finals_done.set()
+        self._account()
+
+    def _account(self) -> None:
+        """Log what the ledger found since last time, and hand it to the metrics."""
+        ledger = self.policy.ledger
+        gaps = ledger.take_gaps()
+        for gap in gaps:
+            if gap.reason == "unfinalised":
+                log.error(
+                    "session %s: %.2f s of voiced audio at %.2f-%.2f s reached no final",
+                    self.key,
+                    gap.voiced,
+                    gap.start,
+                    gap.end,
+                )
+            else:
+                level = logging.INFO if gap.reason in ("noise", "remnant") else logging.WARNING
+                log.log(
+                    level,
+                    "session %s: %.2f s of voiced audio at %.2f-%.2f s dropped (%s)",
+                    self.key,
+                    gap.voiced,
+                    gap.start,
+                    gap.end,
+                    gap.reason,
+                )
+        voiced, doubled = ledger.voiced_samples, ledger.doubled_samples
+        if doubled > self._accounted[1]:
+            log.error(
+                "session %s: %.2f s of voiced audio went into two finals",
+                self.key,
+                (doubled - self._accounted[1]) / SAMPLE_RATE,
+            )
+        if self._on_account is not None and (gaps or (voiced, doubled) != self._accounted):
+            self._on_account(
+                (voiced - self._accounted[0]) / SAMPLE_RATE,
+                (doubled - self._accounted[1]) / SAMPLE_RATE,
+                gaps,
+            )
+        self._accounted = (voiced, doubled)
 
     async def _run(self, submit: Submit) -> None:
         try:
             result = await self.backend.submit("whisper", self.key, submit.request, submit.final)
         except Superseded:
+            # A newer request of this session took its place: for the policy, an unanswered one.
+            self._apply(self.policy.on_failure(submit.ticket))
             return
         except SchedulerClosed:
             self._apply(self.policy.on_failure(submit.ticket))
@@ -129,15 +178,20 @@ class CaptionSession:
         self.closed = True
         await self._drain_vad()
         self._apply(self.policy.flush())
+        reason = "session_closed"
         try:
             async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
                 await self._finals_done.wait()
         except TimeoutError:
             log.warning("session %s: final captions did not arrive in %.0f s", self.key, timeout)
-        await self.abort()
+            reason = "finalise_timeout"
+        await self.abort(reason)
 
-    async def abort(self) -> None:
+    async def abort(self, reason: str = "session_closed") -> None:
+        """End now: finals still to come are not waited for, and are reported as dropped."""
         self.closed = True
+        self.policy.abandon(reason)
+        self._account()
         self.backend.close_session(self.key)
         tasks = [*self._tasks, *([self._vad_task] if self._vad_task is not None else [])]
         for task in tasks:

@@ -70,22 +70,36 @@ def collapse_loops(
 
     Whisper now and then doubles a whole sentence in one decode (through Chromium: "welcome to
     the weekly team meeting. welcome to the weekly team meeting."); a speaker almost never
-    repeats four words or more word for word, while short repeats ("no, no") are speech."""
+    repeats four words or more word for word, while short repeats ("no, no") are speech. Copies
+    are compared as normalised words, so they match however Whisper split and spaced their
+    punctuation ("www. asterisk .org." and "www . asterisk .org.")."""
     out = list(words)
     n = 1
-    while n <= max(max_n, len(out) // 2):
+    while True:
+        # (index in out, normalised word) of the words that are more than punctuation
+        keys = [(i, k) for i, k in ((i, normalize(w.text)) for i, w in enumerate(out)) if k]
+        if n > max(max_n, len(keys) // 2):
+            return out
         repeats = 2 if n >= phrase_n else min_repeats
-        i = 0
-        while i + n * repeats <= len(out):
-            gram = [normalize(w.text) for w in out[i : i + n]]
+        for j in range(len(keys) - n * repeats + 1):
+            gram = [k for _, k in keys[j : j + n]]
             reps = 1
-            while [normalize(w.text) for w in out[i + reps * n : i + (reps + 1) * n]] == gram:
+            while [k for _, k in keys[j + reps * n : j + (reps + 1) * n]] == gram:
                 reps += 1
             if reps >= repeats:
-                del out[i + n : i + reps * n]
-            i += 1
-        n += 1
-    return out
+                # From the second copy up to the next real word. At the end of the text the
+                # punctuation after the last copy stays, unless the first copy is closed already.
+                first = keys[j + n][0]
+                if j + reps * n < len(keys):
+                    stop = keys[j + reps * n][0]
+                elif out[first - 1].text.rstrip().endswith(TERMINAL):
+                    stop = len(out)
+                else:
+                    stop = keys[-1][0] + 1
+                del out[first:stop]
+                break
+        else:
+            n += 1
 
 
 def is_hallucination(transcript: Transcript, duration: float, options: DecodeOptions) -> bool:

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from pipeline.ledger import Gap
     from pipeline.redis_backend import RedisBackend
     from pipeline.streams import StreamStats
 
@@ -87,6 +88,37 @@ class Metrics(InferenceMetrics):
             ["engine", "reason"],
             registry=r,
         )
+
+        # Where every voiced second went (pipeline/ledger.py): unfinalised must stay 0.
+        self.voiced_seconds = Counter(
+            "nova_voiced_seconds_total", "Seconds of voiced audio the VAD passed into utterances", registry=r
+        )
+        self.voiced_unfinalised = Counter(
+            "nova_voiced_seconds_unfinalised_total",
+            "Voiced seconds that reached no final and were not dropped on purpose (a defect)",
+            registry=r,
+        )
+        self.voiced_dropped = Counter(
+            "nova_voiced_seconds_dropped_total",
+            "Voiced seconds dropped on purpose and logged: noise, engine_failure, finalise_timeout, ...",
+            ["reason"],
+            registry=r,
+        )
+        self.voiced_doubled = Counter(
+            "nova_voiced_seconds_doubled_total",
+            "Voiced seconds that went into two finals (a defect)",
+            registry=r,
+        )
+
+    def voice_account(self, voiced: float, doubled: float, gaps: Sequence[Gap]) -> None:
+        """A caption session's ``on_account``."""
+        self.voiced_seconds.inc(voiced)
+        self.voiced_doubled.inc(doubled)
+        for gap in gaps:
+            if gap.reason == "unfinalised":
+                self.voiced_unfinalised.inc(gap.voiced)
+            else:
+                self.voiced_dropped.labels(gap.reason).inc(gap.voiced)
 
     def translation_error(self, engine: str, reason: str) -> None:
         self.translation_errors.labels(engine, reason).inc()

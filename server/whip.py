@@ -125,7 +125,9 @@ async def post_whip(request: web.Request) -> web.Response:
         raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
     # The session reports to its publisher, which owns the session: bind through a closure.
-    session = CaptionSession(pub_id, policy, state.backend, lambda event: publisher.on_event(event))
+    session = CaptionSession(
+        pub_id, policy, state.backend, lambda event: publisher.on_event(event), state.metrics.voice_account
+    )
     publisher = Publisher(pub_id, room, state, session, pc)
 
     @pc.on("track")

@@ -144,7 +144,7 @@ class PoisonFinals:
         return await self.backend.submit(engine, session, request, final)
 
 
-async def test_a_request_that_always_fails_is_dead_lettered_and_its_final_keeps_the_committed_words(
+async def test_a_final_that_always_fails_is_dead_lettered_twice_and_closes_with_the_words_shown(
     redis_server: RedisServer, inference: LoadedModels
 ) -> None:
     from pipeline.policy import CaptionPolicy
@@ -159,24 +159,34 @@ async def test_a_request_that_always_fails_is_dead_lettered_and_its_final_keeps_
         await eventually(lambda: backend.stats().ready, 15, "gateway sees a live worker")
         captions: list[Caption] = []
         backend.open_session("pub")
-        session = CaptionSession("pub", CaptionPolicy(), PoisonFinals(backend), lambda e: captions.append(e))  # type: ignore[arg-type]
+        gaps: list[Any] = []
+        session = CaptionSession(
+            "pub",
+            CaptionPolicy(),
+            PoisonFinals(backend),  # type: ignore[arg-type]
+            lambda e: captions.append(e),  # type: ignore[arg-type]
+            lambda voiced, doubled, new: gaps.extend(new),
+        )
         await speak(session, read_audio(str(LIBRIVOX[0].path)))
         await session.close(timeout=60)
 
         finals = [c for c in captions if isinstance(c, Caption) and c.final]
         partials = [c for c in captions if isinstance(c, Caption) and not c.final]
         assert finals and partials
-        last_stable = [p.stable for p in partials if p.segment == finals[-1].segment][-1]
-        assert last_stable, "partials committed words before the final failed"
-        assert finals[-1].text == last_stable  # the final closed with exactly the committed words
+        last = [p for p in partials if p.segment == finals[-1].segment][-1]
+        assert last.stable, "partials committed words before the final failed"
+        # Asked twice, the final closes with every word the speaker saw, and says it lost audio.
+        assert finals[-1].text == last.text
+        assert gaps and {g.reason for g in gaps} == {"engine_failure"}
+        assert sum(g.voiced for g in gaps) >= 1.0
 
         r = redis_server.client()
         letters = r.xrange(KEYS.dead)
-        assert len(letters) == len(finals) >= 1
+        assert len(letters) >= 2 * len(finals) >= 2  # each final asked once more before giving up
         assert letters[0][1][b"stream"] == FINALS.encode() and int(letters[0][1][b"deliveries"]) == 4
         assert decode_request(letters[0][1]).session == "pub"  # the dead letter keeps the request
-        assert worker.counts["failures"] == 3 * len(finals) and worker.counts["dead_letters"] == len(finals)
-        assert int(r.hget(KEYS.counters, "dead_letters")) == len(finals)
+        assert worker.counts["failures"] == 3 * len(letters) and worker.counts["dead_letters"] == len(letters)
+        assert int(r.hget(KEYS.counters, "dead_letters")) == len(letters)
         assert r.xlen(FINALS) == 0
         r.close()
 

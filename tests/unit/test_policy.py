@@ -226,15 +226,20 @@ def test_flush_finalises_an_unfinished_utterance() -> None:
     assert p.flush() == []
 
 
-def test_engine_failure_still_closes_the_segment_with_committed_words() -> None:
+def test_a_failed_final_is_asked_again_then_closes_with_the_words_shown_and_is_reported() -> None:
     p = make()
     (s1,) = submits(p.feed(speech(0.6)))
     p.on_result(s1.ticket, hyp("keep", "this"))
     (s2,) = submits(p.feed(speech(0.5)))
     p.on_result(s2.ticket, hyp("keep", "this", "too"))
     (f,) = [s for s in submits(p.feed(silence(0.6))) if s.final]
-    (caption,) = captions(p.on_failure(f.ticket))
-    assert caption.final and caption.text == "keep this"
+    (again,) = submits(p.on_failure(f.ticket))  # once more: a failure may be passing
+    assert again.final and np.array_equal(again.request.audio[: len(f.request.audio)], f.request.audio)
+    (caption,) = captions(p.on_failure(again.ticket))
+    assert caption.final and caption.text == "keep this too"  # every word the speaker saw
+    (gap,) = p.ledger.take_gaps()
+    assert gap.reason == "engine_failure" and gap.voiced == pytest.approx(1.1, abs=0.1)
+    assert p.ledger.unfinalised_samples == 0
 
 
 def test_backpressure_slows_partials() -> None:
@@ -352,7 +357,11 @@ def test_steady_noise_with_words_is_closed_when_the_hypothesis_stops_changing() 
             break
     (final,) = closed
     assert final.segment == 0
-    (caption,) = captions(p.on_result(final.ticket, hyp("hello", "world.")))
+    # Seconds of "voice" without a word after "world": that stretch is decoded once more alone.
+    (repair,) = submits(p.on_result(final.ticket, hyp("hello", "world.")))
+    assert repair.repair and repair.final and repair.request.prompt == ""
+    assert len(repair.request.audio) < len(final.request.audio) - 0.5 * SAMPLE_RATE
+    (caption,) = captions(p.on_result(repair.ticket, hyp()))
     assert caption.final and caption.text == "hello world."
     # What follows is a new utterance, though the VAD never heard the speech end.
     (nxt,) = submits(p.feed(speech(0.6)))

@@ -37,6 +37,20 @@ def test_a_sentence_doubled_in_one_decode_is_kept_once_but_short_repeats_stay() 
     assert len(collapse_loops(words("the cat and the dog"))) == 5
 
 
+def test_a_doubled_sentence_is_kept_once_however_its_punctuation_was_split() -> None:
+    # Issue 16: the two copies differ only in how Whisper spaced "www." and ".org".
+    pieces = [" For", " more", " information", " visit", " www.", " asterisk", " .org."]
+    again = [" For", " more", " information", " visit", " www", " .", " asterisk", " .org", "."]
+    doubled = [Word(t, i, i + 1) for i, t in enumerate(pieces + again)]
+    kept = "".join(w.text for w in collapse_loops(doubled)).strip()
+    assert kept == "For more information visit www. asterisk .org."
+    # In the middle of a text the copy's own punctuation goes with it, the rest stays.
+    middle = [Word(t, i, i + 1) for i, t in enumerate([*pieces, *again, " Goodbye", "."])]
+    assert "".join(w.text for w in collapse_loops(middle)).strip() == (
+        "For more information visit www. asterisk .org. Goodbye."
+    )
+
+
 def test_hallucination_rules() -> None:
     opts = DecodeOptions()
     assert is_hallucination(Transcript(tuple(words("la " * 40)), "en", compression_ratio=3.0), 5.0, opts)
