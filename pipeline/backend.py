@@ -12,24 +12,22 @@ from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.errors import BackendUnavailable, SchedulerClosed, SchedulerFull, Superseded
+
 if TYPE_CHECKING:
     from pipeline.scheduler import Scheduler
 
-
-class Superseded(Exception):
-    """A waiting partial request was replaced by the same session's newer one."""
-
-
-class SchedulerClosed(Exception):
-    """The backend stopped (or the session left) before the request ran."""
-
-
-class SchedulerFull(Exception):
-    """Admission control: no device has room for another session."""
-
-
-class BackendUnavailable(SchedulerFull):
-    """Inference cannot be reached right now (a broker is down); new sessions should retry later."""
+# The errors live in pipeline.errors (the scheduler raises them too); named here for callers.
+__all__ = [
+    "BackendStats",
+    "BackendUnavailable",
+    "DeviceStats",
+    "InferenceBackend",
+    "LocalBackend",
+    "SchedulerClosed",
+    "SchedulerFull",
+    "Superseded",
+]
 
 
 @dataclass(frozen=True)

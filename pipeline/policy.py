@@ -155,9 +155,9 @@ class _Utterance:
     fallback_tried: bool = False
     retried: bool = False  # a failed final was asked once more
     head: Transcript | None = None  # the final's decode, while a stretch it missed is decoded again
-    repair_from: int = 0  # utterance samples where that stretch starts
-    repair_retried: bool = False
+    repair_from: int = 0  # utterance samples where that stretch starts, and ends
     repair_to: int = 0
+    repair_retried: bool = False
     ended_at: int | None = None  # stream samples when the VAD (or staleness) ended it
     # Tickets whose answers still count as hypotheses of this utterance, with the samples each covers.
     asked: dict[int, int] = field(default_factory=dict)
@@ -619,6 +619,11 @@ class CaptionPolicy:
             # hypothesis skipped, maybe right after it. Cut at its end, so the rest hears them.
             cut_time = last.end
         cut = min(utt.samples, max(0, int(round((cut_time - utt.start) * SAMPLE_RATE))))
+        relative = [replace(w, start=w.start - utt.start, end=w.end - utt.start) for w in utt.committed]
+        if self._wordless(utt.start_sample, cut, relative) is not None:
+            # The committed words skip a stretch of voice (hypotheses that agreed on missing a
+            # sentence): the piece before the cut gets a final decode of its own instead.
+            return self._split(utt, cut, keep_words=True)
         words = utt.committed
         if utt.after_cut:
             words = words[overlap(self._last_final, words) :]  # heard again across the last cut
@@ -650,8 +655,8 @@ class CaptionPolicy:
                 samples=cut,
                 voiced=utt.voiced,
                 voice_end=min(utt.voice_end, cut),
-                committed=utt.committed,
-                provisional=utt.provisional,
+                committed=[w for w in utt.committed if w.start < (utt.start_sample + cut) / SAMPLE_RATE],
+                provisional=[w for w in utt.provisional if w.start < (utt.start_sample + cut) / SAMPLE_RATE],
                 after_cut=utt.after_cut,
                 ended_at=self._stream_samples,
             )
@@ -720,18 +725,21 @@ class CaptionPolicy:
     def _unheard(self, utt: _Utterance, transcript: Transcript) -> tuple[int, int] | None:
         """The longest stretch of the final's audio, between its words, with at least
         ``unheard_repair`` seconds of voice and no word: utterance samples, or None."""
-        need = self.options.unheard_repair * SAMPLE_RATE
-        if need <= 0 or not transcript.timed:
+        if not transcript.timed:
             return None
         samples = utt.final_samples or utt.samples
-        words = self._guarded(transcript, samples / SAMPLE_RATE)
+        return self._wordless(utt.start_sample, samples, self._guarded(transcript, samples / SAMPLE_RATE))
+
+    def _wordless(self, origin: int, samples: int, words: list[Word]) -> tuple[int, int] | None:
+        """The longest stretch of the ``samples`` from stream sample ``origin`` on, between
+        ``words`` (timed from ``origin``), with ``unheard_repair`` seconds of voice or more and
+        no word: samples from ``origin``, or None."""
+        need = self.options.unheard_repair * SAMPLE_RATE
+        if need <= 0:
+            return None
         if not words:
             # Nothing heard in a second of voice or more: noise, or a decode gone wrong.
-            return (
-                (0, samples)
-                if self.ledger.voiced_in(utt.start_sample, utt.start_sample + samples) >= need
-                else None
-            )
+            return (0, samples) if self.ledger.voiced_in(origin, origin + samples) >= need else None
         margin = int(0.25 * SAMPLE_RATE)
         edges = [0] + [int(w.end * SAMPLE_RATE) for w in words]
         starts = [int(w.start * SAMPLE_RATE) for w in words] + [samples]
@@ -739,7 +747,7 @@ class CaptionPolicy:
         best_voiced = 0
         for a, b in zip(edges, starts, strict=True):
             lo, hi = max(0, a - margin if a else 0), min(samples, b + margin)
-            voiced = self.ledger.voiced_in(utt.start_sample + a + margin, utt.start_sample + b - margin)
+            voiced = self.ledger.voiced_in(origin + a + margin, origin + b - margin)
             if voiced >= need and voiced > best_voiced:
                 best, best_voiced = (lo, hi), voiced
         return best

@@ -14,10 +14,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.backend import SchedulerClosed, SchedulerFull, Superseded
 from pipeline.batching import BatchOptions, BatchQueue, Pending
 from pipeline.clock import Clock, MonotonicClock
 from pipeline.engines import Engine
+from pipeline.errors import SchedulerClosed, SchedulerFull, Superseded
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 
-from pipeline.backend import InferenceBackend, SchedulerClosed, Superseded
+from pipeline.backend import InferenceBackend
+from pipeline.errors import SchedulerClosed, Superseded
 from pipeline.ledger import Gap
 from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
 from pipeline.types import SAMPLE_RATE, Caption

@@ -190,3 +190,6 @@ async def drain(app: web.Application, timeout: float) -> None:
             await asyncio.gather(*stopping, return_exceptions=True)
     except TimeoutError:
         log.warning("draining: publishers still open after %.0f s; closing them", timeout)
+        # What their finals still held is reported (logged and counted), not silently gone.
+        for publisher in list(state.publishers.values()):
+            await publisher.session.abort("drain_timeout")

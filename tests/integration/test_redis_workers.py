@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,7 @@ async def test_sigkill_of_a_worker_mid_batch_loses_no_final_and_doubles_none(
         async with gateway_backend(redis_server.url) as backend:
             await eventually(lambda: len(backend.stats().devices) == 2, 30, "the gateway sees both workers")
             heard: dict[str, list[tuple[float, Caption]]] = {f"talker{i}": [] for i in range(3)}
+            lost: list[Any] = []  # voiced audio the sessions' ledgers report missing or dropped
             t0 = time.monotonic()
 
             async def talk(name: str, offset: float) -> None:
@@ -58,7 +60,9 @@ async def test_sigkill_of_a_worker_mid_batch_loses_no_final_and_doubles_none(
                         heard[name].append((time.monotonic() - t0 - offset, event))
 
                 backend.open_session(name)
-                session = CaptionSession(name, CaptionPolicy(), backend, on_event)
+                session = CaptionSession(
+                    name, CaptionPolicy(), backend, on_event, lambda v, d, gaps: lost.extend(gaps)
+                )
                 await speak(session, np.concatenate([np.zeros(int(offset * 16_000), np.int16), stream.audio]))
                 await session.close(timeout=60)
 
@@ -91,6 +95,7 @@ async def test_sigkill_of_a_worker_mid_batch_loses_no_final_and_doubles_none(
         r.close()
 
     assert counters.get("reclaimed", 0) >= len(orphaned)
+    assert lost == [], "the kill cost voiced audio"
     for name, events in heard.items():
         finals = [(at, c) for at, c in events if c.final]
         per_segment = Counter(c.segment for _, c in finals)

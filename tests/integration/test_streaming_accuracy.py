@@ -40,6 +40,14 @@ async def test_streamed_finals_are_live_and_within_1_3x_of_offline_wer(
         assert await asyncio.gather(*(p.stop(http) for p in pubs)) == [200, 200]
     state = server.app[STATE]
     assert state.publishers == {} and len(state.peers) == 0
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
+        metrics = await resp.text()
+    # Where the voiced audio went (issue 16): every voiced second in a final, none in two.
+    voiced = sum(len(s.audio) for s in streams) / 16_000
+    assert 0.5 * voiced < metric(metrics, "nova_voiced_seconds_total") < voiced
+    assert metric(metrics, "nova_voiced_seconds_unfinalised_total") == 0
+    assert metric(metrics, "nova_voiced_seconds_doubled_total") == 0
+    assert "nova_voiced_seconds_dropped_total{" not in metrics  # nothing dropped on purpose either
 
     # One WER over every clip of both streams: a bound on one short clip would be a bound on one
     # or two words, and Whisper's int8 words vary between CPUs.
@@ -62,6 +70,11 @@ async def test_streamed_finals_are_live_and_within_1_3x_of_offline_wer(
         # Live: partials come before the first final, and the speech indicator was on.
         assert any(not m["final"] for m in captions[: captions.index(finals[0])])
         assert any(m["type"] == "status" and m["speech"] for m in p.log.messages)
+
+
+def metric(text: str, name: str) -> float:
+    (value,) = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return value
 
 
 def _closed(log: CaptionLog, t: float) -> bool:

@@ -44,7 +44,13 @@ ESPEAK_TEXT = (
     "Today we will talk about the new release and the budget for next year."
 )
 
-_NUMBERS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+_NUMBERS = {
+    "mr": "mister",
+    "mrs": "missus",
+    "dr": "doctor",
+    # Whisper writes a number said alone as a digit or a word, either is right.
+    **dict(zip("0123456789", "zero one two three four five six seven eight nine".split(), strict=True)),
+}
 
 
 def normalize(text: str) -> str:
