@@ -135,6 +135,8 @@ def voice_metrics(base: str) -> dict[str, float]:
             out[m.group(1) + (f":{m.group(2)}" if m.group(2) else "")] = float(m.group(3))
         elif line.startswith("nova_voiced_seconds_total "):
             out["voiced"] = float(line.split()[1])
+        elif line.startswith("nova_final_repairs_total "):
+            out["repairs"] = float(line.split()[1])
     return out
 
 
@@ -188,7 +190,7 @@ async def main(out: Path, n: int, rounds: list[str], tree: Path) -> None:
             server.wait(timeout=30)
         r["log"] = [x for x in log.read_text().splitlines() if "voiced audio" in x][:10]
         rows.append((kind, r, metrics))
-        print(kind, [round(w, 3) for w in r["wers"]], metrics, flush=True)
+        print(kind, [round(w, 3) for w in r["wers"]], metrics, "server log:", log, flush=True)
 
     lines = [
         "# Nothing said is lost: 12 WebRTC publishers under load (issue 16)",
@@ -201,8 +203,8 @@ async def main(out: Path, n: int, rounds: list[str], tree: Path) -> None:
         "A fresh server per round.",
         "",
         "| round | sessions | WER mean | WER max | sessions over 0.04 | gaps | doubles | voiced s | "
-        "unfinalised s | dropped s | doubled s | server CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "unfinalised s | dropped s | doubled s | repairs (voiced s) | server CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, r, m in rows:
         dropped = sum(v for k, v in m.items() if k.startswith("dropped"))
@@ -211,7 +213,7 @@ async def main(out: Path, n: int, rounds: list[str], tree: Path) -> None:
             f"{sum(w > WER_BOUND for w in r['wers'])} | {sum(map(len, r['gaps']))} | "
             f"{sum(map(len, r['doubles']))} | {m.get('voiced', float('nan')):.0f} | "
             f"{m.get('unfinalised', float('nan')):.2f} | {dropped:.2f} | {m.get('doubled', float('nan')):.2f} | "
-            f"{r['cpu']:.0f} |"
+            f"{m.get('repairs', float('nan')):.0f} ({m.get('repaired', float('nan')):.1f}) | {r['cpu']:.0f} |"
         )
     lines.append("")
     for kind, r, _ in rows:

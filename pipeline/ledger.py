@@ -64,6 +64,18 @@ class Gap:
     reason: str
 
 
+@dataclass(frozen=True)
+class VoiceReport:
+    """What changed since the last report: seconds voiced, in two finals, decoded again because
+    a final's words skipped them (``repairs`` stretches), and the gaps found."""
+
+    voiced: float = 0.0
+    doubled: float = 0.0
+    repaired: float = 0.0
+    repairs: int = 0
+    gaps: tuple[Gap, ...] = ()
+
+
 @dataclass
 class VoiceLedger:
     """Voiced samples in, finals and deliberate drops out; what is left behind is a gap."""
@@ -73,6 +85,8 @@ class VoiceLedger:
     dropped_samples: dict[str, int] = field(default_factory=dict)
     unfinalised_samples: int = 0
     doubled_samples: int = 0
+    repaired_samples: int = 0  # voiced samples a final's words skipped, decoded once more
+    repairs: int = 0
     _open: list[Span] = field(default_factory=list)  # voiced, not yet in a final
     _closed: list[Span] = field(default_factory=list)  # final spans still near the horizon
     _heard: list[Span] = field(default_factory=list)  # voiced spans still near the horizon
@@ -121,6 +135,21 @@ class VoiceLedger:
         keep = horizon - 120 * SAMPLE_RATE
         self._closed = [s for s in self._closed if s[1] >= keep]
         self._heard = [s for s in self._heard if s[1] >= keep]
+
+    def repaired(self, start: int, end: int) -> None:
+        """A final's words skipped [start, end): it is decoded once more on its own."""
+        self.repairs += 1
+        self.repaired_samples += self.voiced_in(start, end)
+
+    def report(self) -> VoiceReport:
+        """Totals so far, with the gaps not handed out yet (each once)."""
+        return VoiceReport(
+            self.voiced_samples / SAMPLE_RATE,
+            self.doubled_samples / SAMPLE_RATE,
+            self.repaired_samples / SAMPLE_RATE,
+            self.repairs,
+            tuple(self.take_gaps()),
+        )
 
     def voiced_in(self, start: int, end: int) -> int:
         """Voiced samples in [start, end) (of audio not yet far behind the horizon)."""

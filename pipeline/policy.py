@@ -95,7 +95,7 @@ class PolicyOptions:
     sentence_likely: float = 0.7
     stale_after: float = 3.0
     partials_on_voice: bool = True
-    unheard_repair: float = 1.0
+    unheard_repair: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,19 @@ def partial_interval(options: PolicyOptions, queue_delay: float) -> float:
     return options.partial_interval * (1.0 + queue_delay / options.backpressure_delay)
 
 
+# Silence put before the audio that carries on after a cut: Whisper, prompted with the text
+# before the cut, skips a first sentence that starts abruptly mid-word ("To repeat this
+# message press five" after "To hear the next message press 6."); a pause before it does not.
+CUT_LEAD = int(0.2 * SAMPLE_RATE)
+
+
 @dataclass
 class _Utterance:
     segment: int
-    start_sample: int
+    start_sample: int  # stream sample of the audio's first sample (lead included)
     chunks: list[np.ndarray]
     samples: int = 0
+    lead: int = 0  # samples of silence before the first stream sample, not from the stream
     voiced: int = 0  # voiced samples heard so far
     voice_end: int = 0  # utterance samples up to the end of the last voiced frame
     voiced_at_request: int = 0
@@ -175,6 +182,11 @@ class _Utterance:
     @property
     def start(self) -> float:
         return self.start_sample / SAMPLE_RATE
+
+    @property
+    def first(self) -> int:
+        """The first stream sample the utterance holds."""
+        return self.start_sample + self.lead
 
     @property
     def duration(self) -> float:
@@ -333,7 +345,7 @@ class CaptionPolicy:
         """The session ends without waiting for its finals (shed, killed, out of time): whatever
         they held is reported as dropped for ``reason``, never silently gone."""
         for utt in [*self._finals.values(), *([self._utt] if self._utt is not None else [])]:
-            self.ledger.dropped(utt.start_sample, utt.start_sample + utt.samples, reason)
+            self.ledger.dropped(utt.first, utt.start_sample + utt.samples, reason)
         self._finals.clear()
         self._utt = None
         self.ledger.settle(self._stream_samples)
@@ -454,7 +466,7 @@ class CaptionPolicy:
         utt.ended_at = self._stream_samples
         if utt.voiced == 0 and not utt.words:
             self._utt = None  # a remnant after a cut with no voice in it: nothing to finalise
-            self.ledger.dropped(utt.start_sample, utt.start_sample + utt.samples, "remnant")
+            self.ledger.dropped(utt.first, utt.start_sample + utt.samples, "remnant")
             return []
         if utt.partial_ticket is not None:
             utt.asked.pop(utt.partial_ticket, None)  # the final will say more than it could
@@ -636,7 +648,7 @@ class CaptionPolicy:
             lang=self.options.language,
         )
         self._remember(words)
-        self.ledger.finalised(utt.start_sample, utt.start_sample + cut)
+        self.ledger.finalised(utt.first, utt.start_sample + cut)
         return [Emit(caption), *self._carry_on(utt, cut, after_cut=True)]
 
     def _unstick(self, utt: _Utterance) -> list[Action]:
@@ -651,6 +663,7 @@ class CaptionPolicy:
             head = _Utterance(
                 segment=utt.segment,
                 start_sample=utt.start_sample,
+                lead=utt.lead,
                 chunks=[utt.audio(cut)],
                 samples=cut,
                 voiced=utt.voiced,
@@ -663,7 +676,7 @@ class CaptionPolicy:
             actions.extend(self._detach(head))
         else:
             # Steady noise: no hypothesis heard a word in ``stale_after`` seconds of it.
-            self.ledger.dropped(utt.start_sample, utt.start_sample + cut, "noise")
+            self.ledger.dropped(utt.first, utt.start_sample + cut, "noise")
         return [*actions, *self._carry_on(utt, cut, after_cut=keep_words, keep_segment=not keep_words)]
 
     def _carry_on(
@@ -672,16 +685,18 @@ class CaptionPolicy:
         """Start the next utterance with the audio from ``cut`` on; the VAD still hears speech.
 
         Answers still due for the old utterance are dropped (its tickets stay with it)."""
+        lead = CUT_LEAD
         rest = _Utterance(
             segment=utt.segment if keep_segment else self._take_segment(),
-            start_sample=utt.start_sample + cut,
-            chunks=[utt.audio()[cut:]],
-            samples=utt.samples - cut,
+            start_sample=utt.start_sample + cut - lead,
+            chunks=[np.zeros(lead, np.int16), utt.audio()[cut:]],
+            samples=utt.samples - cut + lead,
+            lead=lead,
             after_cut=after_cut,
             scale=utt.scale,
         )
-        rest.voice_end = max(0, utt.voice_end - cut)
-        rest.voiced = min(utt.voiced, rest.voice_end)
+        rest.voice_end = max(0, utt.voice_end - cut) + lead
+        rest.voiced = min(utt.voiced, rest.voice_end - lead)
         self._utt = rest
         return self._maybe_update()
 
@@ -693,6 +708,7 @@ class CaptionPolicy:
             return [Emit(self._final_caption(utt, transcript))]
         utt.head = transcript
         utt.repair_from, utt.repair_to = stretch
+        self.ledger.repaired(utt.start_sample + stretch[0], utt.start_sample + stretch[1])
         return [self._submit_repair(utt)]
 
     def _submit_repair(self, utt: _Utterance) -> Submit:
@@ -740,9 +756,14 @@ class CaptionPolicy:
         if not words:
             # Nothing heard in a second of voice or more: noise, or a decode gone wrong.
             return (0, samples) if self.ledger.voiced_in(origin, origin + samples) >= need else None
-        margin = int(0.25 * SAMPLE_RATE)
+        margin = int(0.15 * SAMPLE_RATE)  # alignment error around a word's edges
+        # A word claims at most what a slow speaker takes to say it, at its end: when Whisper
+        # skips a sentence, its alignment often stretches the next word over the skipped
+        # speech ("to" 0.0-0.96 s, "hear" 0.96-3.26 s for "to repeat this message press
+        # five. to hear").
+        claimed = [max(w.start, w.end - (0.4 + 0.08 * len(normalize(w.text)))) for w in words]
         edges = [0] + [int(w.end * SAMPLE_RATE) for w in words]
-        starts = [int(w.start * SAMPLE_RATE) for w in words] + [samples]
+        starts = [int(c * SAMPLE_RATE) for c in claimed] + [samples]
         best: tuple[int, int] | None = None
         best_voiced = 0
         for a, b in zip(edges, starts, strict=True):
@@ -776,11 +797,11 @@ class CaptionPolicy:
         samples = utt.final_samples or utt.samples
         duration = samples / SAMPLE_RATE
         if transcript is None:
-            self.ledger.dropped(utt.start_sample, utt.start_sample + samples, "engine_failure")
+            self.ledger.dropped(utt.first, utt.start_sample + samples, "engine_failure")
             transcript = Transcript(words=(), language=self._detected)
             words = list(utt.words)
         else:
-            self.ledger.finalised(utt.start_sample, utt.start_sample + samples)
+            self.ledger.finalised(utt.first, utt.start_sample + samples)
             words = [
                 replace(w, start=w.start + utt.start, end=w.end + utt.start)
                 for w in self._guarded(transcript, duration)

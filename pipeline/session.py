@@ -15,20 +15,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 
 import numpy as np
 
 from pipeline.backend import InferenceBackend
 from pipeline.errors import SchedulerClosed, Superseded
-from pipeline.ledger import Gap
+from pipeline.ledger import VoiceReport
 from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
-from pipeline.types import SAMPLE_RATE, Caption
+from pipeline.types import Caption
 
 log = logging.getLogger(__name__)
 
 Event = Caption | SpeechChange
-# Voiced seconds newly passed by the VAD, voiced seconds newly in two finals, and new gaps.
-AccountHook = Callable[[float, float, list[Gap]], None]
+AccountHook = Callable[[VoiceReport], None]
 
 
 class CaptionSession:
@@ -44,7 +44,7 @@ class CaptionSession:
         ``on_account`` hears where the voiced audio went (for metrics); gaps are logged here."""
         self.key = key
         self._on_account = on_account
-        self._accounted = (0, 0)
+        self._accounted = VoiceReport()
         self.policy = policy
         self.backend = backend
         self._on_event = on_event
@@ -119,42 +119,31 @@ class CaptionSession:
 
     def _account(self) -> None:
         """Log what the ledger found since last time, and hand it to the metrics."""
-        ledger = self.policy.ledger
-        gaps = ledger.take_gaps()
-        for gap in gaps:
+        totals = self.policy.ledger.report()
+        delta = replace(
+            totals,
+            voiced=totals.voiced - self._accounted.voiced,
+            doubled=totals.doubled - self._accounted.doubled,
+            repaired=totals.repaired - self._accounted.repaired,
+            repairs=totals.repairs - self._accounted.repairs,
+        )
+        self._accounted = replace(totals, gaps=())
+        for gap in delta.gaps:
             if gap.reason == "unfinalised":
                 log.error(
                     "session %s: %.2f s of voiced audio at %.2f-%.2f s reached no final",
-                    self.key,
-                    gap.voiced,
-                    gap.start,
-                    gap.end,
-                )
+                    self.key, gap.voiced, gap.start, gap.end,
+                )  # fmt: skip
             else:
                 level = logging.INFO if gap.reason in ("noise", "remnant") else logging.WARNING
                 log.log(
-                    level,
-                    "session %s: %.2f s of voiced audio at %.2f-%.2f s dropped (%s)",
-                    self.key,
-                    gap.voiced,
-                    gap.start,
-                    gap.end,
-                    gap.reason,
-                )
-        voiced, doubled = ledger.voiced_samples, ledger.doubled_samples
-        if doubled > self._accounted[1]:
-            log.error(
-                "session %s: %.2f s of voiced audio went into two finals",
-                self.key,
-                (doubled - self._accounted[1]) / SAMPLE_RATE,
-            )
-        if self._on_account is not None and (gaps or (voiced, doubled) != self._accounted):
-            self._on_account(
-                (voiced - self._accounted[0]) / SAMPLE_RATE,
-                (doubled - self._accounted[1]) / SAMPLE_RATE,
-                gaps,
-            )
-        self._accounted = (voiced, doubled)
+                    level, "session %s: %.2f s of voiced audio at %.2f-%.2f s dropped (%s)",
+                    self.key, gap.voiced, gap.start, gap.end, gap.reason,
+                )  # fmt: skip
+        if delta.doubled > 0:
+            log.error("session %s: %.2f s of voiced audio went into two finals", self.key, delta.doubled)
+        if self._on_account is not None and delta != VoiceReport():
+            self._on_account(delta)
 
     async def _run(self, submit: Submit) -> None:
         try:

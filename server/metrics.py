@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from pipeline.ledger import Gap
+    from pipeline.ledger import VoiceReport
     from pipeline.redis_backend import RedisBackend
     from pipeline.streams import StreamStats
 
@@ -104,17 +104,29 @@ class Metrics(InferenceMetrics):
             ["reason"],
             registry=r,
         )
+        self.voiced_repaired = Counter(
+            "nova_voiced_seconds_repaired_total",
+            "Voiced seconds a final's words skipped, decoded once more on their own",
+            registry=r,
+        )
+        self.final_repairs = Counter(
+            "nova_final_repairs_total",
+            "Finals that skipped a stretch of voice and had it decoded again",
+            registry=r,
+        )
         self.voiced_doubled = Counter(
             "nova_voiced_seconds_doubled_total",
             "Voiced seconds that went into two finals (a defect)",
             registry=r,
         )
 
-    def voice_account(self, voiced: float, doubled: float, gaps: Sequence[Gap]) -> None:
+    def voice_account(self, report: VoiceReport) -> None:
         """A caption session's ``on_account``."""
-        self.voiced_seconds.inc(voiced)
-        self.voiced_doubled.inc(doubled)
-        for gap in gaps:
+        self.voiced_seconds.inc(report.voiced)
+        self.voiced_doubled.inc(report.doubled)
+        self.voiced_repaired.inc(report.repaired)
+        self.final_repairs.inc(report.repairs)
+        for gap in report.gaps:
             if gap.reason == "unfinalised":
                 self.voiced_unfinalised.inc(gap.voiced)
             else:

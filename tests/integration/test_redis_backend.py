@@ -165,7 +165,7 @@ async def test_a_final_that_always_fails_is_dead_lettered_twice_and_closes_with_
             CaptionPolicy(),
             PoisonFinals(backend),  # type: ignore[arg-type]
             lambda e: captions.append(e),  # type: ignore[arg-type]
-            lambda voiced, doubled, new: gaps.extend(new),
+            lambda report: gaps.extend(report.gaps),
         )
         await speak(session, read_audio(str(LIBRIVOX[0].path)))
         await session.close(timeout=60)

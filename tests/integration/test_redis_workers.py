@@ -61,7 +61,7 @@ async def test_sigkill_of_a_worker_mid_batch_loses_no_final_and_doubles_none(
 
                 backend.open_session(name)
                 session = CaptionSession(
-                    name, CaptionPolicy(), backend, on_event, lambda v, d, gaps: lost.extend(gaps)
+                    name, CaptionPolicy(), backend, on_event, lambda report: lost.extend(report.gaps)
                 )
                 await speak(session, np.concatenate([np.zeros(int(offset * 16_000), np.int16), stream.audio]))
                 await session.close(timeout=60)

@@ -64,7 +64,9 @@ def hear(audio: np.ndarray, words_by_value: dict[int, SpokenWord], offset: int, 
     heard = []
     for value in np.unique(ints[ints >= BASE]):
         w = words_by_value.get(int(value))
-        if w is not None and offset <= w.centre < offset + len(audio):
+        # Heard where its centre sample is, and only if that sample is the word's own (the
+        # policy may put silence of its own before audio that carries on after a cut).
+        if w is not None and offset <= w.centre < offset + len(audio) and ints[w.centre - offset] == value:
             heard.append(w)
     heard.sort(key=lambda w: w.start)
     if timed:
