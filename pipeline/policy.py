@@ -95,7 +95,7 @@ class PolicyOptions:
     sentence_likely: float = 0.7
     stale_after: float = 3.0
     partials_on_voice: bool = True
-    unheard_repair: float = 0.6
+    unheard_repair: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -756,11 +756,12 @@ class CaptionPolicy:
         if not words:
             # Nothing heard in a second of voice or more: noise, or a decode gone wrong.
             return (0, samples) if self.ledger.voiced_in(origin, origin + samples) >= need else None
-        margin = int(0.15 * SAMPLE_RATE)  # alignment error around a word's edges
+        # Alignment error around a word's edges; with the 1 s bound, it keeps a word Whisper
+        # merely compressed ("ill man" for "ill-disposed young man") from being decoded again.
+        margin = int(0.25 * SAMPLE_RATE)
         # A word claims at most what a slow speaker takes to say it, at its end: when Whisper
         # skips a sentence, its alignment often stretches the next word over the skipped
-        # speech ("to" 0.0-0.96 s, "hear" 0.96-3.26 s for "to repeat this message press
-        # five. to hear").
+        # speech ("To" 0.0-2.48 s for "To repeat this message press five. To").
         claimed = [max(w.start, w.end - (0.4 + 0.08 * len(normalize(w.text)))) for w in words]
         edges = [0] + [int(w.end * SAMPLE_RATE) for w in words]
         starts = [int(c * SAMPLE_RATE) for c in claimed] + [samples]

@@ -178,8 +178,8 @@ def test_a_final_that_skipped_a_sentence_has_that_stretch_decoded_again() -> Non
     (repair,) = submits(p.feed(silence(1.0)))
     assert repair.repair and repair.request.prompt == ""
     lo = repair.origin / SAMPLE_RATE
-    assert lo == pytest.approx(said[3][2] - 0.15, abs=0.05)
-    assert lo + len(repair.request.audio) / SAMPLE_RATE == pytest.approx(said[9][1] + 0.15, abs=0.05)
+    assert lo == pytest.approx(said[3][2] - 0.25, abs=0.05)
+    assert lo + len(repair.request.audio) / SAMPLE_RATE == pytest.approx(said[9][1] + 0.25, abs=0.05)
     # The repair hears its stretch, the margin's neighbour w3 again too.
     heard = [(t, a - lo, b - lo) for t, a, b in said[3:9]]
     (caption,) = captions(p.on_result(repair.ticket, _timed(heard)))
@@ -188,20 +188,21 @@ def test_a_final_that_skipped_a_sentence_has_that_stretch_decoded_again() -> Non
 
 
 def test_a_word_stretched_over_skipped_speech_is_no_cover_for_it() -> None:
-    """Seen on tiny.en under load: "To repeat this message press five. To hear the previous
-    message" came out as "to hear the previous message", the alignment stretching "to" and
-    "hear" over the skipped speech. A word claims at most what a slow speaker needs for it."""
+    """Reproduced with tiny.en (issue 16's bench): audio that starts 0.1 s into "To repeat this
+    message press five. To hear the previous message", prompted with "To hear the next message
+    press 6.", comes out as "To hear the previous message", the alignment stretching "To" over
+    the skipped sentence (0.0-2.48 s). A word claims at most what a slow speaker needs for it."""
     p = make(speculate_ms=0, stale_after=0.0, max_partial_interval=0.0)
-    for sub in submits(p.feed(speech(3.6))):
+    for sub in submits(p.feed(speech(3.7))):
         p.on_result(sub.ticket, hyp())
     (final,) = [s for s in submits(p.feed(silence(0.6))) if s.final]
     origin = final.origin / SAMPLE_RATE
-    stretched = [("to", 0.0, 0.96), ("hear", 0.96, 3.26), ("the", 3.26, 3.5)]
+    stretched = [("To", 0.0, 2.48), ("hear", 2.48, 3.34), ("the", 3.34, 3.68)]
     p.on_result(final.ticket, _timed([(t, a - origin, b - origin) for t, a, b in stretched]))
     (repair,) = submits(p.feed(silence(1.0)))
     lo = repair.origin / SAMPLE_RATE
-    assert repair.repair and lo == pytest.approx(0.96 - 0.15, abs=0.05)
-    assert lo + len(repair.request.audio) / SAMPLE_RATE == pytest.approx(3.26 - 0.72 + 0.15, abs=0.05)
+    assert repair.repair and lo == pytest.approx(0.0, abs=0.05)
+    assert lo + len(repair.request.audio) / SAMPLE_RATE == pytest.approx(2.48 - 0.56 + 0.25, abs=0.05)
 
 
 def test_a_repair_that_fails_twice_keeps_the_committed_words_and_reports_the_stretch() -> None:
