@@ -22,6 +22,14 @@ Span = tuple[int, int]  # [start, end) in stream samples
 def _merge(spans: list[Span], new: Span) -> list[Span]:
     """Insert ``new`` into sorted, disjoint ``spans``, merging what touches."""
     start, end = new
+    # Voiced frames come in stream order, once per frame of every session: they extend the last
+    # span or follow it, without a pass over (and a sort of) the whole list.
+    if not spans or start > spans[-1][1]:
+        spans.append(new)
+        return spans
+    if start >= spans[-1][0]:
+        spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        return spans
     out: list[Span] = []
     for a, b in spans:
         if b < start or a > end:
