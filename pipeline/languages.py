@@ -55,7 +55,9 @@ class UnknownLanguage(ValueError):
     def __init__(self, code: str, choices: list[str], what: str = "language") -> None:
         self.code = code
         self.choices = sorted(choices)
-        super().__init__(f"unknown {what} {code!r}; use one of: {', '.join(self.choices)}")
+        # The code is echoed to clients: a long one is cut, never repeated whole.
+        said = code if len(code) <= 32 else code[:31] + "…"
+        super().__init__(f"unknown {what} {said!r}; use one of: {', '.join(self.choices)}")
 
 
 def normalize(code: str) -> str:

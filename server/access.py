@@ -1,51 +1,46 @@
-"""Who may watch: view tokens for private deployments and private rooms.
+"""Who may watch and who may publish: the decisions, from a room's record and a request's tokens.
 
 A server-wide ``--view-token`` makes every room private; ``POST /rooms`` with ``"private": true``
-gives one room a view token of its own (returned once, like the publish token). Tokens are kept
-hashed, in ``view_tokens.json`` beside ``rooms.json``, so private rooms stay private across restarts.
+gives one room a view token of its own (returned once, like the publish token). Rooms keep
+their tokens hashed in their record: in ``rooms.json`` for the embedded server, in Redis for
+gateways, read fresh for every request so that every gateway decides alike (server/guard.py
+reads them; this module only decides).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-from pathlib import Path
+from collections.abc import Iterable
 
 from server.auth import hash_token, token_matches
+from server.rooms import RoomRecord
+
+
+def _any_match(tokens: Iterable[str | None], hashes: Iterable[str | None]) -> bool:
+    wanted = [h for h in hashes if h]
+    # Every pair is compared, so the time taken does not say which one matched.
+    return any([token_matches(t, h) for t in tokens if t for h in wanted])
 
 
 class ViewAccess:
-    def __init__(self, server_token: str = "", path: Path | None = None) -> None:
+    def __init__(self, server_token: str = "", server_publish_token: str = "") -> None:
         self._server_hash = hash_token(server_token) if server_token else None
-        self._path = path
-        self._rooms: dict[str, str] = {}
-        if path is not None and path.exists():
-            self._rooms = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+        self._publish_hash = hash_token(server_publish_token) if server_publish_token else None
 
     @property
     def server_wide(self) -> bool:
         return self._server_hash is not None
 
-    def required(self, room: str | None) -> bool:
-        """Whether watching ``room`` (None: anything not tied to a room, like ``/ice``) needs a token."""
-        return self._server_hash is not None or (room is not None and room in self._rooms)
+    def required(self, record: RoomRecord | None) -> bool:
+        """Whether watching the room (None: anything not tied to a room, like ``/ice``) needs a token."""
+        return self._server_hash is not None or (record is not None and record.private)
 
-    def allows(self, room: str | None, token: str) -> bool:
-        """The server's view token opens every room; a room's own token opens that room."""
-        hashes = [h for h in (self._server_hash, self._rooms.get(room) if room else None) if h]
-        # Every hash is compared, so the time taken does not say which one matched.
-        return any([token_matches(token, h) for h in hashes])
+    def may_view(self, record: RoomRecord | None, *tokens: str | None) -> bool:
+        """Whether any of ``tokens`` lets its holder read the room's captions and transcripts:
+        the server's view token opens every room, a room's own view token that room."""
+        if not self.required(record):
+            return True
+        return _any_match(tokens, (self._server_hash, record.view_hash if record else None))
 
-    def grant(self, room: str) -> str:
-        """A new view token for ``room``, replacing any earlier one; returned once, kept hashed."""
-        token = secrets.token_urlsafe(24)
-        self._rooms[room] = hash_token(token)
-        self._save()
-        return token
-
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._rooms, indent=1))
-        tmp.replace(self._path)  # atomic: a crash leaves the old file or the new one
+    def may_publish(self, record: RoomRecord | None, *tokens: str | None) -> bool:
+        """Whether any of ``tokens`` is a publish token for the room (its own or the server's)."""
+        return _any_match(tokens, (self._publish_hash, record.publish_hash if record else None))

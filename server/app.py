@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline import silero
 from pipeline.backend import InferenceBackend
 from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
@@ -21,6 +22,7 @@ from server.ice import server_ice_servers
 from server.inference import LoadedModels, load_models, local_backend, redis_backend, with_translator
 from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
+from server.loop_errors import watch as watch_loop
 from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.roombus import RoomBus
@@ -41,6 +43,10 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
     settings.data_path.mkdir(parents=True, exist_ok=True)
+    if settings.vad == "silero":
+        # Loaded with the app, not by the first publisher: the first ONNX session of a process
+        # takes a moment and opens onnxruntime's own files (1.32: a telemetry database).
+        silero.load_model()
     backend: InferenceBackend
     shared: RedisBackend | None = None
     bus: RoomBus | None = None
@@ -109,7 +115,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         multilingual=multilingual,
         admission=admission,
         descriptors=DescriptorFloor(limits),
-        access=ViewAccess(settings.view_token, settings.data_path / "view_tokens.json"),
+        access=ViewAccess(settings.view_token, settings.publish_token),
     )
 
     app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
@@ -160,8 +166,13 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         yield
         await drain(app, settings.drain_timeout)
 
+    async def loop_errors(app: web.Application) -> AsyncIterator[None]:
+        unwatch = watch_loop(asyncio.get_running_loop(), lambda kind: metrics.loop_errors.labels(kind).inc())
+        yield
+        unwatch()
+
     # Torn down in reverse: publishers finalise first, while peers, files and models still work.
-    app.cleanup_ctx.extend([inference, room_bus, files, peers, heartbeat, publishers])
+    app.cleanup_ctx.extend([loop_errors, inference, room_bus, files, peers, heartbeat, publishers])
     return app
 
 

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from server.auth import bearer
-from server.http import Handler, JsonError, error
+from server.http import Handler, JsonError, error, shown
 from server.limits import Refusal, client_key
+from server.rooms import RoomRecord
 from server.settings import Settings
 from server.state import STATE, AppState
 
@@ -167,22 +168,31 @@ def request_token(request: web.Request) -> str | None:
     return bearer(request) or request.query.get("token") or None
 
 
-def require_view(request: web.Request, room: str) -> None:
-    """Viewers and transcripts of a private room (or of a server with ``--view-token``) need
-    its view token; 401 without one, 403 with a wrong one."""
-    access = request.app[STATE].access
-    if not access.required(room):
-        return
+async def require_view(request: web.Request, room: str, publishers_too: bool = False) -> RoomRecord:
+    """Viewers, transcripts and room info of a private room (or of a server with ``--view-token``)
+    need its view token: 401 without one, 403 with a wrong one. Decided from the room's record
+    as its authority keeps it now (Redis for gateways: unreachable refuses with 503, never opens).
+    ``publishers_too``: the room's publish token also opens it (room info, which a publisher
+    reads for its languages)."""
+    state = request.app[STATE]
+    record = await state.rooms.record(room)
+    if not state.access.required(record):
+        return record
     token = request_token(request)
+    if state.access.may_view(record, token) or (publishers_too and state.access.may_publish(record, token)):
+        return record
+    # Logged with the request's id (bound by the request_ids middleware); floods collapse.
+    path = shown(request.path, 120)
     if token is None:
+        log.warning("refused %s %s: no view token", request.method, path)
         raise error(
             401,
             "view_token_required",
             f"room {room!r} needs its view token: 'Authorization: Bearer <view token>' or ?token=",
             headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
         )
-    if not access.allows(room, token):
-        raise error(403, "forbidden", "the view token is not valid for this room")
+    log.warning("refused %s %s: wrong view token", request.method, path)
+    raise error(403, "forbidden", "the view token is not valid for this room")
 
 
 @web.middleware
@@ -196,7 +206,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise error(
             421,
             "unknown_host",
-            f"this server does not answer for {host!r}; its names are set with --public-host",
+            f"this server does not answer for {shown(host)!r}; its names are set with --public-host",
         )
     try:
         return await handler(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,19 @@ BODY_SECONDS = 10.0
 # Our bodies nest one level ({"sdp": ...}, {"name": ...}); this leaves room and stops abuse.
 MAX_JSON_DEPTH = 8
 
+# Client-facing messages are ours and short: echoed input is cut (shown), and a whole message
+# past this is cut too, so no answer carries what a client sent at length.
+MAX_MESSAGE = 400
+MAX_SHOWN = 64
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger(__name__)
+
+
+def shown(value: str, limit: int = MAX_SHOWN) -> str:
+    """Client input as an answer may echo it: at most ``limit`` characters, cut visibly."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 class JsonError(web.HTTPError):
@@ -28,7 +41,7 @@ class JsonError(web.HTTPError):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         self.status_code = status
         super().__init__(
-            text=json.dumps({"error": code, "message": message}),
+            text=json.dumps({"error": code, "message": shown(message, MAX_MESSAGE)}),
             content_type="application/json",
             headers=headers,
         )
@@ -90,8 +103,11 @@ def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise error(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels")
     try:
         return json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})"
+        raise error(400, "bad_json", "the body is not valid JSON" + where) from exc
     except (ValueError, RecursionError) as exc:
-        raise error(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+        raise error(400, "bad_json", "the body is not valid JSON") from exc
 
 
 async def read_json(request: web.Request, limit: int = MAX_BODY) -> Any:
@@ -107,8 +123,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except JsonError:
         raise
     except RoomsUnavailable as exc:
-        # Rooms shared through Redis while Redis is away: said plainly, retried shortly.
-        raise JsonError(503, "rooms_unavailable", str(exc), headers={"Retry-After": "5"}) from None
+        # Rooms shared through Redis while Redis is away: said plainly, retried shortly. What
+        # failed (hosts, ports) goes to the log, not to the client.
+        log.warning("rooms unavailable: %s", exc)
+        message = "room state is unavailable right now; try again shortly"
+        raise JsonError(503, "rooms_unavailable", message, headers={"Retry-After": "5"}) from None
     except web.HTTPException as exc:
         if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
             raise
@@ -116,6 +135,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise JsonError(
             exc.status,
             code,
-            f"{request.method} {request.path}: {exc.reason}",
+            f"{request.method} {shown(request.path)}: {exc.reason}",
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         ) from None

@@ -13,18 +13,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 
 from aiohttp import web
 from aiortc import RTCIceServer
 
-from server.auth import hash_token, token_matches
+from server.auth import InvalidRoomName, check_room_name
 from server.guard import request_token
 from server.http import error
 from server.settings import Settings
 from server.state import STATE, AppState
 
 TTL = 300
+
+log = logging.getLogger(__name__)
 
 
 def turn_credentials(
@@ -35,30 +38,36 @@ def turn_credentials(
     return username, base64.b64encode(digest).decode()
 
 
-def token_opens_ice(state: AppState, room: str | None, token: str) -> bool:
-    """Any token that lets its holder watch or publish: the server's view or publish token, or
-    the view or publish token of ``room``."""
-    if state.access.allows(room, token):
-        return True
-    found = state.rooms.get(room) if room else None
-    hashes = [h for h in (found.token_hash if found else None,) if h]
-    if state.settings.publish_token:
-        hashes.append(hash_token(state.settings.publish_token))
-    return any([token_matches(token, h) for h in hashes])
+async def require_ice_right(request: web.Request, state: AppState) -> None:
+    """With ``--view-token`` every ``/ice`` request, and for a private room (``?room=``) its own,
+    needs a token that lets its holder watch or publish: the server's view or publish token, or
+    the room's view or publish token, checked against the room's record as its authority keeps it."""
+    raw_room = request.query.get("room") or None
+    record = None
+    if raw_room is not None:
+        try:
+            record = await state.rooms.record(check_room_name(raw_room))
+        except InvalidRoomName as exc:
+            raise error(400, "invalid_room", str(exc)) from exc
+    if not state.access.required(record):
+        return
+    token = request_token(request)
+    access = state.access
+    if token is not None and (access.may_view(record, token) or access.may_publish(record, token)):
+        return
+    log.warning("refused GET /ice: %s", "no token" if token is None else "a token that opens nothing here")
+    raise error(
+        401,
+        "view_token_required",
+        "ICE servers are for holders of a view or publish token: 'Authorization: Bearer <token>'",
+        headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
+    )
 
 
 async def ice(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings = state.settings
-    if state.access.server_wide:
-        token = request_token(request)
-        if token is None or not token_opens_ice(state, request.query.get("room") or None, token):
-            raise error(
-                401,
-                "view_token_required",
-                "ICE servers are for holders of a view or publish token: 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
-            )
+    await require_ice_right(request, state)
     servers: list[dict[str, object]] = []
     listed = urls(settings)
     if listed and settings.turn_secret:

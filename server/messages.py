@@ -8,11 +8,14 @@ can be added without breaking old overlays.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 # Keys dropped from the JSON when they hold None, so a source caption carries no source_lang.
 _OPTIONAL = frozenset({"stable", "source_lang"})
+# Kept in the process, never sent: which publisher a caption came from (its WHIP session id,
+# which is also what its DELETE names) decides which listeners may read it.
+_INTERNAL = frozenset({"origin"})
 
 
 def dumps(obj: dict[str, Any]) -> str:
@@ -39,12 +42,13 @@ class CaptionMessage:
     lang: str
     stable: str | None = None
     source_lang: str | None = None
+    origin: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in _OPTIONAL:
+            if (value is None and f.name in _OPTIONAL) or f.name in _INTERNAL:
                 continue
             out[f.name] = round(value, 3) if f.name in ("start", "end") else value
         return out

@@ -120,6 +120,13 @@ class Metrics(InferenceMetrics):
             registry=r,
         )
 
+        self.loop_errors = Counter(
+            "nova_loop_errors_total",
+            "Exceptions no task retrieved (a defect: each kind is logged once)",
+            ["kind"],
+            registry=r,
+        )
+
     def voice_account(self, report: VoiceReport) -> None:
         """A caption session's ``on_account``."""
         self.voiced_seconds.inc(report.voiced)

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
 from aiortc.sdp import SessionDescription
 
 from server.limits import Admission, Refusal
@@ -38,7 +40,8 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # noqa: BLE001 - aiortc's parser raises many kinds on bad input
-        raise OfferError("malformed_sdp", f"the SDP offer could not be parsed: {exc}") from exc
+        raise OfferError("malformed_sdp", "the SDP offer could not be parsed") from exc
+    check_transport(parsed)
     audio = [m for m in parsed.media if m.kind == "audio"]
     if want_audio:
         if not audio:
@@ -58,6 +61,49 @@ def check_offer(sdp: str, want_audio: bool) -> SessionDescription:
         if not any(m.kind == "application" for m in parsed.media):
             raise OfferError("no_data_channel", "a viewer offer needs a data channel for captions")
     return parsed
+
+
+# What aiortc's DTLS can verify a peer's certificate with (aiortc/rtcdtlstransport.py).
+DTLS_HASHES = frozenset(X509_DIGEST_ALGORITHMS)
+_HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){19,63}")
+# RFC 8839 section 5.4: ice-ufrag 4-256 characters, ice-pwd 22-256.
+_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")
+
+
+def check_transport(parsed: SessionDescription) -> None:
+    """Every media section must say how to secure and reach it, or the peer could never connect:
+    aiortc would answer it, then fail at the connect deadline inside a task (an assertion on the
+    missing fingerprint). Refused here instead, before any peer exists."""
+    if not parsed.media:
+        raise OfferError("no_media", "the offer has no media sections")
+    mids = {m.rtp.muxId for m in parsed.media}
+    for group in parsed.group:
+        # aiortc takes a bundle's transport from its first mid: one naming no section has none.
+        if group.semantic.upper() == "BUNDLE" and not set(map(str, group.items)) <= mids:
+            raise OfferError("bad_bundle", "a=group:BUNDLE names a mid that no section of the offer has")
+    for media in parsed.media:
+        if media.port == 0:
+            continue  # a section the offerer itself disabled: nothing to secure
+        dtls = media.dtls
+        if dtls is None:
+            raise OfferError("no_dtls_setup", "every media section needs a=setup: actpass, active or passive")
+        usable = [f for f in dtls.fingerprints if f.algorithm.lower() in DTLS_HASHES]
+        if not dtls.fingerprints:
+            raise OfferError("no_fingerprint", "the offer has no DTLS fingerprint (a=fingerprint)")
+        if not usable:
+            raise OfferError(
+                "unsupported_fingerprint",
+                "the offer's DTLS fingerprints use no supported hash; use one of sha-256, sha-384, sha-512",
+            )
+        if not all(_HEX_PAIRS.fullmatch(f.value) for f in usable):
+            raise OfferError("bad_fingerprint", "a DTLS fingerprint is not colon-separated hex")
+        ufrag, pwd = media.ice.usernameFragment or "", media.ice.password or ""
+        if not (4 <= len(ufrag) <= 256 and 22 <= len(pwd) <= 256):
+            raise OfferError(
+                "no_ice_credentials", "every media section needs a=ice-ufrag (4+ chars) and a=ice-pwd (22+)"
+            )
+        if not (_ICE_CHARS.fullmatch(ufrag) and _ICE_CHARS.fullmatch(pwd)):
+            raise OfferError("bad_ice_credentials", "ICE credentials use letters, digits, '+' and '/' only")
 
 
 _original_host_addresses = aioice.ice.get_host_addresses

@@ -116,7 +116,7 @@ class Publisher:
         # Rooms shared through Redis echo captions back through it: let the last one arrive first.
         await self.state.rooms.settle(self.room)
         self.room.leave_publisher(self.id)
-        self.room.listeners.pop(self.id, None)
+        self.room.unlisten(self.id)
         self.state.publishers.pop(self.id, None)
         if not self._deleted:
             # Ended by the server (its media stopped, its peer went): its DELETE may still come.

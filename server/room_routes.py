@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
@@ -76,13 +78,14 @@ async def create_room(request: web.Request) -> web.Response:
         if await in_use(state, name):
             raise error(409, "room_exists", f"room {name!r} already exists or is in use")
     languages, source = room_language_options(state, body)
+    view_token = secrets.token_urlsafe(24) if private else None
+    view_hash = hash_token(view_token) if view_token else None
     try:
-        room, token = await state.rooms.create_room(name or None, languages, source)
+        room, token = await state.rooms.create_room(name or None, languages, source, view_hash)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
         raise error(409, "room_exists", f"room {name!r} already exists") from exc
-    view_token = state.access.grant(room.name) if private else None
     base = f"{request.scheme}://{request.host}"
     extra = {"view_token": view_token} if view_token else {}
     return web.json_response(
@@ -140,8 +143,12 @@ def room_language_options(
 async def room_info(request: web.Request) -> web.Response:
     """A room's languages, for pages that let their reader pick one."""
     state = request.app[STATE]
-    room = planned_room(state, room_name(request))
-    return web.json_response({"room": room.name, **room_languages(state, room)})
+    record = await require_view(request, room_name(request), publishers_too=True)
+    room = planned_room(state, record)
+    return web.json_response(
+        {"room": room.name, "private": record.private, **room_languages(state, room)},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -153,15 +160,15 @@ async def transcript(request: web.Request) -> web.Response:
         check_room_name(name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    require_view(request, name)
-    room = state.rooms.get(name)
-    if room is None and not await state.transcripts.has(name):
+    record = await require_view(request, name)
+    if not record.known and not await state.transcripts.has(name):
         raise error(404, "unknown_room", f"room {name!r} has no transcript")
     lang = None
     if request.query.get("lang"):
         raw = request.query["lang"]
+        room = planned_room(state, record)
         try:
-            lang = viewer_language(room, raw, state.spoken(room)) if room else normalize(raw)
+            lang = viewer_language(room, raw, state.spoken(room)) if record.known else normalize(raw)
         except (LanguageError, UnknownLanguage) as exc:
             raise error(400, "language_not_carried", str(exc)) from exc
     history = await state.transcripts.read(name)

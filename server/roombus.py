@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -144,9 +144,11 @@ def message_body(message: CaptionMessage) -> str:
 
 def read_caption(room: str, fields: dict[bytes, bytes]) -> CaptionMessage:
     data = json.loads(fields[b"m"])
-    return CaptionMessage.from_dict(
+    message = CaptionMessage.from_dict(
         {**data, "room": room, "seq": int(fields[b"seq"]), "segment": int(fields[b"segment"])}
     )
+    origin = fields.get(b"pub", b"").decode()
+    return replace(message, origin=origin) if origin else message
 
 
 @dataclass
@@ -228,8 +230,14 @@ class RoomBus:
             raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
         if raw is None:
             return known, None
-        info = json.loads(raw)
-        return True, info if isinstance(info, dict) else None
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            info = None
+        if not isinstance(info, dict):
+            # Access is decided from this record: one that cannot be read refuses, never opens.
+            raise RoomsUnavailable(f"room {name!r} has a record in Redis that cannot be read")
+        return True, info
 
     async def create(self, name: str, info: dict[str, Any]) -> bool:
         """False if a room of that name was created already (anywhere)."""

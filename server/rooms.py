@@ -25,13 +25,39 @@ from server.messages import CaptionMessage, Message, StatusMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidRoomName", "Listener", "Room", "RoomRegistry", "RoomsUnavailable", "check_room_name"]
+__all__ = [
+    "InvalidRoomName",
+    "Listener",
+    "Room",
+    "RoomRecord",
+    "RoomRegistry",
+    "RoomsUnavailable",
+    "check_room_name",
+]
 
 BACKLOG_FINALS = 20
 
 
 class RoomsUnavailable(Exception):
     """Shared room state (Redis) cannot be reached; the request should be retried later."""
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    """A room as its authority keeps it (this process's registry, or Redis shared by every
+    gateway): what access and languages are decided from, read fresh for each request."""
+
+    name: str
+    known: bool = False  # created, or live (or once live) somewhere
+    created: bool = False
+    publish_hash: str | None = None
+    view_hash: str | None = None  # set: a private room, watched with its view token
+    languages: tuple[str, ...] | None = None  # None: the server's default languages
+    source_language: str | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.view_hash is not None
 
 
 @dataclass(frozen=True)
@@ -85,11 +111,15 @@ class Room:
     name: str
     token_hash: str | None = None
     created: bool = False
+    view_hash: str | None = None
     seq: int = 0
     languages: tuple[str, ...] = ()
     source_language: str | None = None
     listeners: dict[Hashable, Listener] = field(default_factory=dict)
     listener_langs: dict[Hashable, str] = field(default_factory=dict)
+    # Listeners that may read only one publisher's captions (a publisher's own channel, in a
+    # room it may not view): listener key -> that publisher's id.
+    listener_only: dict[Hashable, str] = field(default_factory=dict)
     backlog: deque[_Kept] = field(default_factory=_backlog)
     partials: dict[int, CaptionMessage] = field(default_factory=dict)
     lang_backlog: dict[str, deque[_Kept]] = field(default_factory=dict)
@@ -173,6 +203,7 @@ class Room:
             end=caption.end + offset,
             lang=caption.lang,
             stable=None if caption.final else caption.stable,
+            origin=str(publisher),
         )
         if caption.final:
             del self._segments[key]
@@ -242,25 +273,37 @@ class Room:
         """Whether anyone speaks; sent on every change and as the heartbeat listeners watch."""
         self.send(StatusMessage(self.name, any(self.speaking.values()), queue_delay, len(self.publishers)))
 
-    def listen(self, key: Hashable, listener: Listener, lang: str | None = None) -> None:
-        """Add a listener of the source captions (``lang`` None) or of one target language."""
+    def listen(
+        self, key: Hashable, listener: Listener, lang: str | None = None, only: str | None = None
+    ) -> None:
+        """Add a listener of the source captions (``lang`` None) or of one target language;
+        ``only``: of the captions of that one publisher (its own channel, when it may not view)."""
         self.listeners[key] = listener
         if lang is None:
             self.listener_langs.pop(key, None)
         else:
             self.listener_langs[key] = lang
+        if only is None:
+            self.listener_only.pop(key, None)
+        else:
+            self.listener_only[key] = only
 
     def unlisten(self, key: Hashable) -> None:
         self.listeners.pop(key, None)
         self.listener_langs.pop(key, None)
+        self.listener_only.pop(key, None)
 
     def send(self, message: Message, lang: str | None | bool = True) -> None:
         """To every listener (status, errors), or only to those of one language (captions:
         ``lang`` None for the source, else the target)."""
         text = message.to_json()
+        origin = message.origin if isinstance(message, CaptionMessage) else None
         for key, listener in list(self.listeners.items()):
             if lang is not True and self.listener_langs.get(key) != lang:
                 continue
+            only = self.listener_only.get(key)
+            if only is not None and isinstance(message, CaptionMessage) and origin != only:
+                continue  # another speaker's caption, to a channel that may not read the room
             try:
                 listener.send(text)
             except Exception:  # noqa: BLE001 - one broken listener must not silence the room
@@ -308,6 +351,9 @@ class RoomRegistry:
         self._on_forget = on_forget
         self.default_languages = default_languages
         if path is not None and path.exists():
+            # Private rooms' view hashes were once kept beside rooms.json, in view_tokens.json.
+            legacy = path.with_name("view_tokens.json")
+            views = json.loads(legacy.read_text()) if legacy.exists() else {}
             for name, saved in json.loads(path.read_text()).items():
                 # Before translation a room was saved as its token hash alone.
                 info = saved if isinstance(saved, dict) else {"token_hash": saved}
@@ -315,6 +361,7 @@ class RoomRegistry:
                     name,
                     token_hash=info.get("token_hash"),
                     created=True,
+                    view_hash=info.get("view_hash") or views.get(name),
                     languages=tuple(info.get("languages", default_languages)),
                     source_language=info.get("source_language"),
                 )
@@ -338,6 +385,7 @@ class RoomRegistry:
         created = {
             r.name: {
                 "token_hash": r.token_hash,
+                "view_hash": r.view_hash,
                 "languages": list(r.languages),
                 "source_language": r.source_language,
             }
@@ -366,18 +414,29 @@ class RoomRegistry:
 
     # What request handlers await: here answered from memory, by a shared registry from Redis.
 
-    async def lookup(self, name: str) -> tuple[bool, str | None]:
-        """Whether the room is known (created, or live here), and its publish token's hash."""
+    async def record(self, name: str) -> RoomRecord:
+        """The room as this process keeps it: here the registry is the one authority."""
         room = self.rooms.get(name)
-        return room is not None, room.token_hash if room else None
+        if room is None:
+            return RoomRecord(name)
+        return RoomRecord(
+            name,
+            known=True,
+            created=room.created,
+            publish_hash=room.token_hash,
+            view_hash=room.view_hash,
+            languages=room.languages,
+            source_language=room.source_language,
+        )
 
     async def create_room(
         self,
         name: str | None = None,
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
+        view_hash: str | None = None,
     ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language)
+        return self.create(name, languages, source_language, view_hash)
 
     async def join(self, room: Room, publisher: Hashable) -> None:
         room.join_publisher(publisher)
@@ -393,8 +452,10 @@ class RoomRegistry:
         name: str | None = None,
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
+        view_hash: str | None = None,
     ) -> tuple[Room, str]:
-        """A new room with its own publish token; the token is returned once and kept hashed."""
+        """A new room with its own publish token; the token is returned once and kept hashed.
+        ``view_hash`` (the hash of a view token) makes it private."""
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         room = self.rooms.get(name)
         if room is not None and room.created:
@@ -408,6 +469,7 @@ class RoomRegistry:
             if self._on_room is not None:
                 self._on_room(room)
         room.token_hash = hash_token(token)
+        room.view_hash = view_hash
         room.created = True
         self._save()
         return room, token

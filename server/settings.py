@@ -53,6 +53,7 @@ class Settings:
     allow_origin: str = ""
     public_host: str = ""
     view_token: str = ""
+    admin_token: str = ""
     trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
@@ -182,6 +183,7 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "allow_origin", str, "comma-separated origins whose pages may create rooms and use /ice")
     _flag(p, "public_host", str, "comma-separated host names the server answers for (DNS rebinding)")
     _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
+    _flag(p, "admin_token", str, "a token that shows /health/full with model paths and Redis hosts")
     _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(

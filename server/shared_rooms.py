@@ -15,7 +15,7 @@ from pipeline.types import Caption
 from server.auth import check_room_name, hash_token
 from server.messages import CaptionMessage, StatusMessage
 from server.roombus import Failure, RoomBus, read_caption
-from server.rooms import Room, RoomHistory, RoomRegistry, RoomsUnavailable, SessionMark
+from server.rooms import Room, RoomHistory, RoomRecord, RoomRegistry, RoomsUnavailable, SessionMark
 from server.transcripts import TranscriptStore
 
 
@@ -97,31 +97,49 @@ class SharedRoomRegistry(RoomRegistry):
             del self.rooms[name]
             self.bus.unwatch(name)
 
-    async def lookup(self, name: str) -> tuple[bool, str | None]:
+    async def record(self, name: str) -> RoomRecord:
+        """The room as Redis keeps it, read for every request: what another gateway created or
+        made private holds here at once, and Redis unreachable refuses (RoomsUnavailable)."""
         known, info = await self.bus.room_info(name)
-        if info is not None:
-            # What it was created with (on any gateway) holds here too: its spoken language.
-            room = self.ensure(name)
-            room.created, room.token_hash = True, info.get("token_hash")
-            room.languages = tuple(info.get("languages", ()))
-            room.source_language = info.get("source_language")
-            return True, room.token_hash
-        return known or name in self.rooms, None
+        if info is None:
+            return RoomRecord(name, known=known or name in self.rooms)
+        record = RoomRecord(
+            name,
+            known=True,
+            created=True,
+            publish_hash=info.get("token_hash"),
+            view_hash=info.get("view_hash"),
+            languages=tuple(info.get("languages", ())),
+            source_language=info.get("source_language"),
+        )
+        # The local mirror follows (its spoken language and languages drive this gateway's work).
+        room = self.rooms.get(name)
+        if room is not None:
+            room.created, room.token_hash, room.view_hash = True, record.publish_hash, record.view_hash
+            room.languages, room.source_language = record.languages or (), record.source_language
+        return record
 
     async def create_room(
         self,
         name: str | None = None,
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
+        view_hash: str | None = None,
     ) -> tuple[Room, str]:
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         token = secrets.token_urlsafe(24)
         langs = self.default_languages if languages is None else languages
-        info = {"token_hash": hash_token(token), "languages": list(langs), "source_language": source_language}
+        # One write: a private room is never, even for a moment, a public one in Redis.
+        info = {
+            "token_hash": hash_token(token),
+            "view_hash": view_hash,
+            "languages": list(langs),
+            "source_language": source_language,
+        }
         if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
-        room.token_hash, room.created = info["token_hash"], True  # type: ignore[assignment]
+        room.token_hash, room.created, room.view_hash = info["token_hash"], True, view_hash  # type: ignore[assignment]
         room.languages, room.source_language = langs, source_language
         return room, token
 
@@ -130,6 +148,7 @@ class SharedRoomRegistry(RoomRegistry):
         name: str | None = None,
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
+        view_hash: str | None = None,
     ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 

@@ -235,4 +235,5 @@ def viewer_language(room: Room, raw: str, spoken: str | None) -> str | None:
     if spoken and lang == spoken:
         return None
     names = ", ".join(carried) if carried else "only its spoken language"
-    raise LanguageError(f"room {room.name!r} does not carry {raw!r}; it carries: {names}")
+    said = raw if len(raw) <= 32 else raw[:31] + "…"  # echoed to the client: cut when long
+    raise LanguageError(f"room {room.name!r} does not carry {said!r}; it carries: {names}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from aiohttp import web
@@ -9,13 +10,15 @@ from aiortc import RTCDataChannel, RTCSessionDescription
 
 from server.auth import InvalidRoomName, check_room_name
 from server.guard import admit, refused, require_view
-from server.http import error, read_json
+from server.http import error, read_json, shown
 from server.peers import OfferError, PeerRefused, check_offer
-from server.rooms import Room
+from server.rooms import Room, RoomRecord
 from server.state import STATE, AppState, DataChannelListener
 from server.translations import LanguageError, viewer_language
 
 MAX_VIEWER_MESSAGE = 4096
+
+log = logging.getLogger(__name__)
 
 
 def room_name(request: web.Request) -> str:
@@ -41,10 +44,11 @@ def backlog_seconds(request: web.Request) -> float | None:
     return value
 
 
-def planned_room(state: AppState, name: str) -> Room:
-    """The room as it is, or as it will be once someone uses it (with the default languages);
-    nothing is registered, so a refused request leaves no room behind."""
-    return state.rooms.get(name) or Room(name, languages=state.rooms.default_languages)
+def planned_room(state: AppState, record: RoomRecord) -> Room:
+    """The room as its record says it is, or will be once someone uses it (with the default
+    languages); nothing is registered, so a refused request leaves no room behind."""
+    languages = state.rooms.default_languages if record.languages is None else record.languages
+    return Room(record.name, languages=languages, source_language=record.source_language)
 
 
 def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
@@ -63,9 +67,10 @@ def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
-    require_view(request, name)  # first: without the token, not even which languages it carries
+    # First: without the token, not even which languages it carries.
+    record = await require_view(request, name)
     max_age = backlog_seconds(request)
-    lang = viewer_stream(state, planned_room(state, name), request.query.get("lang"))
+    lang = viewer_stream(state, planned_room(state, record), request.query.get("lang"))
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", 'send JSON: {"sdp": "<offer>"}')
     client = admit(request)
@@ -126,7 +131,8 @@ async def post_viewer(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - aiortc raises several kinds on offers it cannot answer
         await state.peers.close(pc)
         gone()
-        raise error(400, "bad_offer", f"the offer could not be answered: {exc}") from exc
+        log.info("viewer offer not answerable: %s: %s", type(exc).__name__, shown(str(exc), 200))
+        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
     return web.json_response({"sdp": pc.localDescription.sdp, "type": "answer"})
 
 

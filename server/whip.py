@@ -13,44 +13,45 @@ from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
-from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
+from server.auth import InvalidRoomName, bearer, check_room_name
 from server.guard import admit, refused
-from server.http import error, read_body
+from server.http import error, read_body, shown
 from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
 from server.peers import OfferError, PeerRefused, check_offer
 from server.publisher import Publisher
-from server.rooms import RoomsUnavailable
+from server.rooms import RoomRecord, RoomsUnavailable
 from server.state import STATE, AppState, DataChannelListener
 
 log = logging.getLogger(__name__)
 
 
-async def authorize(request: web.Request, state: AppState, room_name: str) -> None:
-    known, token_hash = await state.rooms.lookup(room_name)
-    accepted = [h for h in (token_hash,) if h]
-    if state.settings.publish_token:
-        accepted.append(hash_token(state.settings.publish_token))
-    if not accepted:
-        if not known and not (state.settings.loopback or state.settings.open_rooms):
+async def authorize(request: web.Request, state: AppState, room_name: str) -> RoomRecord:
+    """May this request publish into the room? Decided from the room's record as its authority
+    keeps it now (Redis for gateways), like every other access decision."""
+    record = await state.rooms.record(room_name)
+    if record.publish_hash is None and not state.settings.publish_token:
+        if not record.known and not (state.settings.loopback or state.settings.open_rooms):
             raise error(404, "unknown_room", f"room {room_name!r} does not exist; create it with POST /rooms")
-        return
+        return record
     token = bearer(request)
     if token is None:
+        log.warning("refused POST /whip/%s: no publish token", room_name)
         raise error(
             401,
             "unauthorized",
             "this room needs 'Authorization: Bearer <publish token>'",
             headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
         )
-    if not any(token_matches(token, h) for h in accepted):
+    if not state.access.may_publish(record, token):
+        log.warning("refused POST /whip/%s: wrong publish token", room_name)
         raise error(403, "forbidden", "the publish token is not valid for this room")
+    return record
 
 
-def spoken_language(request: web.Request, state: AppState, room_name: str) -> str | None:
+def spoken_language(request: web.Request, state: AppState, record: RoomRecord) -> str | None:
     """``?lang=`` on the WHIP URL, else the room's ``source_language``; None: detect it."""
-    room = state.rooms.get(room_name)
-    raw = request.query.get("lang") or (room.source_language if room else None)
+    raw = request.query.get("lang") or record.source_language
     if not raw:
         return None if state.multilingual else "en"
     try:
@@ -77,8 +78,11 @@ async def post_whip(request: web.Request) -> web.Response:
         check_room_name(room_name)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
-    await authorize(request, state, room_name)
-    spoken = spoken_language(request, state, room_name)
+    record = await authorize(request, state, room_name)
+    # Its own captions always; the room's other speakers only if it may also view the room
+    # (a view token as ``?token=`` or the Bearer), else its channel would be a viewer in disguise.
+    reads_room = state.access.may_view(record, bearer(request), request.query.get("token"))
+    spoken = spoken_language(request, state, record)
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
     client = admit(request)
@@ -96,7 +100,10 @@ async def post_whip(request: web.Request) -> web.Response:
         state.backend.open_session(pub_id)
     except BackendUnavailable as exc:
         state.metrics.rejected.labels("unavailable").inc()
-        raise error(503, "inference_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+        # Why (a Redis address, a worker gone) is for the operator's log, not for the client.
+        log.warning("publisher refused: inference unavailable: %s", exc)
+        message = "captioning is unavailable right now; try again shortly"
+        raise error(503, "inference_unavailable", message, headers={"Retry-After": "5"}) from exc
     except SchedulerFull as exc:
         state.metrics.rejected.labels("full").inc()
         raise error(503, "server_full", str(exc), headers={"Retry-After": "10"}) from exc
@@ -143,7 +150,7 @@ async def post_whip(request: web.Request) -> web.Response:
         # A channel can open after its publisher ended (a DELETE right after connecting):
         # listening then would keep the dead peer alive in the room for good.
         if state.publishers.get(pub_id) is publisher:
-            room.listeners[pub_id] = DataChannelListener(channel)
+            room.listen(pub_id, DataChannelListener(channel), only=None if reads_room else pub_id)
 
     try:
         receive_first_audio(pc, parsed)
@@ -153,7 +160,8 @@ async def post_whip(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError and others on offers it cannot answer
         await state.peers.close(pc)
         state.backend.close_session(pub_id)
-        raise error(400, "bad_offer", f"the offer could not be answered: {exc}") from exc
+        log.info("offer not answerable: %s: %s", type(exc).__name__, shown(str(exc), 200))
+        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
 
     try:
         await state.rooms.watch(room)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from server.inference import LoadedModels
 from server.settings import Settings
+from server.state import STATE
 from tests.support.offline import Offline
 from tests.support.redis_server import RedisServer
 
@@ -63,12 +65,26 @@ async def nova(
     """Start a real Nova Voice server on 127.0.0.1 with the shared model and given settings."""
     from server.app import create_app
 
+    started: list[web.Application] = []
+
     async def start(**overrides: object) -> TestServer:
         settings = Settings(**{"data_dir": str(tmp_path / "data"), **overrides})  # type: ignore[arg-type]
         app: web.Application = create_app(settings, inference)
+        started.append(app)
         return await aiohttp_server(app, host="127.0.0.1")
 
     yield start
+    # No exception may escape a task unretrieved in any test (each is a defect the server only
+    # counts and logs once): collected now, so that a task dropped with one reports it.
+    gc.collect()
+    escaped = {
+        sample.labels["kind"]: sample.value
+        for app in started
+        for metric in app[STATE].metrics.loop_errors.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+    assert not escaped, f"exceptions escaped a task unretrieved: {escaped} (see the log)"
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ counts (no wall-clock deadline: the machine is shared); a hang would trip the te
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import aiohttp
@@ -13,9 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.http import JsonError, parse_json
+from server.inference import LoadedModels
 from server.peers import OfferError, check_offer
 from server.state import STATE
 from tests.support.probes import open_fds, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.scaleout import worker_in_process
+
+# What Python's own error texts look like; an answer to a client must never carry them.
+PYTHON_WORDS = re.compile(
+    r"NoneType|object has no attribute|Traceback|Expecting value|invalid literal|Error\b"
+)
 
 FUZZ = settings(
     max_examples=300,
@@ -194,32 +203,34 @@ def collect(strategy: st.SearchStrategy[str], count: int) -> list[str]:
     return drawn
 
 
-@pytest.mark.timeout(280)
-async def test_mutated_offers_and_bodies_never_get_a_500_or_hang(nova) -> None:
-    server = await nova(connect_timeout=2.0, offers_per_minute=0, max_pending=0)
-    state = server.app[STATE]
+async def fuzz_server(
+    base: str, state: Any, publish: dict[str, str] | None = None, view: dict[str, str] | None = None
+) -> dict[int, int]:
+    """Mutated offers and bodies at one server's WHIP, viewer and room endpoints (``publish`` and
+    ``view``: the room's tokens, where it has them); every answer under 500 and JSON when refused."""
     offers, bodies = collect(sdp_offers, 150), collect(json_texts, 150)
     fds_before = open_fds()
     timeout = aiohttp.ClientTimeout(total=30)  # far beyond a healthy answer: a hang fails here
     answered: dict[int, int] = {}
-    async with aiohttp.ClientSession(str(server.make_url("")), timeout=timeout) as http:
-        await http.post("/rooms", json={"name": "fuzz"})
+    async with aiohttp.ClientSession(base, timeout=timeout) as http:
 
-        async def post(path: str, body: str, ctype: str) -> None:
-            async with http.post(
-                path, data=body.encode("utf-8", "surrogatepass"), headers={"Content-Type": ctype}
-            ) as resp:
+        async def post(path: str, body: str, ctype: str, headers: dict[str, str] | None) -> None:
+            sent = {"Content-Type": ctype, **(headers or {})}
+            async with http.post(path, data=body.encode("utf-8", "surrogatepass"), headers=sent) as resp:
                 answered[resp.status] = answered.get(resp.status, 0) + 1
                 assert resp.status < 500, (path, body[:500], await resp.text())
                 if resp.status >= 400:
-                    assert (await resp.json())["error"]
+                    refusal = await resp.json()
+                    assert refusal["error"] and len(refusal["message"]) <= 400
+                    assert not PYTHON_WORDS.search(refusal["message"]), refusal  # ours, not Python's
 
+        whip = "/whip/fuzz" if publish else "/whip/open-fuzz"
         for sdp in offers:
-            await post("/whip/open-fuzz", sdp, "application/sdp")
-            await post("/rooms/fuzz/viewers", json.dumps({"sdp": sdp}), "application/json")
+            await post(whip, sdp, "application/sdp", publish)
+            await post("/rooms/fuzz/viewers", json.dumps({"sdp": sdp}), "application/json", view)
         for body in bodies:
-            await post("/rooms/fuzz/viewers", body, "application/json")
-            await post("/rooms", body, "application/json")
+            await post("/rooms/fuzz/viewers", body, "application/json", view)
+            await post("/rooms", body, "application/json", None)
         assert (await http.get("/health")).status == 200
     assert answered.get(400, 0) > 100, answered
     # Offers that were good enough to answer became ghosts; the deadline closes them all.
@@ -227,3 +238,28 @@ async def test_mutated_offers_and_bodies_never_get_a_500_or_hang(nova) -> None:
     await wait_until(lambda: not state.publishers, 30, "every fuzzed publisher is forgotten")
     # Even peers whose close failed half-way in aiortc gave their sockets back.
     await wait_until(lambda: open_fds() <= fds_before + 2, 10, "the fuzzed peers' descriptors are freed")
+    return answered
+
+
+@pytest.mark.timeout(280)
+async def test_mutated_offers_and_bodies_never_get_a_500_or_hang(nova) -> None:
+    server = await nova(connect_timeout=2.0, offers_per_minute=0, max_pending=0)
+    async with aiohttp.ClientSession(str(server.make_url(""))) as http:
+        await http.post("/rooms", json={"name": "fuzz"})
+    await fuzz_server(str(server.make_url("")), server.app[STATE])
+
+
+@pytest.mark.timeout(280)
+async def test_mutated_offers_and_bodies_on_a_second_gateway_never_get_a_500_or_hang(
+    nova, redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    """The same fuzzing at gateway B, of a private room made on gateway A, with its tokens."""
+    async with worker_in_process(redis_server.url, dict(inference.devices[0][1])):
+        a = await nova(redis=redis_server.url)
+        b = await nova(redis=redis_server.url, connect_timeout=2.0, offers_per_minute=0, max_pending=0)
+        async with aiohttp.ClientSession(str(a.make_url(""))) as http:
+            made = await (await http.post("/rooms", json={"name": "fuzz", "private": True})).json()
+        publish = {"Authorization": f"Bearer {made['publish_token']}"}
+        view = {"Authorization": f"Bearer {made['view_token']}"}
+        answered = await fuzz_server(str(b.make_url("")), b.app[STATE], publish, view)
+    assert 401 not in answered and 403 not in answered  # the tokens made on A hold on B

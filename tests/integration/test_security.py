@@ -394,7 +394,8 @@ async def test_a_private_room_has_a_view_token_of_its_own_kept_across_restarts(n
         assert (await http.get(f"/rooms/board/transcript.json?token={token}")).status == 200
         assert (await http.get(f"/rooms/lobby/transcript.json?token={token}")).status == 200  # public anyway
         assert (await http.post("/rooms", json={"private": "yes"})).status == 400
-    assert token not in (Path(data) / "view_tokens.json").read_text()  # kept hashed
+    kept = (Path(data) / "rooms.json").read_text()
+    assert token not in kept and json.loads(kept)["board"]["view_hash"]  # kept hashed, with the room
 
     again = await nova(data_dir=data)
     async with aiohttp.ClientSession(str(again.make_url(""))) as http:

@@ -152,10 +152,11 @@ class WhipPublisher:
 class Viewer:
     """A receive-only aiortc viewer of ``POST /rooms/{room}/viewers``."""
 
-    def __init__(self, base_url: str, room: str, lang: str | None = None) -> None:
+    def __init__(self, base_url: str, room: str, lang: str | None = None, token: str | None = None) -> None:
         self.base_url = base_url
         self.room = room
         self.lang = lang
+        self.token = token
         self.log = CaptionLog()
         self.pc = RTCPeerConnection()
         self.channel = self.pc.createDataChannel("captions")
@@ -173,8 +174,9 @@ class Viewer:
     async def connect(self, session: aiohttp.ClientSession) -> None:
         sdp = await self.offer()
         query = f"?lang={self.lang}" if self.lang else ""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with session.post(
-            f"{self.base_url}/rooms/{self.room}/viewers{query}", json={"sdp": sdp}
+            f"{self.base_url}/rooms/{self.room}/viewers{query}", json={"sdp": sdp}, headers=headers
         ) as resp:
             body = await resp.json()
             if resp.status != 200:

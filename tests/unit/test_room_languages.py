@@ -56,3 +56,14 @@ def test_rooms_saved_before_translation_still_load(tmp_path: Path) -> None:
     rooms = RoomRegistry(tmp_path / "rooms.json", default_languages=("es",))
     old = rooms.get("old")
     assert old is not None and old.token_hash == "somehash" and old.languages == ("es",)
+
+
+async def test_private_rooms_kept_in_view_tokens_json_stay_private(tmp_path: Path) -> None:
+    """Before issue 17 a private room's view hash lived in view_tokens.json beside rooms.json."""
+    (tmp_path / "rooms.json").write_text(json.dumps({"board": {"token_hash": "p"}}))
+    (tmp_path / "view_tokens.json").write_text(json.dumps({"board": "v"}))
+    rooms = RoomRegistry(tmp_path / "rooms.json")
+    record = await rooms.record("board")
+    assert record.private and record.view_hash == "v" and record.publish_hash == "p"
+    rooms.create("other")  # saving again keeps the view hash, now in rooms.json
+    assert json.loads((tmp_path / "rooms.json").read_text())["board"]["view_hash"] == "v"

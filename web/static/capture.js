@@ -318,7 +318,11 @@
     const chosen = ui.watch.value;
     ui.watch.replaceChildren(new Option('the spoken language', ''));
     try {
-      const res = await fetch(`/rooms/${encodeURIComponent(room)}`);
+      // A private room shows its languages to holders of its publish (or view) token only.
+      const token = session && session.token;
+      const res = await fetch(`/rooms/${encodeURIComponent(room)}`, {
+        headers: token ? { Authorization: `Bearer ${token}` } : {},
+      });
       if (res.ok) for (const lang of (await res.json()).languages || []) ui.watch.append(new Option(lang, lang));
     } catch { /* no list: the spoken language only */ }
     ui.watch.value = [...ui.watch.options].some((o) => o.value === chosen) ? chosen : '';

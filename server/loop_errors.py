@@ -1,0 +1,65 @@
+"""Exceptions that no task retrieved: logged once per kind, counted, never a flood.
+
+asyncio reports an exception nobody awaited ("Task exception was never retrieved", a callback
+that raised) through the loop's exception handler, whose default logs a full traceback every
+time: one hostile client could make the log scroll by hundreds of lines a minute. Each such
+report is a defect, so it is counted (``nova_loop_errors_total{kind}``) for alerting, and its
+first occurrence of each kind is logged with its traceback; the rest only count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[str], None]
+
+
+class LoopErrors:
+    """The exception handler of one event loop, shared by the apps that run on it (tests run
+    several apps on one loop): each app's sink counts every report."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self.sinks: list[Sink] = []
+        self.logged: set[str] = set()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        kind = type(exc).__name__ if exc is not None else "error"
+        where = str(context.get("message", ""))[:80]
+        for sink in list(self.sinks):
+            sink(kind)
+        key = f"{kind}: {where}"
+        if key in self.logged or len(self.logged) > 256:
+            log.debug("unretrieved %s (logged once already)", key)
+            return
+        self.logged.add(key)
+        log.error(
+            "unretrieved %s (%s); later ones of this kind are only counted in nova_loop_errors_total",
+            kind,
+            where,
+            exc_info=exc if isinstance(exc, BaseException) else None,
+        )
+
+
+def watch(loop: asyncio.AbstractEventLoop, sink: Sink) -> Callable[[], None]:
+    """Count the loop's unretrieved exceptions into ``sink`` until the returned function is called."""
+    handler = loop.get_exception_handler()
+    if not isinstance(handler, LoopErrors):
+        handler = LoopErrors(handler)
+        loop.set_exception_handler(handler)
+    handler.sinks.append(sink)
+    errors = handler
+
+    def unwatch() -> None:
+        if sink in errors.sinks:
+            errors.sinks.remove(sink)
+        if not errors.sinks and loop.get_exception_handler() is errors:
+            loop.set_exception_handler(errors.previous)
+
+    return unwatch
