@@ -1,21 +1,28 @@
 """Audio conversion: the one module that imports PyAV.
 
 WebRTC hands us 48 kHz Opus decoded to s16 frames, often stereo; Whisper and webrtcvad want
-16 kHz mono. PyAV's resampler (libswresample) does the work.
+16 kHz mono. PyAV's resampler (libswresample) does the work. PyAV is imported where media is
+decoded, not with this module: a benchmark host (a bare CUDA box) runs without it.
 """
 
 from __future__ import annotations
 
-import av
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pipeline.types import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import av
 
 
 class Resampler:
     """Turns any PyAV audio frame into 16 kHz mono int16 samples, keeping filter state."""
 
     def __init__(self, rate: int = SAMPLE_RATE) -> None:
+        import av
+
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
 
     def convert(self, frame: av.AudioFrame) -> np.ndarray:
@@ -35,6 +42,8 @@ def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
 
 def read_audio(path: str, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any file PyAV can open to mono int16 at ``rate``."""
+    import av
+
     resampler = Resampler(rate)
     parts: list[np.ndarray] = []
     with av.open(path) as container:

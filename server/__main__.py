@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return models_main(args[1:])
     command, settings = parse(args)
     logs.configure(settings.log_format)
+    from pipeline.threads import limit_blas
+
+    limit_blas()  # both serve and worker: numpy's pool would spin a thread per core for nothing
     if isinstance(settings, WorkerSettings):
         from server.worker_main import main_worker
 
@@ -98,11 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.code, file=sys.stderr)
         return 2
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
+    from server.inference import DeviceUnavailable
     from server.translations import LanguageError
 
+    refusals = (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError, DeviceUnavailable)
     try:
         app = create_app(settings)
-    except (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError) as exc:
+    except refusals as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(app, sock, settings))

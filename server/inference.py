@@ -123,6 +123,21 @@ def with_translator(models: LoadedModels, settings: Settings) -> tuple[LoadedMod
     return LoadedModels(models.model, devices, name, resolved), []
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device the model cannot run on here (no CUDA library, no such GPU), said in one line."""
+
+
+def device_error(device: str, exc: RuntimeError) -> DeviceUnavailable:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "libcublas" in first or "libcudnn" in first:
+        return DeviceUnavailable(
+            f"{device}: {first}. CTranslate2 4.x needs CUDA 12's cuBLAS: install it (pip install "
+            "nvidia-cublas-cu12, then add its lib folder to LD_LIBRARY_PATH), or on a CUDA 13 host link "
+            "libcublas.so.12 to libcublas.so.13 in a folder on LD_LIBRARY_PATH (README: GPU hosts)"
+        )
+    return DeviceUnavailable(f"{device}: {first}")
+
+
 def load_models(settings: Settings) -> LoadedModels:
     """Resolve and load Whisper once per device. Raises ``ModelNotFound`` with what was tried."""
     devices = parse_devices(settings.device)
@@ -133,16 +148,19 @@ def load_models(settings: Settings) -> LoadedModels:
         ctype = compute_type(settings, dev)
         print(f"loading Whisper {model.name} ({model.source}: {model.path}) on {dev} {ctype} ...", flush=True)
         started = time.perf_counter()
-        engine = WhisperEngine(
-            WhisperConfig(
-                model.path,
-                dev.device,
-                dev.index,
-                ctype,
-                threads if dev.device == "cpu" else 0,
-                decode_threads=settings.decode_threads,
+        try:
+            engine = WhisperEngine(
+                WhisperConfig(
+                    model.path,
+                    dev.device,
+                    dev.index,
+                    ctype,
+                    threads if dev.device == "cpu" else 0,
+                    decode_threads=settings.decode_threads,
+                )
             )
-        )
+        except RuntimeError as exc:
+            raise device_error(str(dev), exc) from None
         print(f"loaded on {dev} in {time.perf_counter() - started:.1f} s", flush=True)
         loaded.append((dev, {"whisper": engine}))
     return LoadedModels(model, loaded)

@@ -117,12 +117,13 @@ def worker_app(workers: list[Worker], registry: CollectorRegistry) -> web.Applic
 
 
 async def serve_worker(settings: WorkerSettings) -> int:
-    from server.inference import batch_options, load_models  # pulls in the models' libraries
+    # Imported here: it pulls in the models' libraries.
+    from server.inference import DeviceUnavailable, batch_options, load_models
 
     serve = settings.serve_settings()
     try:
         models = await asyncio.to_thread(load_models, serve)
-    except ModelNotFound as exc:
+    except (ModelNotFound, DeviceUnavailable) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     client = connect(settings.redis)

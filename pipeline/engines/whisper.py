@@ -14,16 +14,23 @@ alignment; the first, with every core, encodes.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ctranslate2
 import numpy as np
-from faster_whisper import WhisperModel
-from faster_whisper.tokenizer import Tokenizer
 
-from pipeline.types import SAMPLE_RATE, TranscribeRequest, Transcript, Word
+from pipeline.engines.without_av import allow_missing_av
+
+allow_missing_av()  # before faster_whisper, which imports PyAV for a decoder we never call
+
+from faster_whisper import WhisperModel  # noqa: E402
+from faster_whisper.tokenizer import Tokenizer  # noqa: E402
+
+from pipeline.features import LogMel  # noqa: E402
+from pipeline.types import SAMPLE_RATE, TranscribeRequest, Transcript, Word  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,31 @@ class WhisperConfig:
     # scores per item. One engine call is split so that its windows add up to at most this
     # many mel frames (0: device default: 6000 on CPU, where width buys no encoder speed).
     max_batch_frames: int = 0
+    # Log-mel features computed once per frame of a growing utterance (pipeline/features.py);
+    # False: faster-whisper's extractor over the whole window each time (the benchmark's "before").
+    incremental_features: bool = True
+
+
+@dataclass
+class StageTimes:
+    """Where an engine's time went, summed over calls: ``features``, ``encode``, ``generate``,
+    ``align`` (the model calls) and ``total``; ``host`` is total minus the model calls."""
+
+    requests: int = 0
+    features: float = 0.0
+    encode: float = 0.0
+    generate: float = 0.0
+    align: float = 0.0
+    total: float = 0.0
+
+    @property
+    def host(self) -> float:
+        return self.total - self.encode - self.generate - self.align
+
+    def per_request_ms(self) -> dict[str, float]:
+        n = max(1, self.requests)
+        stages = ("features", "encode", "generate", "align", "host")
+        return {k: round(1000 * getattr(self, k) / n, 3) for k in stages}
 
 
 class WhisperEngine:
@@ -174,6 +206,8 @@ class WhisperEngine:
             )
         self.multilingual: bool = bool(self._model.is_multilingual)
         self._tokenizers: dict[str | None, Tokenizer] = {}
+        self._logmel = LogMel(self._fw.feature_extractor.mel_filters)
+        self.times = StageTimes()
 
     def _tokenizer(self, language: str | None) -> Tokenizer:
         if language not in self._tokenizers:
@@ -187,6 +221,8 @@ class WhisperEngine:
 
     def features(self, audio: np.ndarray, frames: int) -> np.ndarray:
         audio = audio[:MAX_SAMPLES]
+        if self.config.incremental_features:
+            return self._logmel(audio, frames)
         padded = np.zeros(frames * HOP, dtype=np.float32)
         padded[: len(audio)] = audio
         mel = self._fw.feature_extractor(padded, padding=0)
@@ -203,9 +239,13 @@ class WhisperEngine:
     def _run_chunk(self, requests: Sequence[TranscribeRequest]) -> list[Transcript]:
         if not requests:
             return []
+        times, started = self.times, time.perf_counter()
         frames = max(bucket_frames(len(r.audio), r.options.min_window_frames) for r in requests)
         feats = np.stack([self.features(r.audio, frames) for r in requests])
+        times.features += time.perf_counter() - started
+        mark = time.perf_counter()
         encoded = self._model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+        times.encode += time.perf_counter() - mark
 
         languages = self._languages(requests, encoded)
         contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages, strict=True)]
@@ -219,6 +259,7 @@ class WhisperEngine:
             opts = requests[idx[0]].options
             longest = max(len(requests[i].audio) for i in idx)
             sampling = opts.temperature > 0
+            mark = time.perf_counter()
             group = self._decoder.generate(
                 self._select(encoded, idx, len(requests)),
                 prompts,
@@ -231,6 +272,7 @@ class WhisperEngine:
                 suppress_blank=True,
                 suppress_tokens=[-1],
             )
+            times.generate += time.perf_counter() - mark
             for i, res in zip(idx, group, strict=True):
                 results[i] = res
 
@@ -254,6 +296,8 @@ class WhisperEngine:
                     sentence_end=sentence_end,
                 )
             )
+        times.requests += len(requests)
+        times.total += time.perf_counter() - started
         return out
 
     @staticmethod
@@ -319,6 +363,7 @@ class WhisperEngine:
             sub = self._select(encoded, idx, len(token_lists))
             num_frames = [min(frames, len(requests[i].audio) // HOP) for i in idx]
             try:
+                mark = time.perf_counter()
                 results = self._decoder.align(
                     sub,
                     list(tok.sot_sequence),
@@ -326,6 +371,7 @@ class WhisperEngine:
                     num_frames,
                     median_filter_width=7,
                 )
+                self.times.align += time.perf_counter() - mark
             except Exception:  # noqa: BLE001 - a failed alignment must not lose the text
                 log.exception("word alignment failed; using evenly spread word times")
                 continue

@@ -27,6 +27,19 @@ def test_a_missing_model_is_one_clear_line_and_exit_2(tmp_path) -> None:
     assert str(missing) in lines[0] and "tried" in lines[0]
 
 
+def test_a_cuda_device_that_cannot_run_is_one_clear_line_and_exit_2() -> None:
+    """No GPU here (and on a CUDA 13-only host, no libcublas.so.12): a line, not a traceback."""
+    from server.inference import DeviceUnavailable, device_error
+
+    result = run("serve", "--device", "cuda", "--port", str(free_port()), timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nova-voice: cuda:0: ")]
+    assert len(lines) == 1, result.stderr
+    # What CTranslate2 says where cuBLAS 12 is missing gets the way out in the same line.
+    said = device_error("cuda:0", RuntimeError("Library libcublas.so.12 is not found or cannot be loaded"))
+    assert isinstance(said, DeviceUnavailable) and "LD_LIBRARY_PATH" in str(said) and "\n" not in str(said)
+
+
 def test_binding_beyond_loopback_without_auth_is_refused() -> None:
     result = run("serve", "--host", "0.0.0.0")
     assert result.returncode == 2

@@ -1,0 +1,27 @@
+"""Thread pools that are not ours: numpy's BLAS (OpenBLAS).
+
+OpenBLAS starts a thread per core and keeps them spinning between calls. Our numpy work is
+small and steady (a log-mel matmul of about a hundred new frames per request, the VAD's few
+operations), so those threads only burn cores: on a GPU host the serving process used 13-14
+cores for nothing, 1.7 with one BLAS thread, finals no slower (issue 18). CTranslate2 keeps
+its own pools, sized per device by the engine (``cpu_threads``, the decoder copy's threads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_limits: Any = None
+
+
+def limit_blas(threads: int = 1) -> dict[str, int]:
+    """Cap BLAS pools (numpy's OpenBLAS, or MKL) to ``threads`` for the rest of the process;
+    returns what each library had before. Call once at startup, before the hot path runs."""
+    global _limits
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = {
+        f"{p['internal_api']}": int(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"
+    }
+    _limits = threadpool_limits(limits=threads, user_api="blas")  # kept: it holds the limit
+    return before
