@@ -9,7 +9,10 @@ its own pools, sized per device by the engine (``cpu_threads``, the decoder copy
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _limits: Any = None
 
@@ -18,7 +21,11 @@ def limit_blas(threads: int = 1) -> dict[str, int]:
     """Cap BLAS pools (numpy's OpenBLAS, or MKL) to ``threads`` for the rest of the process;
     returns what each library had before. Call once at startup, before the hot path runs."""
     global _limits
-    from threadpoolctl import threadpool_info, threadpool_limits
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:  # a bare benchmark box (the GPU kit) may lack it: run, and say so
+        log.warning("threadpoolctl is not installed: numpy's BLAS keeps its own thread count")
+        return {}
 
     before = {
         f"{p['internal_api']}": int(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"
