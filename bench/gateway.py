@@ -25,19 +25,31 @@ from typing import Any
 
 import numpy as np
 
-from bench.e2e import proc_rss_mb, run_sessions, start_server
+from bench.e2e import free_port, proc_rss_mb, run_sessions, start_server
 from bench.harness import write_report
 from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
 from tests.support.speech import silence, write_wav
 
 
-def start_worker(redis_url: str, device: str = "cpu") -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, device: str = "cpu", *extra: str) -> subprocess.Popen[bytes]:
     """A `nova-voice worker` process, its output to a file (a pipe nobody reads would block it)."""
     log = Path(tempfile.mkdtemp(prefix="nova-worker-")) / "worker.log"
     with log.open("wb") as sink:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "server", "worker", "--redis", redis_url, "--device", device],
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "worker",
+                "--redis",
+                redis_url,
+                "--device",
+                device,
+                "--port",
+                str(free_port()),
+                *extra,
+            ],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

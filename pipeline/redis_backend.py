@@ -133,6 +133,12 @@ class RedisSnapshot:
     workers: tuple[Mapping[str, Any], ...] = ()
 
 
+def _runs(worker: Mapping[str, Any], engine: str) -> bool:
+    """Whether a live worker (its heartbeat) runs ``engine``; heartbeats before engines were
+    listed came from Whisper workers."""
+    return engine in (worker.get("engines") or ["whisper"])
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for logs and /health/full."""
     scheme, sep, rest = url.partition("://")
@@ -221,11 +227,33 @@ class RedisBackend:
         if not self.available:
             raise BackendUnavailable(f"Redis ({redacted(self.url)}) is unreachable: {self._down_reason}")
         snap = self._snapshot
-        if self.options.require_workers and snap.at and not snap.workers:
+        if self.options.require_workers and snap.at and not any(_runs(w, "whisper") for w in snap.workers):
             raise BackendUnavailable("no inference worker is running")
         if self.options.max_sessions and len(self._sessions) >= self.options.max_sessions:
             raise SchedulerFull(f"all {self.options.max_sessions} session slots are taken")
         self._sessions.add(key)
+
+    def offered(self, engine: str) -> tuple[frozenset[str], frozenset[tuple[str, str]] | None] | None:
+        """What the live workers offer of a translation engine (from their heartbeats): its
+        languages, and its pairs (None: every pair of those languages); None when no live
+        worker runs it."""
+        languages: set[str] = set()
+        pairs: set[tuple[str, str]] | None = set()
+        found = False
+        for w in self._snapshot.workers:
+            offer = (w.get("translators") or {}).get(engine)
+            if not isinstance(offer, dict):
+                continue
+            found = True
+            languages.update(str(code) for code in offer.get("languages") or ())
+            listed = offer.get("pairs")
+            if listed is None:
+                pairs = None
+            elif pairs is not None:
+                pairs.update((str(a), str(b)) for a, b in listed)
+        if not found:
+            return None
+        return frozenset(languages), frozenset(pairs) if pairs is not None else None
 
     async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
         if self._closed:
@@ -325,7 +353,8 @@ class RedisBackend:
             for w in snap.workers
         )
         models = sorted({str(w.get("model", "")) for w in snap.workers} - {""})
-        ready = self.available and (bool(snap.workers) or not self.options.require_workers)
+        whisper = any(_runs(w, "whisper") for w in snap.workers)
+        ready = self.available and (whisper or not self.options.require_workers)
         detail = {
             "model": {"name": ",".join(models) or None, "loaded": bool(snap.workers), "where": "workers"},
             "redis": {

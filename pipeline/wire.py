@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, Word
+from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, TranslateRequest, Translation, Word
 
 VERSION = 1
 # 30 s of 16 kHz int16 is what Whisper can take; a little over that is still an honest request.
@@ -138,8 +138,41 @@ class WhisperCodec:
         )
 
 
-# Read-only: engines on other branches (NLLB) add their codec here, next to Whisper's.
-CODECS: Mapping[str, Codec] = MappingProxyType({"whisper": WhisperCodec()})
+MAX_LINE = 4096  # characters of one line to translate (a caption line is far shorter)
+
+
+class TranslationCodec:
+    """``TranslateRequest`` and ``Translation`` as JSON: a line of text and its languages; the
+    same for every translation engine (Apertium, NLLB)."""
+
+    def request_body(self, request: TranslateRequest) -> tuple[dict[str, Any], bytes]:
+        body = {"text": request.text, "source": request.source, "target": request.target}
+        return {**body, "prefix": request.prefix}, b""
+
+    def read_request(self, body: Mapping[str, Any], blob: bytes) -> TranslateRequest:
+        text = _get(body, "text", str)
+        if len(text) > MAX_LINE:
+            raise WireError(f"a line to translate is at most {MAX_LINE} characters")
+        return TranslateRequest(
+            text=text,
+            source=_get(body, "source", str),
+            target=_get(body, "target", str),
+            prefix=_get(body, "prefix", str) if "prefix" in body else "",
+        )
+
+    def result_body(self, result: Translation) -> dict[str, Any]:
+        return {"text": result.text, "source": result.source, "target": result.target}
+
+    def read_result(self, body: Mapping[str, Any]) -> Translation:
+        return Translation(
+            text=_get(body, "text", str), source=_get(body, "source", str), target=_get(body, "target", str)
+        )
+
+
+# Read-only: one codec per engine that travels over Redis.
+CODECS: Mapping[str, Codec] = MappingProxyType(
+    {"whisper": WhisperCodec(), "apertium": TranslationCodec(), "nllb": TranslationCodec()}
+)
 
 
 @dataclass(frozen=True)

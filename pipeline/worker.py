@@ -151,6 +151,21 @@ class WorkerStats:
     cluster: Mapping[str, int]
 
 
+def offered_translations(engines: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per translation engine: its languages, and its pairs where not every pair works (Apertium)."""
+    offered: dict[str, dict[str, Any]] = {}
+    for name, engine in engines.items():
+        languages = getattr(engine, "languages", None)
+        if name == "whisper" or languages is None:
+            continue
+        pairs = getattr(engine, "pairs", None)
+        offered[name] = {
+            "languages": sorted(languages),
+            "pairs": sorted([list(p) for p in pairs]) if pairs is not None else None,
+        }
+    return offered
+
+
 class Worker:
     """One device's scheduler fed from Redis. ``await run()`` until ``drain()`` is called."""
 
@@ -178,6 +193,7 @@ class Worker:
         if not served:
             raise ValueError(f"none of the engines {sorted(engines)} can travel over Redis")
         self.engines = tuple(served)
+        self.translators = offered_translations(served)
         self._finals = [self.keys.requests(e, True) for e in self.engines]
         self._partials = [self.keys.requests(e, False) for e in self.engines]
         self._batch_seconds: deque[float] = deque(maxlen=256)
@@ -515,6 +531,8 @@ class Worker:
             "device": self.device,
             "model": self.options.model,
             "engines": list(self.engines),
+            # What gateways may promise rooms: each translation engine's languages and pairs.
+            "translators": self.translators,
             "inflight": len(self._inflight),
             "max_inflight": self.max_inflight,
             "max_batch": self.scheduler.options.max_batch,

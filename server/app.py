@@ -27,11 +27,11 @@ from server.metrics import Metrics
 from server.peers import PeerSet, allow_loopback_candidates
 from server.roombus import RoomBus
 from server.rooms import RoomRegistry
-from server.settings import ConfigError, Settings
+from server.settings import Settings
 from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
-from server.translations import TranslationService
+from server.translations import RemoteTranslator, TranslationService
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,36 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     translation: TranslationService | None = None
     own_engines: list[Any] = []
     if settings.redis:
-        # A gateway: no models here; inference, rooms and transcripts are shared through Redis.
-        if settings.translation_engine is not None:
-            raise ConfigError(
-                "translation does not run on gateways yet (--redis): run the embedded server for it"
-            )
-        shared = redis_backend(settings, context=logs.current, bind=logs.bound)
+        # A gateway: no models here; inference, rooms and transcripts are shared through Redis,
+        # and translation runs on translation workers (nova-voice worker --engines apertium).
+        engine = settings.translation_engine
+        defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
+        shared = redis_backend(
+            settings,
+            context=logs.current,
+            bind=logs.bound,
+            engines=("whisper", engine) if engine else ("whisper",),
+        )
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared
+        if engine is not None:
+            translation = TranslationService(
+                RemoteTranslator(engine, shared),
+                shared,
+                metrics,
+                TranslationOptions(
+                    partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
+                ),
+                timeout=settings.translate_timeout,
+                max_languages=settings.max_room_languages,
+            )
         transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
-        rooms: RoomRegistry = SharedRoomRegistry(bus)
+        rooms: RoomRegistry = SharedRoomRegistry(
+            bus,
+            default_languages=defaults if translation else (),
+            on_room=translation.attach if translation else None,
+            on_forget=translation.detach if translation else None,
+        )
         # The model runs on the workers: its name says whether it hears more than English.
         multilingual = not settings.model.endswith(".en")
         metrics.watch_backend(shared)

@@ -138,6 +138,23 @@ def device_error(device: str, exc: RuntimeError) -> DeviceUnavailable:
     return DeviceUnavailable(f"{device}: {first}")
 
 
+Devices = list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]]
+
+
+def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[Devices, str, list[Any]]:
+    """What ``nova-voice worker --engines ...`` runs: per device its engines, the Whisper model's
+    name ("" without Whisper), and the engines to close at exit (Apertium's processes)."""
+    if "whisper" in engines:
+        models, own = with_translator(load_models(settings), settings)
+        return models.devices, models.model.name, own
+    # A translation-only worker: no Whisper; Apertium runs on the CPU whatever the device.
+    name = settings.translation_engine
+    specs = parse_devices("cpu" if name == "apertium" else settings.device)
+    bare = LoadedModels(ResolvedModel("", "", "none"), [(dev, {}) for dev in specs])
+    models, own = with_translator(bare, settings)
+    return models.devices, "", own
+
+
 def load_models(settings: Settings) -> LoadedModels:
     """Resolve and load Whisper once per device. Raises ``ModelNotFound`` with what was tried."""
     devices = parse_devices(settings.device)
@@ -211,8 +228,9 @@ def redis_backend(
     settings: Settings,
     context: Callable[[], Mapping[str, str]] | None = None,
     bind: Callable[..., AbstractContextManager[None]] | None = None,
+    engines: tuple[str, ...] = ("whisper",),
 ) -> RedisBackend:
-    """A gateway's backend: requests to workers through Redis Streams (``serve --redis``).
-    Call ``await start()`` on it inside the running loop."""
-    options = RedisOptions(max_sessions=settings.max_sessions)
+    """A gateway's backend: requests to workers through Redis Streams (``serve --redis``), one
+    pair of streams (finals, partials) per engine. Call ``await start()`` inside the loop."""
+    options = RedisOptions(max_sessions=settings.max_sessions, engines=engines)
     return RedisBackend(settings.redis, options, context=context, bind=bind)

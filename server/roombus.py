@@ -98,6 +98,18 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'k', 'join', 'pub', ARG
 return {tostring(offset), session, opened, tostring(epoch), now_ms}
 """
 
+# A translated line keeps its source's segment; the room numbers it (seq) like any caption and
+# appends a non-empty final to the transcript, where ?lang= reads it back.
+TRANSLATED_LUA = """
+local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+local session = redis.call('HGET', KEYS[2], 'session') or '0'
+if ARGV[3] == '1' then
+  redis.call('XADD', KEYS[3], '*', 'seq', seq, 'segment', ARGV[2], 'm', ARGV[4])
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', 'caption', 'seq', seq,
+  'segment', ARGV[2], 'session', session, 'gw', ARGV[5], 'm', ARGV[4])
+"""
+
 REFRESH_LUA = """
 local t = redis.call('TIME')
 local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
@@ -178,6 +190,7 @@ class RoomBus:
         self._caption = self.client.register_script(CAPTION_LUA)
         self._join = self.client.register_script(JOIN_LUA)
         self._refresh = self.client.register_script(REFRESH_LUA)
+        self._translated = self.client.register_script(TRANSLATED_LUA)
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
         self._watched: dict[str, _Watch] = {}
         self._by_stream: dict[str, _Watch] = {}
@@ -264,6 +277,19 @@ class RoomBus:
         ]
         keys = [self.keys.captions(name), self.keys.meta(name), self.keys.transcript(name)]
         self._queue.put_nowait(_Op(lambda: self._caption(keys=keys, args=args), name, final=message.final))
+
+    def send_translated(self, room: SharedRoom, message: CaptionMessage) -> None:
+        """A translated line, under its source line's segment (the gateway that translated it)."""
+        name = room.name
+        args = [
+            self.maxlen,
+            message.segment,
+            1 if message.final and message.text else 0,
+            message_body(message),
+            self.gateway,
+        ]
+        keys = [self.keys.captions(name), self.keys.meta(name), self.keys.transcript(name)]
+        self._queue.put_nowait(_Op(lambda: self._translated(keys=keys, args=args), name, final=message.final))
 
     def send_speech(self, room: SharedRoom, publisher: str, speaking: bool, queue_delay: float) -> None:
         fields = {"k": "speech", "pub": publisher, "gw": self.gateway, "speaking": int(speaking)}
@@ -415,7 +441,11 @@ class RoomBus:
             publisher = fields.get(b"pub", b"").decode()
             if kind == "caption":
                 session = int(fields.get(b"session", b"0"))
-                room.deliver(read_caption(room.name, fields), self._monotonic_of(entry_id), session)
+                message = read_caption(room.name, fields)
+                room.deliver(message, self._monotonic_of(entry_id), session)
+                if mine and not replaying and message.source_lang is None:
+                    # Numbered now: the gateway of its publisher translates it, once per room.
+                    room.originated(message)
             elif kind == "speech" and not mine:
                 room.remote_speech(
                     publisher, fields[b"speaking"] == b"1", float(fields[b"queue_delay"]), replaying

@@ -429,6 +429,10 @@ class RoomRegistry:
             source_language=room.source_language,
         )
 
+    def adopt(self, room: Room, record: RoomRecord) -> None:
+        """Take what the room's record says into the room object; here the registry is the
+        record, so there is nothing to take (a shared registry mirrors Redis's)."""
+
     async def create_room(
         self,
         name: str | None = None,

@@ -106,10 +106,31 @@ class WorkerSettings:
     max_inflight: int = 0
     max_deliveries: int = 3
     log_format: str = "text"
+    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb
+    translate_model: str = ""
+
+    @property
+    def engine_list(self) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(e.strip() for e in self.engines.split(",") if e.strip()))
+        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb")]
+        if unknown or not names:
+            raise ConfigError(
+                f"--engines takes whisper, apertium and nllb (comma-separated); got {self.engines!r}"
+            )
+        if "apertium" in names and "nllb" in names:
+            raise ConfigError("a worker runs one translation engine: --engines apertium or nllb, not both")
+        if "nllb" in names and not self.translate_model:
+            raise ConfigError(
+                "--engines nllb needs --translate-model (a CTranslate2 NLLB folder or a pulled name)"
+            )
+        return names
 
     def serve_settings(self) -> Settings:
         """The serve settings that model loading and batching read."""
+        translator = next((e for e in self.engine_list if e != "whisper"), "")
         return Settings(
+            translate_engine=translator,
+            translate_model=self.translate_model,
             model=self.model,
             device=self.device,
             compute_type=self.compute_type,
@@ -229,6 +250,8 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
+    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, or whisper,nllb")
+    flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
     _log_flags(p)
 
 

@@ -5,7 +5,7 @@ publishers' events go out to Redis, and every event of the room comes back from 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,39 @@ class SharedRoom(Room):
         self._bus().send_caption(self, str(publisher), caption.segment, message)
         return message
 
+    def originated(self, message: CaptionMessage) -> None:
+        """A caption of this gateway's publisher, read back numbered: its room-level work
+        (translation) runs here, once for the room."""
+        for hook in self.on_caption:
+            hook(message)
+
+    def translated(
+        self,
+        segment: int,
+        lang: str,
+        final: bool,
+        text: str,
+        source_lang: str,
+        start: float,
+        end: float,
+        stable: str = "",
+    ) -> CaptionMessage:
+        """Sent to Redis under its source's segment; every gateway's viewers of ``lang`` get it back."""
+        message = CaptionMessage(
+            room=self.name,
+            seq=0,
+            segment=segment,
+            final=final,
+            text=text,
+            start=start,
+            end=end,
+            lang=lang,
+            stable=None if final else stable,
+            source_lang=source_lang,
+        )
+        self._bus().send_translated(self, message)
+        return message
+
     def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
         self.max_segment = max(self.max_segment, message.segment)
         super().deliver(message, at, session)
@@ -79,23 +112,45 @@ class SharedRoom(Room):
 class SharedRoomRegistry(RoomRegistry):
     """Rooms mirrored from Redis; tokens in Redis, not in rooms.json."""
 
-    def __init__(self, bus: RoomBus) -> None:
-        super().__init__(path=None)
+    def __init__(
+        self,
+        bus: RoomBus,
+        default_languages: tuple[str, ...] = (),
+        on_room: Callable[[Room], None] | None = None,
+        on_forget: Callable[[Room], None] | None = None,
+    ) -> None:
+        super().__init__(path=None, default_languages=default_languages, on_room=on_room, on_forget=on_forget)
         self.bus = bus
 
     def _add(self, room: Room) -> Room:
         self.rooms[room.name] = room
+        if self._on_room is not None:
+            self._on_room(room)
         return room
 
     def ensure(self, name: str) -> Room:
         check_room_name(name)
-        return self.rooms.get(name) or self._add(SharedRoom(name, bus=self.bus))
+        return self.rooms.get(name) or self._add(
+            SharedRoom(name, bus=self.bus, languages=self.default_languages)
+        )
+
+    def adopt(self, room: Room, record: RoomRecord) -> None:
+        """The local mirror takes what the room was created with (on any gateway): its
+        languages and spoken language; translation follows."""
+        if not record.created:
+            return
+        room.created, room.token_hash, room.view_hash = True, record.publish_hash, record.view_hash
+        room.languages, room.source_language = record.languages or (), record.source_language
+        if self._on_room is not None:
+            self._on_room(room)
 
     def forget_if_idle(self, name: str) -> None:
         room = self.rooms.get(name)
         if room is not None and room.idle:
             del self.rooms[name]
             self.bus.unwatch(name)
+            if self._on_forget is not None:
+                self._on_forget(room)
 
     async def record(self, name: str) -> RoomRecord:
         """The room as Redis keeps it, read for every request: what another gateway created or
@@ -115,8 +170,7 @@ class SharedRoomRegistry(RoomRegistry):
         # The local mirror follows (its spoken language and languages drive this gateway's work).
         room = self.rooms.get(name)
         if room is not None:
-            room.created, room.token_hash, room.view_hash = True, record.publish_hash, record.view_hash
-            room.languages, room.source_language = record.languages or (), record.source_language
+            self.adopt(room, record)
         return record
 
     async def create_room(
@@ -139,8 +193,7 @@ class SharedRoomRegistry(RoomRegistry):
         if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
-        room.token_hash, room.created, room.view_hash = info["token_hash"], True, view_hash  # type: ignore[assignment]
-        room.languages, room.source_language = langs, source_language
+        self.adopt(room, RoomRecord(name, True, True, info["token_hash"], view_hash, langs, source_language))  # type: ignore[arg-type]
         return room, token
 
     def create(

@@ -43,6 +43,35 @@ class Translator(Protocol):
     def supports(self, source: str, target: str) -> bool: ...
 
 
+class Offers(Protocol):
+    def offered(self, engine: str) -> tuple[frozenset[str], frozenset[tuple[str, str]] | None] | None: ...
+
+
+@dataclass
+class RemoteTranslator:
+    """A translation engine that runs on workers (``nova-voice worker --engines apertium``): what
+    it can do is what the live workers offer in their heartbeats, read as rooms ask."""
+
+    name: str
+    workers: Offers
+
+    @property
+    def languages(self) -> frozenset[str]:
+        offer = self.workers.offered(self.name)
+        return offer[0] if offer else frozenset()
+
+    def supports(self, source: str, target: str) -> bool:
+        offer = self.workers.offered(self.name)
+        if offer is None:
+            return False
+        languages, pairs = offer
+        try:
+            s, t = normalize(source), normalize(target)
+        except UnknownLanguage:
+            return False
+        return (s, t) in pairs if pairs is not None else s in languages and t in languages
+
+
 class ErrorCounter(Protocol):
     def translation_error(self, engine: str, reason: str) -> None: ...
 
@@ -83,6 +112,10 @@ class TranslationService:
             raise LanguageError(
                 f"a room carries at most {self.max_languages} languages; asked for {len(langs)}"
             )
+        if langs and not self.translator.languages:
+            raise LanguageError(
+                f"no {self.engine} translation worker is running (nova-voice worker --engines {self.engine})"
+            )
         for lang in langs:
             if lang not in self.translator.languages or (
                 source and not self.translator.supports(source, lang)
@@ -111,7 +144,9 @@ class TranslationService:
         driver = self.rooms.get(room.name)
         if driver is not None and driver.room is room:
             del self.rooms[room.name]
-            driver.cancel()
+            # Finals already asked for still land (a gateway forgets a room as its last
+            # publisher leaves, while that publisher's last line is being translated).
+            driver.retire()
 
     def failed(self, room: str, exc: BaseException) -> None:
         reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -139,7 +174,7 @@ class RoomTranslations:
         self.room = room
         self.service = service
         self.policy = TranslationPolicy(room.languages, service.options)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], bool] = {}  # task -> whether it translates a final
         self._timer: asyncio.TimerHandle | None = None
 
     def on_caption(self, message: CaptionMessage) -> None:
@@ -160,8 +195,8 @@ class RoomTranslations:
         for action in actions:
             if isinstance(action, Translate):
                 task = asyncio.get_running_loop().create_task(self._run(action))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks[task] = action.final
+                task.add_done_callback(lambda done: self._tasks.pop(done, None))
             elif isinstance(action, Emit):
                 self.room.translated(
                     action.segment,
@@ -211,6 +246,16 @@ class RoomTranslations:
             self._timer = None
         for task in list(self._tasks):
             task.cancel()
+
+    def retire(self) -> None:
+        """No more lines: held-back partials and their translations go, finals in flight stay."""
+        self.policy.targets = ()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task, final in list(self._tasks.items()):
+            if not final:
+                task.cancel()
 
     async def aclose(self) -> None:
         self.cancel()

@@ -83,6 +83,7 @@ async def post_viewer(request: web.Request) -> web.Response:
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
     room = state.rooms.ensure(name)
+    state.rooms.adopt(room, record)
     await state.rooms.watch(room)
     if len(room.viewers) >= state.settings.max_viewers:
         state.metrics.rejected.labels("room_full").inc()

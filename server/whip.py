@@ -131,6 +131,7 @@ async def post_whip(request: web.Request) -> web.Response:
         state.metrics.rejected.labels(exc.refusal.code).inc()
         raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
+    state.rooms.adopt(room, record)  # its languages, as created on whichever gateway
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(
         pub_id, policy, state.backend, lambda event: publisher.on_event(event), state.metrics.voice_account

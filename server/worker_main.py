@@ -20,7 +20,7 @@ from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
 from server import logs
 from server.metrics import InferenceMetrics, queue_families
-from server.settings import WorkerSettings
+from server.settings import ConfigError, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +118,21 @@ def worker_app(workers: list[Worker], registry: CollectorRegistry) -> web.Applic
 
 async def serve_worker(settings: WorkerSettings) -> int:
     # Imported here: it pulls in the models' libraries.
-    from server.inference import DeviceUnavailable, batch_options, load_models
+    from pipeline.engines.apertium import ApertiumError
+    from server.inference import DeviceUnavailable, batch_options, load_worker_models
 
-    serve = settings.serve_settings()
     try:
-        models = await asyncio.to_thread(load_models, serve)
-    except (ModelNotFound, DeviceUnavailable) as exc:
+        serve = settings.serve_settings()
+        devices, model_name, own = await asyncio.to_thread(load_worker_models, serve, settings.engine_list)
+    except (ModelNotFound, DeviceUnavailable, ApertiumError, ConfigError) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
     client = connect(settings.redis)
     observed = InferenceMetrics(CollectorRegistry())
     options = WorkerOptions(
-        model=models.model.name, max_inflight=settings.max_inflight, max_deliveries=settings.max_deliveries
+        model=model_name,
+        max_inflight=settings.max_inflight,
+        max_deliveries=settings.max_deliveries,
     )
     workers = [
         Worker(
@@ -141,7 +144,7 @@ async def serve_worker(settings: WorkerSettings) -> int:
             observer=observed,
             bind=logs.bound,
         )
-        for dev, engines in models.devices
+        for dev, engines in devices
     ]
     observed.registry.register(_QueueCollector(workers))
     runner = web.AppRunner(worker_app(workers, observed.registry), access_log=None)
@@ -157,6 +160,8 @@ async def serve_worker(settings: WorkerSettings) -> int:
     finally:
         await runner.cleanup()
         await client.aclose()
+        for engine in own:
+            await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this worker started
     return 0
 
 

@@ -40,7 +40,11 @@ def test_compose_runs_redis_gateways_scalable_workers_and_coturn() -> None:
     full = compose(secrets, "docker-compose.yml", rendered=True)
     assert full.returncode == 0, full.stderr
     services = json.loads(full.stdout)["services"]
-    assert set(services) == {"redis", "gateway", "worker", "coturn"}
+    assert set(services) == {"redis", "gateway", "worker", "translate_worker", "coturn"}
+    translate = services["translate_worker"]
+    assert "container_name" not in translate and not translate.get("ports")
+    assert translate["environment"]["NOVA_ENGINES"] == "apertium"
+    assert services["gateway"]["environment"]["NOVA_TRANSLATE_ENGINE"] == "apertium"
     worker, gateway = services["worker"], services["gateway"]
     # `--scale worker=N` needs workers without a fixed name or host port.
     assert "container_name" not in worker and not worker.get("ports")
@@ -52,8 +56,9 @@ def test_compose_runs_redis_gateways_scalable_workers_and_coturn() -> None:
 
     gpu = compose(secrets, "docker-compose.yml", "docker-compose.gpu.yml", rendered=True)
     assert gpu.returncode == 0, gpu.stderr
-    (device,) = json.loads(gpu.stdout)["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    for name in ("worker", "translate_worker"):
+        (device,) = json.loads(gpu.stdout)["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
 
 
 def test_compose_refuses_to_run_without_secrets() -> None:

@@ -235,17 +235,18 @@ async def test_redis_restarted_under_a_gateway_refuses_publishers_while_down_the
     assert wer(first.final_text(), second.final_text()) <= 0.1
 
 
-def test_a_gateway_with_translation_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_worker_asked_for_engines_it_cannot_run_says_so_in_one_line() -> None:
     import subprocess
     import sys
 
-    from tests.support.server_process import ENV, free_port
+    from tests.support.server_process import ENV
 
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path),
-         "--redis", "redis://127.0.0.1:1/0", "--translate-to", "es"],
-        capture_output=True, text=True, timeout=60, env=ENV,
-    )  # fmt: skip
-    assert result.returncode == 2
-    said = [line for line in result.stderr.splitlines() if line.startswith("nova-voice:")]
-    assert len(said) == 1 and "--redis" in said[0], result.stderr
+    cases = {"bogus": "--engines", "apertium,nllb": "one translation engine", "nllb": "--translate-model"}
+    for engines, said_word in cases.items():
+        command = ["worker", "--redis", "redis://127.0.0.1:1/0", "--engines", engines]
+        result = subprocess.run(
+            [sys.executable, "-m", "server", *command], capture_output=True, text=True, timeout=60, env=ENV
+        )
+        assert result.returncode == 2, result.stderr
+        said = [line for line in result.stderr.splitlines() if line.startswith("nova-voice:")]
+        assert len(said) == 1 and said_word in said[0] and "Traceback" not in result.stderr, result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,3 +197,20 @@ class Viewer:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+class TimedViewer(Viewer):
+    """A viewer that notes when the first final of each segment arrived (monotonic seconds)."""
+
+    def __init__(self, base_url: str, room: str, lang: str | None = None, token: str | None = None) -> None:
+        super().__init__(base_url, room, lang, token)
+        self.final_at: dict[int, float] = {}
+        original = self.log.add
+
+        async def timed(raw: str) -> None:
+            await original(raw)
+            m = self.log.messages[-1]
+            if m.get("type") == "caption" and m["final"] and m["text"]:
+                self.final_at.setdefault(m["segment"], time.monotonic())
+
+        self.log.add = timed  # type: ignore[method-assign]

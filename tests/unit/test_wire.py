@@ -182,3 +182,19 @@ def test_results_with_malformed_words_or_status_are_refused() -> None:
     ):
         with pytest.raises(WireError):
             decode_result(tampered(ok, **change))
+
+
+def test_a_line_to_translate_and_its_translation_round_trip_for_both_engines() -> None:
+    from pipeline.types import TranslateRequest, Translation
+
+    for engine in ("apertium", "nllb"):
+        line = TranslateRequest(text="Good morning, «everyone».", source="en", target="es", prefix="Buenos")
+        sent = WireRequest("r2", "gw", "room:3:es", 1, True, engine, line, "nova:results:gw", 0, {})
+        got = decode_request(encode_request(sent))
+        assert got.engine == engine and got.payload == line
+        answer = WireResult("r2", "room:3:es", 1, "ok", engine, Translation("Buenos días.", "en", "es"))
+        assert decode_result(encode_result(answer)).payload == answer.payload
+    too_long = TranslateRequest(text="x" * 5000, source="en", target="es")
+    fields = encode_request(WireRequest("r3", "gw", "s", 1, True, "apertium", too_long, "r", 0, {}))
+    with pytest.raises(WireError):
+        decode_request(fields)

@@ -1,0 +1,154 @@
+"""Issue 19 benchmark: translated finals through translation workers over Redis vs embedded.
+
+    python -m bench.translation_redis [--sessions 1,4] [--engines apertium,nllb]
+                                      [--out bench/results/translation-redis.md]
+
+For each engine and session count, twice: the embedded server (`serve --translate-to es`,
+the translator on its own scheduler) and the scaled-out set (a real redis-server, one Whisper
+worker process, one `--engines <engine>` translation worker process, one gateway `serve
+--redis --translate-to es`), each its own process. N aiortc publishers speak the LibriVox
+stream at real-time pace into N rooms; in each room a source viewer and a `?lang=es` viewer
+(this process) note when each final arrives. Extra latency: the Spanish final's arrival minus
+its source final's, per segment. The Redis hop is the scaled-out p50 minus the embedded p50.
+NLLB is the tiny random model (tests/support/tiny_nllb.py): its cost shape, not NLLB-200's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.e2e import start_server
+from bench.gateway import start_worker
+from bench.harness import pct, write_report
+from tests.support.corpus import librivox
+from tests.support.redis_server import RedisServer
+from tests.support.speech import silence, write_wav
+from tests.support.tiny_nllb import tiny_nllb
+from tests.support.whip_client import TimedViewer, WhipPublisher
+
+
+async def sessions(base: str, n: int, wav: Path, seconds: float) -> dict[str, Any]:
+    rng = random.Random(n)
+    async with aiohttp.ClientSession() as http:
+        rooms = [f"t{n}x{i}x{int(time.time())}" for i in range(n)]
+        viewers = [(TimedViewer(base, r), TimedViewer(base, r, lang="es")) for r in rooms]
+        for source, spanish in viewers:
+            await source.connect(http)
+            await spanish.connect(http)
+        pubs = [WhipPublisher(base, r, str(wav)) for r in rooms]
+
+        async def one(pub: WhipPublisher) -> None:
+            await asyncio.sleep(rng.uniform(0, 2))  # starts spread, as in the other benchmarks
+            await pub.start(http)
+            await pub.ended(seconds + 60)
+
+        await asyncio.gather(*(one(p) for p in pubs))
+        for pub in pubs:
+            await pub.stop(http)
+        for source, spanish in viewers:
+            wanted = set(source.final_at)
+            try:
+                await spanish.log.wait_for(
+                    lambda log, w=wanted: {m["segment"] for m in log.finals()} >= w, 15
+                )
+            except TimeoutError:
+                pass  # counted as missing
+        extra = [
+            sp.final_at[s] - so.final_at[s] for so, sp in viewers for s in so.final_at if s in sp.final_at
+        ]
+        expected = sum(len(so.final_at) for so, _ in viewers)
+        for source, spanish in viewers:
+            await source.close()
+            await spanish.close()
+    return {
+        "n": n,
+        "p50": statistics.median(extra) if extra else float("nan"),
+        "p90": pct(extra, 90) if extra else float("nan"),
+        "max": max(extra) if extra else float("nan"),
+        "translated": len(extra),
+        "expected": expected,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    stream = librivox()
+    wav = write_wav(Path("/tmp/nova-bench-translation.wav"), np.concatenate([stream.audio, silence(1.5)]))
+    seconds = len(stream.audio) / 16_000
+    counts = [int(x) for x in args.sessions.split(",")]
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    for engine in args.engines.split(","):
+        flags = ["--translate-to", "es", "--translate-engine", engine]
+        extra_worker: list[str] = []
+        if engine == "nllb":
+            folder = str(tiny_nllb(Path(tempfile.mkdtemp(prefix="nova-bench-nllb-"))))
+            flags += ["--translate-model", folder]
+            extra_worker = ["--translate-model", folder]
+        embedded, base = start_server(flags)
+        try:
+            for n in counts:
+                rows.append((engine, "embedded", await sessions(base, n, wav, seconds)))
+                print(rows[-1], flush=True)
+        finally:
+            embedded.terminate()
+            embedded.wait(timeout=30)
+        redis = RedisServer(Path(tempfile.mkdtemp(prefix="nova-redis-")))
+        redis.start()
+        procs = [start_worker(redis.url), start_worker(redis.url, "cpu", "--engines", engine, *extra_worker)]
+        gateway_flags = ["--redis", redis.url, "--translate-to", "es", "--translate-engine", engine]
+        gateway, base = start_server(gateway_flags)
+        try:
+            await asyncio.sleep(3.0)  # the gateway's monitor reads the workers' first heartbeats
+            for n in counts:
+                rows.append((engine, "gateway + workers", await sessions(base, n, wav, seconds)))
+                print(rows[-1], flush=True)
+        finally:
+            for proc in (gateway, *procs):
+                proc.terminate()
+                proc.wait(timeout=60)
+            redis.stop()
+
+    lines = [
+        "# Translated finals over Redis: translation workers vs the embedded server (CPU)",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M')} by `python -m bench.translation_redis --sessions {args.sessions} "
+        f"--engines {args.engines}` on this 2-core machine: LibriVox ({seconds:.0f} s) spoken by N aiortc "
+        "publishers over WebRTC at real-time pace, one room each with Spanish; a source and a Spanish viewer "
+        "per room. Extra: seconds from a source final's arrival to its Spanish final's, per segment. "
+        "Scaled out: a gateway, one Whisper worker and one translation worker, each a process, over a real "
+        "redis-server. NLLB is the tiny random model (its cost shape, not NLLB-200's).",
+        "",
+        "| engine | set-up | sessions | extra p50 | extra p90 | max | translated / finals |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for engine, setup, r in rows:
+        lines.append(
+            f"| {engine} | {setup} | {r['n']} | {r['p50']:.3f} | {r['p90']:.3f} | {r['max']:.3f} | "
+            f"{r['translated']} / {r['expected']} |"
+        )
+    hops = []
+    for engine in args.engines.split(","):
+        for n in counts:
+            got = {s: r for e, s, r in rows if e == engine and r["n"] == n}
+            if len(got) == 2:
+                hop = got["gateway + workers"]["p50"] - got["embedded"]["p50"]
+                hops.append(f"{engine}, {n} session(s): {1000 * hop:+.0f} ms")
+    lines += ["", "Redis hop at p50 (scaled out minus embedded): " + "; ".join(hops) + "."]
+    write_report(args.out, lines, show=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", default="1,4")
+    ap.add_argument("--engines", default="apertium,nllb")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/translation-redis.md"))
+    asyncio.run(main(ap.parse_args()))
