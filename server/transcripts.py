@@ -19,6 +19,7 @@ from typing import Any
 from server.auth import check_room_name
 from server.messages import CaptionMessage
 from server.rooms import RoomHistory, SessionMark
+from server.subtitles import CueRules, cues_of
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,21 @@ def _with_sessions(
     return [(m, c) for _, _, m, c in sorted(events, key=lambda e: (e[0], e[1]))]
 
 
-def to_vtt(items: list[CaptionMessage], lang: str | None = None, sessions: Sequence[SessionMark] = ()) -> str:
+def _subtitles(
+    items: Iterable[CaptionMessage], lang: str | None, rules: CueRules
+) -> list[tuple[float, float, str]]:
+    """Finals cut into cues within the subtitle guidelines (server/subtitles.py)."""
+    return [(c.start, c.end, c.text) for c in cues_of(_cues(items, lang), rules)]
+
+
+def to_vtt(
+    items: list[CaptionMessage],
+    lang: str | None = None,
+    sessions: Sequence[SessionMark] = (),
+    rules: CueRules | None = None,
+) -> str:
     lines = ["WEBVTT", ""]
-    for mark, cue in _with_sessions(_cues(items, lang), sessions):
+    for mark, cue in _with_sessions(_subtitles(items, lang, rules or CueRules()), sessions):
         if mark is not None:
             lines += [f"NOTE session {mark.session} started {mark.at} at {_clock(mark.start, '.')}", ""]
         elif cue is not None:
@@ -145,9 +158,9 @@ def to_vtt(items: list[CaptionMessage], lang: str | None = None, sessions: Seque
     return "\n".join(lines)
 
 
-def to_srt(items: list[CaptionMessage], lang: str | None = None) -> str:
+def to_srt(items: list[CaptionMessage], lang: str | None = None, rules: CueRules | None = None) -> str:
     lines = []
-    for i, (start, end, text) in enumerate(_cues(items, lang), 1):
+    for i, (start, end, text) in enumerate(_subtitles(items, lang, rules or CueRules()), 1):
         lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
     return "\n".join(lines)
 
