@@ -14,7 +14,7 @@ from pipeline.backend import InferenceBackend
 from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
-from server import health, ice, logs, pages, room_routes, viewers, whip
+from server import events, health, ice, logs, pages, room_routes, viewers, whip
 from server.access import ViewAccess
 from server.guard import cors, guard
 from server.http import json_errors
@@ -24,9 +24,10 @@ from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.loop_errors import watch as watch_loop
 from server.metrics import Metrics
+from server.outputs import Outputs
 from server.peers import PeerSet, allow_loopback_candidates
 from server.roombus import RoomBus
-from server.rooms import RoomRegistry
+from server.rooms import Room, RoomRegistry
 from server.settings import Settings
 from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
@@ -42,6 +43,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
+    outputs = Outputs(metrics)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     if settings.vad == "silero":
         # Loaded with the app, not by the first publisher: the first ONNX session of a process
@@ -104,15 +106,24 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             )
             defaults = translation.check(list(defaults), None if models.multilingual else "en")
         transcripts = TranscriptStore(settings.data_path)
+        service = translation
+
+        def on_room(room: Room) -> None:
+            if service is not None:
+                service.attach(room)
+            outputs.attach(room, room.outputs)
+
         rooms = RoomRegistry(
             settings.data_path / "rooms.json",
             on_final=transcripts.append,
             history=transcripts.history,
             on_session=transcripts.mark_session,
             default_languages=defaults if translation else (),
-            on_room=translation.attach if translation else None,
+            on_room=on_room,
             on_forget=translation.detach if translation else None,
         )
+        default_outputs = ({"type": "youtube", "url": settings.youtube_caption_url},)
+        rooms.default_outputs = default_outputs if settings.youtube_caption_url else ()
         multilingual = models.multilingual
     limits = LimitOptions(
         offers_per_minute=settings.offers_per_minute,
@@ -147,6 +158,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + whip.routes()
         + viewers.routes()
         + room_routes.routes()
+        + events.routes()
         + pages.routes()
     )
 
@@ -154,6 +166,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         if shared is not None:
             await shared.start()
         yield
+        await outputs.aclose()
         if translation is not None:
             await translation.aclose()
         await backend.aclose()

@@ -120,6 +120,12 @@ class Metrics(InferenceMetrics):
             registry=r,
         )
 
+        self.output_posts = Counter(
+            "nova_output_posts_total",
+            "Caption posts to room outputs (YouTube) by outcome: ok, retry, dropped",
+            ["type", "outcome"],
+            registry=r,
+        )
         self.loop_errors = Counter(
             "nova_loop_errors_total",
             "Exceptions no task retrieved (a defect: each kind is logged once)",
@@ -138,6 +144,9 @@ class Metrics(InferenceMetrics):
                 self.voiced_unfinalised.inc(gap.voiced)
             else:
                 self.voiced_dropped.labels(gap.reason).inc(gap.voiced)
+
+    def output_post(self, kind: str, outcome: str) -> None:
+        self.output_posts.labels(kind, outcome).inc()
 
     def translation_error(self, engine: str, reason: str) -> None:
         self.translation_errors.labels(engine, reason).inc()

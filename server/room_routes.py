@@ -10,16 +10,18 @@ from pipeline.languages import UnknownLanguage, normalize
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.guard import admit, require_view
 from server.http import error, parse_json, read_body
+from server.outputs import OutputError, check_outputs, masked
 from server.rooms import Room
 from server.state import STATE, AppState
+from server.subtitles import CueRules
 from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
 from server.translations import LanguageError, viewer_language
 from server.viewers import planned_room, room_name
 
 FORMATS = ("vtt", "srt", "json", "txt")
 BODY_HELP = (
-    'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false}'
-    " (all optional)"
+    'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false,'
+    ' "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
 )
 
 
@@ -78,10 +80,18 @@ async def create_room(request: web.Request) -> web.Response:
         if await in_use(state, name):
             raise error(409, "room_exists", f"room {name!r} already exists or is in use")
     languages, source = room_language_options(state, body)
+    try:
+        outputs = check_outputs(body.get("outputs"))
+    except OutputError as exc:
+        raise error(400, "bad_output", str(exc)) from exc
+    if outputs and state.settings.redis:
+        raise error(
+            400, "outputs_unsupported", "room outputs run on the embedded server only, not yet on gateways"
+        )
     view_token = secrets.token_urlsafe(24) if private else None
     view_hash = hash_token(view_token) if view_token else None
     try:
-        room, token = await state.rooms.create_room(name or None, languages, source, view_hash)
+        room, token = await state.rooms.create_room(name or None, languages, source, view_hash, outputs)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
@@ -93,6 +103,7 @@ async def create_room(request: web.Request) -> web.Response:
             "room": room.name,
             "publish_token": token,
             **extra,
+            "outputs": [{"type": o["type"], "url": masked(o["url"])} for o in room.outputs],
             **room_languages(state, room),
             **room_links(base, room.name, view_token),
         },
@@ -171,6 +182,7 @@ async def transcript(request: web.Request) -> web.Response:
             lang = viewer_language(room, raw, state.spoken(room)) if record.known else normalize(raw)
         except (LanguageError, UnknownLanguage) as exc:
             raise error(400, "language_not_carried", str(exc)) from exc
+    rules = cue_rules(request) if fmt in ("vtt", "srt") else None
     history = await state.transcripts.read(name)
     items, sessions = for_language(history.finals, lang), history.sessions
     # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
@@ -178,10 +190,41 @@ async def transcript(request: web.Request) -> web.Response:
     if fmt == "json":
         return web.json_response(to_json(name, items, sessions), headers=headers)
     if fmt == "vtt":
-        return web.Response(text=to_vtt(items, None, sessions), content_type="text/vtt", headers=headers)
+        return web.Response(
+            text=to_vtt(items, None, sessions, rules), content_type="text/vtt", headers=headers
+        )
     if fmt == "srt":
-        return web.Response(text=to_srt(items), content_type="application/x-subrip", headers=headers)
+        return web.Response(
+            text=to_srt(items, None, rules), content_type="application/x-subrip", headers=headers
+        )
     return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
+
+
+# Each subtitle limit as a query parameter: (name, field, lowest, highest).
+CUE_LIMITS = (
+    ("max_chars", "max_chars", 16, 120),
+    ("max_lines", "max_lines", 1, 4),
+    ("max_cue", "max_duration", 1.0, 30.0),
+    ("min_cue", "min_duration", 0.0, 5.0),
+)
+
+
+def cue_rules(request: web.Request) -> CueRules:
+    """The subtitle guidelines (42 characters a line, 2 lines, 1-7 s a cue), each overridable:
+    ``?max_chars=32&max_lines=2&max_cue=6&min_cue=1``."""
+    values: dict[str, float] = {}
+    for param, field_name, low, high in CUE_LIMITS:
+        raw = request.query.get(param)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high or (isinstance(low, int) and value != int(value)):
+            raise error(400, "bad_subtitle_limit", f"{param} is a number from {low} to {high}")
+        values[field_name] = int(value) if isinstance(low, int) else value
+    return CueRules(**values)  # type: ignore[arg-type]
 
 
 def routes() -> list[web.RouteDef]:

@@ -112,6 +112,8 @@ class Room:
     token_hash: str | None = None
     created: bool = False
     view_hash: str | None = None
+    # Where else the room's finals go (server/outputs.py): [{"type": "youtube", "url": ...}].
+    outputs: tuple[dict[str, str], ...] = ()
     seq: int = 0
     languages: tuple[str, ...] = ()
     source_language: str | None = None
@@ -313,16 +315,27 @@ class Room:
     def replay(self, max_age: float | None = None, lang: str | None = None) -> list[str]:
         """What a listener who joins now is sent first: the current session's recent finals (none
         older than ``max_age`` seconds), then the live partials; of the source, or of ``lang``."""
+        return [m.to_json() for m in self.replay_messages(max_age, lang)]
+
+    def replay_messages(
+        self, max_age: float | None = None, lang: str | None = None, after: int | None = None
+    ) -> list[CaptionMessage]:
+        """``replay``'s messages; ``after`` (a resuming feed's last seq): every kept final and
+        live partial numbered after it instead, whatever its age or session."""
         now = self.monotonic()
         backlog = self.backlog if lang is None else self.lang_backlog.get(lang, ())
         partials = self.partials if lang is None else self.lang_partials.get(lang, {})
-        finals = [
-            k.message
-            for k in backlog
-            if k.session == self.session and (max_age is None or now - k.at <= max_age)
-        ]
-        items = finals + sorted(partials.values(), key=lambda m: m.seq)
-        return [m.to_json() for m in items]
+        if after is not None:
+            finals = [k.message for k in backlog if k.message.seq > after]
+            live = [m for m in partials.values() if m.seq > after]
+        else:
+            finals = [
+                k.message
+                for k in backlog
+                if k.session == self.session and (max_age is None or now - k.at <= max_age)
+            ]
+            live = list(partials.values())
+        return finals + sorted(live, key=lambda m: m.seq)
 
 
 class RoomRegistry:
@@ -350,6 +363,7 @@ class RoomRegistry:
         self._on_room = on_room
         self._on_forget = on_forget
         self.default_languages = default_languages
+        self.default_outputs: tuple[dict[str, str], ...] = ()  # rooms not created first
         if path is not None and path.exists():
             # Private rooms' view hashes were once kept beside rooms.json, in view_tokens.json.
             legacy = path.with_name("view_tokens.json")
@@ -362,6 +376,7 @@ class RoomRegistry:
                     token_hash=info.get("token_hash"),
                     created=True,
                     view_hash=info.get("view_hash") or views.get(name),
+                    outputs=tuple(info.get("outputs", ())),
                     languages=tuple(info.get("languages", default_languages)),
                     source_language=info.get("source_language"),
                 )
@@ -386,6 +401,7 @@ class RoomRegistry:
             r.name: {
                 "token_hash": r.token_hash,
                 "view_hash": r.view_hash,
+                "outputs": list(r.outputs),
                 "languages": list(r.languages),
                 "source_language": r.source_language,
             }
@@ -401,7 +417,8 @@ class RoomRegistry:
 
     def ensure(self, name: str) -> Room:
         check_room_name(name)
-        return self.rooms.get(name) or self._add(Room(name, languages=self.default_languages))
+        room = self.rooms.get(name)
+        return room or self._add(Room(name, languages=self.default_languages, outputs=self.default_outputs))
 
     def forget_if_idle(self, name: str) -> None:
         """Drop a room nobody created, publishes to or watches: names are free to invent, and
@@ -439,8 +456,9 @@ class RoomRegistry:
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
         view_hash: str | None = None,
+        outputs: tuple[dict[str, str], ...] = (),
     ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language, view_hash)
+        return self.create(name, languages, source_language, view_hash, outputs)
 
     async def join(self, room: Room, publisher: Hashable) -> None:
         room.join_publisher(publisher)
@@ -457,9 +475,11 @@ class RoomRegistry:
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
         view_hash: str | None = None,
+        outputs: tuple[dict[str, str], ...] = (),
     ) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed.
-        ``view_hash`` (the hash of a view token) makes it private."""
+        ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
+        its finals go."""
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         room = self.rooms.get(name)
         if room is not None and room.created:
@@ -467,9 +487,9 @@ class RoomRegistry:
         token = secrets.token_urlsafe(24)
         langs = self.default_languages if languages is None else languages
         if room is None:
-            room = self._add(Room(name, languages=langs, source_language=source_language))
+            room = self._add(Room(name, languages=langs, source_language=source_language, outputs=outputs))
         else:
-            room.languages, room.source_language = langs, source_language
+            room.languages, room.source_language, room.outputs = langs, source_language, outputs
             if self._on_room is not None:
                 self._on_room(room)
         room.token_hash = hash_token(token)

@@ -54,6 +54,7 @@ class Settings:
     public_host: str = ""
     view_token: str = ""
     admin_token: str = ""
+    youtube_caption_url: str = ""
     trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
@@ -205,6 +206,7 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "public_host", str, "comma-separated host names the server answers for (DNS rebinding)")
     _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
     _flag(p, "admin_token", str, "a token that shows /health/full with model paths and Redis hosts")
+    _flag(p, "youtube_caption_url", str, "YouTube Live caption ingestion URL for rooms not created first")
     _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(

@@ -179,6 +179,7 @@ class SharedRoomRegistry(RoomRegistry):
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
         view_hash: str | None = None,
+        outputs: tuple[dict[str, str], ...] = (),
     ) -> tuple[Room, str]:
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         token = secrets.token_urlsafe(24)
@@ -202,6 +203,7 @@ class SharedRoomRegistry(RoomRegistry):
         languages: tuple[str, ...] | None = None,
         source_language: str | None = None,
         view_hash: str | None = None,
+        outputs: tuple[dict[str, str], ...] = (),
     ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 

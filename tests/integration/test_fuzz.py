@@ -204,7 +204,11 @@ def collect(strategy: st.SearchStrategy[str], count: int) -> list[str]:
 
 
 async def fuzz_server(
-    base: str, state: Any, publish: dict[str, str] | None = None, view: dict[str, str] | None = None
+    base: str,
+    state: Any,
+    publish: dict[str, str] | None = None,
+    view: dict[str, str] | None = None,
+    count_fds: bool = True,
 ) -> dict[int, int]:
     """Mutated offers and bodies at one server's WHIP, viewer and room endpoints (``publish`` and
     ``view``: the room's tokens, where it has them); every answer under 500 and JSON when refused."""
@@ -236,8 +240,10 @@ async def fuzz_server(
     # Offers that were good enough to answer became ghosts; the deadline closes them all.
     await wait_until(lambda: len(state.peers) == 0, 60, "every fuzzed peer is closed")
     await wait_until(lambda: not state.publishers, 30, "every fuzzed publisher is forgotten")
-    # Even peers whose close failed half-way in aiortc gave their sockets back.
-    await wait_until(lambda: open_fds() <= fds_before + 2, 10, "the fuzzed peers' descriptors are freed")
+    if count_fds:
+        # Even peers whose close failed half-way in aiortc gave their sockets back. (Not with a
+        # gateway: its Redis pools open connections under load and keep them.)
+        await wait_until(lambda: open_fds() <= fds_before + 2, 10, "the fuzzed peers' descriptors are freed")
     return answered
 
 
@@ -261,5 +267,5 @@ async def test_mutated_offers_and_bodies_on_a_second_gateway_never_get_a_500_or_
             made = await (await http.post("/rooms", json={"name": "fuzz", "private": True})).json()
         publish = {"Authorization": f"Bearer {made['publish_token']}"}
         view = {"Authorization": f"Bearer {made['view_token']}"}
-        answered = await fuzz_server(str(b.make_url("")), b.app[STATE], publish, view)
+        answered = await fuzz_server(str(b.make_url("")), b.app[STATE], publish, view, count_fds=False)
     assert 401 not in answered and 403 not in answered  # the tokens made on A hold on B

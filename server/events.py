@@ -1,0 +1,123 @@
+"""``GET /rooms/{room}/events``: the room's captions as Server-Sent Events, for tools that read
+a feed without WebRTC (vMix, CasparCG, scripts, networks that block WebRTC) and for the
+overlay's fallback. The same messages as a viewer's data channel (captions, status as the
+heartbeat twice a second), the same ``?lang=``, ``?backlog=`` and view-token rules and the
+room's viewer limit. Each caption's SSE id is its room ``seq``; a client that reconnects with
+``Last-Event-ID`` gets every kept caption numbered after it, so nothing is repeated and, within
+the room's backlog, nothing is missed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+
+from aiohttp import web
+
+from server.guard import check_descriptors, descriptor_usage, require_view
+from server.http import error
+from server.messages import CaptionMessage
+from server.state import STATE
+from server.viewers import backlog_seconds, planned_room, room_name, viewer_stream
+
+log = logging.getLogger(__name__)
+
+# Messages waiting for a slow reader before it is dropped (it may reconnect and resume).
+QUEUE = 512
+# A reader that hears nothing this long (no heartbeat either) is closed: the room went away.
+SILENCE_S = 5.0
+
+
+class FeedListener:
+    """A room listener that queues messages for one feed; overflow ends the feed."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE)
+        self.overflowed = False
+
+    def send(self, message: str) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            raise  # the room drops this listener
+
+
+def last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise error(400, "bad_last_event_id", "Last-Event-ID is the id (a number) of the last event received")
+    return int(raw)
+
+
+def frame(message: str) -> bytes:
+    """One SSE event: captions carry their room seq as the id, status messages none."""
+    seq = None
+    if message.startswith('{"type":"caption"'):
+        with contextlib.suppress(ValueError):
+            seq = CaptionMessage.from_dict(json.loads(message)).seq
+    head = f"id: {seq}\n" if seq is not None else ""
+    return (head + f"data: {message}\n\n").encode()
+
+
+async def room_events(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    name = room_name(request)
+    record = await require_view(request, name)
+    max_age = backlog_seconds(request)
+    lang = viewer_stream(state, planned_room(state, record), request.query.get("lang"))
+    after = last_event_id(request)
+    check_descriptors(state, descriptor_usage())
+    room = state.rooms.ensure(name)
+    state.rooms.adopt(room, record)
+    await state.rooms.watch(room)
+    if len(room.viewers) >= state.settings.max_viewers:
+        state.metrics.rejected.labels("room_full").inc()
+        state.rooms.forget_if_idle(room.name)
+        raise error(
+            429,
+            "too_many_viewers",
+            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
+            headers={"Retry-After": "30"},
+        )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # a reverse proxy must not hold events back
+        }
+    )
+    key = "feed-" + uuid.uuid4().hex
+    listener = FeedListener()
+    # Replayed and subscribed with no await in between: nothing falls between the two.
+    first = [m.to_json() for m in room.replay_messages(max_age, lang, after)]
+    room.viewers.add(key)
+    room.listen(key, listener, lang)
+    state.metrics.viewers.inc()
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 1000\n\n")
+        for message in first:
+            await response.write(frame(message))
+        while not listener.overflowed:
+            try:
+                message = await asyncio.wait_for(listener.queue.get(), SILENCE_S)
+            except TimeoutError:
+                break
+            await response.write(frame(message))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the reader went away
+    finally:
+        room.viewers.discard(key)
+        room.unlisten(key)
+        state.metrics.viewers.dec()
+        state.rooms.forget_if_idle(room.name)
+    return response
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/rooms/{room}/events", room_events)]

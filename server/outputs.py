@@ -1,0 +1,184 @@
+"""Room outputs: captions delivered where the audience already is. YouTube Live's caption
+ingestion: each final is POSTed to the stream's caption URL (YouTube Studio, "Closed captions",
+"POST captions to URL"), in YouTube's format: a ``seq`` query parameter that grows by one per
+request, a ``text/plain`` body of a UTC timestamp line (``YYYY-MM-DDTHH:MM:SS.mmm``) and the
+caption's lines (at most 2 of 42 characters a post, cut by the subtitle rules).
+
+Posts go out in order from one task per room, so a slow or failing endpoint delays only its
+own posts, never the room's other listeners; failures are retried with backoff, and a post
+too old to be useful (YouTube shows captions against the stream's clock) is dropped and
+counted. The URL carries the stream's key: it is never logged and shown back only masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+from yarl import URL
+
+from server.messages import CaptionMessage
+from server.subtitles import CueRules, split_final
+
+log = logging.getLogger(__name__)
+
+MAX_URL = 2048
+MAX_QUEUE = 256  # posts waiting for a slow endpoint before the oldest are dropped
+TOO_OLD_S = 60.0  # a caption this late is no use to viewers of a live stream
+TIMEOUT_S = 5.0
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+YOUTUBE_RULES = CueRules(max_chars=42, max_lines=2, max_duration=7.0, min_duration=1.0)
+
+
+class OutputError(ValueError):
+    """An output a room cannot carry; the message says why, for a clear 400."""
+
+
+class OutputCounter(Protocol):
+    def output_post(self, kind: str, outcome: str) -> None: ...
+
+
+def check_outputs(raw: object) -> tuple[dict[str, str], ...]:
+    """``outputs`` of ``POST /rooms``: a list of ``{"type": "youtube", "url": "http(s)://..."}``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > 4:
+        raise OutputError(
+            '"outputs" is a list of at most 4 outputs, such as [{"type": "youtube", "url": "..."}]'
+        )
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or item.get("type") != "youtube" or set(item) - {"type", "url"}:
+            raise OutputError('an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"}')
+        url = item.get("url")
+        parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OutputError(f"a YouTube caption URL is an http(s) URL of at most {MAX_URL} characters")
+        out.append({"type": "youtube", "url": url})
+    return tuple(out)
+
+
+def masked(url: str) -> str:
+    """The URL as it may be shown: its host and path, the query (the stream key) hidden."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?***" if parts.query else "")
+
+
+def youtube_body(at: datetime, lines: tuple[str, ...]) -> str:
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+    return stamp + "\n" + "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Post:
+    at: datetime  # when the words were said, on the wall clock
+    lines: tuple[str, ...]
+    queued: float  # monotonic
+
+
+@dataclass
+class YouTubeOutput:
+    """One room's caption posts to one YouTube ingestion URL, in order, from one task."""
+
+    url: str
+    metrics: OutputCounter
+    session: Callable[[], aiohttp.ClientSession]
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    seq: int = 0
+    _queue: asyncio.Queue[_Post] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
+    _task: asyncio.Task[None] | None = None
+
+    def on_final(self, message: CaptionMessage) -> None:
+        """A room final: its cues become posts, timed when their words were said."""
+        if not message.text.strip() or message.source_lang is not None:
+            return
+        now_wall, now = self.wall(), self.monotonic()
+        for cue in split_final(message.text, message.start, message.end, YOUTUBE_RULES):
+            said = now_wall - max(0.0, message.end - cue.start)
+            self._enqueue(_Post(datetime.fromtimestamp(said, UTC), cue.lines, now))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="youtube-output")
+
+    def _enqueue(self, post: _Post) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.metrics.output_post("youtube", "dropped")
+        self._queue.put_nowait(post)
+
+    async def _run(self) -> None:
+        while not self._queue.empty():
+            post = self._queue.get_nowait()
+            await self._deliver(post)
+
+    async def _deliver(self, post: _Post) -> None:
+        for attempt, pause in enumerate((0.0, *BACKOFF_S)):
+            if pause:
+                await asyncio.sleep(pause)  # backoff before a retry
+            if self.monotonic() - post.queued > TOO_OLD_S:
+                self.metrics.output_post("youtube", "dropped")
+                return
+            self.seq += 1  # one per request: YouTube wants it to grow by one each time
+            target = URL(self.url, encoded=True).update_query(seq=str(self.seq))
+            try:
+                async with asyncio.timeout(TIMEOUT_S):
+                    async with self.session().post(
+                        target,
+                        data=youtube_body(post.at, post.lines).encode(),
+                        headers={"Content-Type": "text/plain"},
+                    ) as resp:
+                        await resp.read()
+                        ok = resp.status < 300
+                        reason = f"HTTP {resp.status}"
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                ok, reason = False, type(exc).__name__
+            if ok:
+                self.metrics.output_post("youtube", "ok")
+                return
+            self.metrics.output_post("youtube", "retry")
+            if attempt == 0:
+                # The URL holds the stream key: only its host is named.
+                log.warning("YouTube caption post to %s failed (%s); retrying", masked(self.url), reason)
+        self.metrics.output_post("youtube", "dropped")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@dataclass
+class Outputs:
+    """Every room's outputs in this process; one HTTP session for all of them."""
+
+    metrics: OutputCounter
+    rooms: dict[str, list[YouTubeOutput]] = field(default_factory=dict)
+    _http: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def attach(self, room: Any, outputs: tuple[dict[str, str], ...]) -> None:
+        """Give ``room`` its outputs (once: a room keeps its posters, and their seq)."""
+        if not outputs or room.name in self.rooms:
+            return
+        posters = [YouTubeOutput(o["url"], self.metrics, self.session) for o in outputs]
+        self.rooms[room.name] = posters
+        for poster in posters:
+            room.on_final.append(poster.on_final)
+
+    async def aclose(self) -> None:
+        for posters in self.rooms.values():
+            for poster in posters:
+                await poster.aclose()
+        if self._http is not None:
+            await self._http.close()
