@@ -21,6 +21,19 @@ WIDGET_FINAL = (
 )
 
 
+# Every peer connection of the page may use relay candidates only, and has no relay.
+BLOCK_WEBRTC = """
+(() => {
+  const Real = window.RTCPeerConnection;
+  function Blocked(config) {
+    return new Real(Object.assign({}, config, { iceServers: [], iceTransportPolicy: "relay" }));
+  }
+  Blocked.prototype = Real.prototype;
+  window.RTCPeerConnection = Blocked;
+})();
+"""
+
+
 def clip_wav(tmp_path: Path) -> Path:
     audio = read_audio(str(LIBRIVOX[1].path))  # "he was not an ill disposed young man"
     return write_wav(tmp_path / "clip.wav", np.concatenate([silence(0.5), audio, silence(1.5)]))
@@ -162,3 +175,25 @@ async def test_the_default_overlay_is_legible_over_a_bright_scene(
     # between the text's fill and its outline. Plain white text on white would measure 1:1.
     assert light > 0.85, light
     assert (light + 0.05) / (dark + 0.05) >= 4.5, (light, dark)
+
+
+async def test_overlay_falls_back_to_the_http_feed_where_webrtc_is_blocked(nova, tmp_path: Path) -> None:
+    """A network that lets HTTP through and no WebRTC (a corporate proxy): here the page's peer
+    connections may use only relays and get none, so the data channel never opens; the overlay
+    reads the same captions from /rooms/{room}/events, and says so."""
+    server = await nova()
+    base = str(server.make_url("")).rstrip("/")
+    token = await create_room(base, "proxied")
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 640, "height": 360})
+        await page.add_init_script(BLOCK_WEBRTC)
+        said: list[str] = []
+        page.on("console", lambda msg: said.append(msg.text))
+        await page.goto(f"{base}/overlay/proxied?fade=0")
+        await page.wait_for_function("document.body.dataset.transport === 'sse'", timeout=30_000)
+        await page.wait_for_function("document.body.dataset.state === 'live'", timeout=10_000)
+        pub = await publish(base, "proxied", clip_wav(tmp_path), token)
+        await page.wait_for_function(f"({OVERLAY_FINAL}).length > 0", timeout=10_000)
+        assert await page.evaluate(OVERLAY_FINAL) == pub.log.finals()[-1]["text"]
+        assert await page.evaluate("document.body.title") == "captions over the HTTP feed"
+    assert any("HTTP feed" in line for line in said), said

@@ -1,11 +1,16 @@
-// NovaViewer: receive a room's captions over a WebRTC data channel, reconnecting by itself.
-// Shared by the OBS overlay and the embeddable widget (served inside /widget.js).
+// NovaViewer: receive a room's captions over a WebRTC data channel, reconnecting by itself; where
+// WebRTC cannot connect (a proxy or a firewall blocks it), over the plain HTTP feed instead
+// (Server-Sent Events, /rooms/{room}/events). Shared by the OBS overlay and the embeddable
+// widget (served inside /widget.js).
 (function (root) {
   "use strict";
 
   // The server sends every listener a status at least twice a second; this long without a
   // message means the server or the path to it is gone, long before ICE would say so.
   const STALE_MS = 2500;
+  // A data channel not open this long after an attempt starts: WebRTC is blocked on this path,
+  // and the HTTP feed takes over (it carries the same messages).
+  const FALLBACK_MS = 6000;
 
   function waitForIce(pc, ms) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -45,7 +50,12 @@
       this.attempt = 0;
       this.timer = null;
       this.watchdog = null;
+      this.fallbackTimer = null;
+      this.feed = null;
       this.stopped = false;
+      this.transport = "webrtc"; // "sse" once the HTTP feed took over
+      this.opened = false; // whether a data channel ever opened: then WebRTC works on this path
+      this.onTransport = opts.onTransport || (() => {});
     }
 
     start() { this.stopped = false; this.connect(); return this; }
@@ -54,9 +64,44 @@
       this.stopped = true;
       clearTimeout(this.timer);
       clearTimeout(this.watchdog);
+      clearTimeout(this.fallbackTimer);
       if (this.pc) this.pc.close();
+      if (this.feed) this.feed.close();
       this.pc = null;
+      this.feed = null;
       this.onState("stopped");
+    }
+
+    query() {
+      const q = new URLSearchParams();
+      if (this.lang) q.set("lang", this.lang);
+      if (this.backlog !== undefined) q.set("backlog", String(this.backlog));
+      return q;
+    }
+
+    // The HTTP feed: an EventSource reconnects by itself and resumes after the last caption it
+    // had (Last-Event-ID), so only a brand-new feed replays (and so clears the view first).
+    useFeed(reason) {
+      if (this.stopped || this.feed) return;
+      clearTimeout(this.fallbackTimer);
+      clearTimeout(this.timer);
+      if (this.pc) { const pc = this.pc; this.pc = null; pc.close(); }
+      this.transport = "sse";
+      this.onTransport("sse");
+      console.info("Nova Voice captions: using the HTTP feed (Server-Sent Events): " + reason);
+      const q = this.query();
+      if (this.token) q.set("token", this.token); // EventSource sends no headers: the token rides the URL
+      const feed = new EventSource(this.server + "/rooms/" + encodeURIComponent(this.room) + "/events?" + q);
+      this.feed = feed;
+      let first = true;
+      feed.onopen = () => { this.attempt = 0; this.onState("live"); };
+      feed.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (first) { first = false; this.onConnect(); }
+        this.onMessage(msg);
+      };
+      feed.onerror = () => { if (feed.readyState !== EventSource.OPEN) this.onState("reconnecting"); };
     }
 
     alive(pc) {
@@ -66,10 +111,15 @@
 
     async connect() {
       clearTimeout(this.timer);
-      if (this.stopped) return;
+      if (this.stopped || this.feed) return;
       this.onState(this.attempt ? "reconnecting" : "connecting");
+      if (typeof RTCPeerConnection === "undefined") return this.useFeed("this browser has no WebRTC");
       const pc = new RTCPeerConnection({ iceServers: await iceServers(this.server, this.token, this.room) });
       this.pc = pc;
+      clearTimeout(this.fallbackTimer);
+      this.fallbackTimer = setTimeout(() => {
+        if (pc === this.pc && dc.readyState !== "open") this.useFeed("WebRTC did not connect");
+      }, FALLBACK_MS);
       const dc = pc.createDataChannel("captions");
       let first = true;
       dc.onmessage = (ev) => {
@@ -80,7 +130,15 @@
         if (first) { first = false; this.onConnect(); }
         this.onMessage(msg);
       };
-      dc.onopen = () => { this.attempt = 0; this.alive(pc); this.onState("live"); };
+      dc.onopen = () => {
+        clearTimeout(this.fallbackTimer);
+        this.attempt = 0;
+        this.opened = true;
+        this.alive(pc);
+        this.onState("live");
+        this.onTransport("webrtc");
+        console.info("Nova Voice captions: using a WebRTC data channel");
+      };
       dc.onclose = () => this.retry(pc);
       pc.onconnectionstatechange = () => {
         if (["failed", "disconnected", "closed"].includes(pc.connectionState)) this.retry(pc);
@@ -88,9 +146,7 @@
       try {
         await pc.setLocalDescription(await pc.createOffer());
         await waitForIce(pc, 2000);
-        const q = new URLSearchParams();
-        if (this.lang) q.set("lang", this.lang);
-        if (this.backlog !== undefined) q.set("backlog", String(this.backlog));
+        const q = this.query();
         const qs = q.toString() ? "?" + q.toString() : "";
         const url = this.server + "/rooms/" + encodeURIComponent(this.room) + "/viewers" + qs;
         const headers = { "Content-Type": "application/json" };
@@ -112,6 +168,7 @@
       this.pc = null;
       pc.close();
       this.onState("reconnecting");
+      if (!this.opened && this.attempt >= 2) return this.useFeed("WebRTC failed " + (this.attempt + 1) + " times");
       const delay = Math.min(5000, 500 * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
       this.attempt += 1;
       this.timer = setTimeout(() => this.connect(), delay);

@@ -46,6 +46,7 @@
       onMessage: (m) => view.apply(m),
       onConnect: () => view.clear(),
       onState: (s) => { element.dataset.state = s; if (s !== "live") view.clear(); },
+      onTransport: (t) => { element.dataset.transport = t; element.title = "captions over " + (t === "sse" ? "the HTTP feed" : "WebRTC"); },
     }).start();
     return {
       element, view, viewer,
