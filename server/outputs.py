@@ -13,6 +13,10 @@ counted. The URL carries the stream's key: it is never logged and shown back onl
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -45,24 +49,40 @@ class OutputCounter(Protocol):
     def output_post(self, kind: str, outcome: str) -> None: ...
 
 
+OUTPUT_HELP = (
+    'an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"} or '
+    '{"type": "obs", "url": "ws://127.0.0.1:4455", "password": "<obs-websocket password>"}'
+)
+
+
 def check_outputs(raw: object) -> tuple[dict[str, str], ...]:
-    """``outputs`` of ``POST /rooms``: a list of ``{"type": "youtube", "url": "http(s)://..."}``."""
+    """``outputs`` of ``POST /rooms``: YouTube caption URLs and obs-websocket servers."""
     if raw is None:
         return ()
     if not isinstance(raw, list) or len(raw) > 4:
-        raise OutputError(
-            '"outputs" is a list of at most 4 outputs, such as [{"type": "youtube", "url": "..."}]'
-        )
+        raise OutputError('"outputs" is a list of at most 4, such as [{"type": "youtube", "url": "..."}]')
     out = []
     for item in raw:
-        if not isinstance(item, dict) or item.get("type") != "youtube" or set(item) - {"type", "url"}:
-            raise OutputError('an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"}')
-        url = item.get("url")
+        kind = item.get("type") if isinstance(item, dict) else None
+        allowed = {"type", "url", "password"} if kind == "obs" else {"type", "url"}
+        if kind not in ("youtube", "obs") or set(item) - allowed:  # type: ignore[arg-type]
+            raise OutputError(OUTPUT_HELP)
+        url, password = item.get("url"), item.get("password", "")  # type: ignore[union-attr]
+        schemes = ("ws", "wss") if kind == "obs" else ("http", "https")
         parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OutputError(f"a YouTube caption URL is an http(s) URL of at most {MAX_URL} characters")
-        out.append({"type": "youtube", "url": url})
+        if parts is None or parts.scheme not in schemes or not parts.hostname:
+            raise OutputError(
+                f"a {kind} output's url is a {'/'.join(schemes)} URL of at most {MAX_URL} characters"
+            )
+        if not isinstance(password, str) or len(password) > 256:
+            raise OutputError("an obs output's password is a string of at most 256 characters")
+        out.append({"type": kind, "url": url, **({"password": password} if kind == "obs" else {})})
     return tuple(out)
+
+
+def shown(output: dict[str, str]) -> dict[str, str]:
+    """An output as it may be shown back: no stream key, no password."""
+    return {"type": output["type"], "url": masked(output["url"])}
 
 
 def masked(url: str) -> str:
@@ -154,12 +174,123 @@ class YouTubeOutput:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+OBS_RULES = CueRules(max_chars=32, max_lines=2, max_duration=7.0, min_duration=0.0)  # CEA-608 rows
+
+
+def obs_auth(password: str, salt: str, challenge: str) -> str:
+    """obs-websocket 5's authentication: base64(sha256(base64(sha256(password + salt)) + challenge))."""
+    secret = base64.b64encode(hashlib.sha256((password + salt).encode()).digest()).decode()
+    return base64.b64encode(hashlib.sha256((secret + challenge).encode()).digest()).decode()
+
+
+class ObsRefused(Exception):
+    """obs-websocket closed the handshake (a wrong password, say)."""
+
+
+@dataclass
+class ObsOutput:
+    """One room's finals into OBS's outgoing stream as CEA-608 captions (obs-websocket 5's
+    ``SendStreamCaption``; YouTube and Twitch show them behind their CC button): 32 characters
+    a row, two rows a caption, in order from one task, reconnecting with backoff when OBS
+    restarts. The password is never logged nor shown back."""
+
+    url: str
+    password: str
+    metrics: OutputCounter
+    session: Callable[[], aiohttp.ClientSession]
+    monotonic: Callable[[], float] = time.monotonic
+    _queue: asyncio.Queue[tuple[str, float]] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
+    _task: asyncio.Task[None] | None = None
+    _ws: aiohttp.ClientWebSocketResponse | None = None
+    _ids: int = 0
+
+    def on_final(self, message: CaptionMessage) -> None:
+        if not message.text.strip() or message.source_lang is not None:
+            return
+        now = self.monotonic()
+        for cue in split_final(message.text, message.start, message.end, OBS_RULES):
+            if self._queue.full():
+                self._queue.get_nowait()
+                self.metrics.output_post("obs", "dropped")
+            self._queue.put_nowait((cue.text, now))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="obs-output")
+
+    async def _run(self) -> None:
+        while not self._queue.empty():
+            text, queued = self._queue.get_nowait()
+            await self._deliver(text, queued)
+
+    async def _deliver(self, text: str, queued: float) -> None:
+        for attempt, pause in enumerate((0.0, *BACKOFF_S)):
+            if pause:
+                await asyncio.sleep(pause)  # backoff while OBS is away
+            if self.monotonic() - queued > TOO_OLD_S:
+                break
+            ok = False
+            try:
+                async with asyncio.timeout(TIMEOUT_S):
+                    ws = await self._connected()
+                    self._ids += 1
+                    request = {"requestType": "SendStreamCaption", "requestId": str(self._ids)}
+                    await ws.send_json({"op": 6, "d": {**request, "requestData": {"captionText": text}}})
+                    ok = await self._answer(ws, str(self._ids))
+            except (TimeoutError, aiohttp.ClientError, OSError, ObsRefused, ValueError, TypeError) as exc:
+                await self._drop_connection()
+                if attempt == 0:
+                    log.warning("OBS output at %s: %s; retrying", masked(self.url), type(exc).__name__)
+            if ok:
+                self.metrics.output_post("obs", "ok")
+                return
+            self.metrics.output_post("obs", "retry")
+        self.metrics.output_post("obs", "dropped")
+
+    async def _connected(self) -> aiohttp.ClientWebSocketResponse:
+        if self._ws is not None and not self._ws.closed:
+            return self._ws
+        ws = await self.session().ws_connect(self.url, protocols=("obswebsocket.json",))
+        hello = await ws.receive_json()
+        if hello.get("op") != 0:
+            await ws.close()
+            raise ValueError("not obs-websocket: no Hello")
+        identify: dict[str, Any] = {"rpcVersion": 1, "eventSubscriptions": 0}
+        auth = hello.get("d", {}).get("authentication")
+        if auth:
+            identify["authentication"] = obs_auth(self.password, auth["salt"], auth["challenge"])
+        await ws.send_json({"op": 1, "d": identify})
+        reply = await ws.receive()
+        if reply.type != aiohttp.WSMsgType.TEXT or json.loads(reply.data).get("op") != 2:
+            await ws.close()
+            raise ObsRefused(f"obs-websocket refused to identify (close code {ws.close_code})")
+        self._ws = ws
+        return ws
+
+    @staticmethod
+    async def _answer(ws: aiohttp.ClientWebSocketResponse, request_id: str) -> bool:
+        while True:
+            msg = await ws.receive_json()
+            if msg.get("op") == 7 and msg.get("d", {}).get("requestId") == request_id:
+                return bool(msg["d"].get("requestStatus", {}).get("result"))
+
+    async def _drop_connection(self) -> None:
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._drop_connection()
+
+
 @dataclass
 class Outputs:
     """Every room's outputs in this process; one HTTP session for all of them."""
 
     metrics: OutputCounter
-    rooms: dict[str, list[YouTubeOutput]] = field(default_factory=dict)
+    rooms: dict[str, list[Any]] = field(default_factory=dict)
     _http: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -171,7 +302,12 @@ class Outputs:
         """Give ``room`` its outputs (once: a room keeps its posters, and their seq)."""
         if not outputs or room.name in self.rooms:
             return
-        posters = [YouTubeOutput(o["url"], self.metrics, self.session) for o in outputs]
+        posters: list[Any] = [
+            YouTubeOutput(o["url"], self.metrics, self.session)
+            if o["type"] == "youtube"
+            else ObsOutput(o["url"], o.get("password", ""), self.metrics, self.session)
+            for o in outputs
+        ]
         self.rooms[room.name] = posters
         for poster in posters:
             room.on_final.append(poster.on_final)

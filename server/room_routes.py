@@ -10,7 +10,7 @@ from pipeline.languages import UnknownLanguage, normalize
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
 from server.guard import admit, require_view
 from server.http import error, parse_json, read_body
-from server.outputs import OutputError, check_outputs, masked
+from server.outputs import OutputError, check_outputs, shown
 from server.rooms import Room
 from server.state import STATE, AppState
 from server.subtitles import CueRules
@@ -103,7 +103,7 @@ async def create_room(request: web.Request) -> web.Response:
             "room": room.name,
             "publish_token": token,
             **extra,
-            "outputs": [{"type": o["type"], "url": masked(o["url"])} for o in room.outputs],
+            "outputs": [shown(o) for o in room.outputs],
             **room_languages(state, room),
             **room_links(base, room.name, view_token),
         },
