@@ -1,0 +1,210 @@
+"""Room outputs (issue 20): captions where the audience already is.
+
+YouTube: a room with a YouTube output POSTs each final to the caption ingestion URL in YouTube's
+format. The receiver is a real HTTP server on loopback that checks every request, fails some
+(500s and a request that hangs past the timeout) and must still get every final's words in
+order, while the room's viewers are not held up.
+
+OBS: the same room sends each final to OBS's obs-websocket 5 server as ``SendStreamCaption``
+(CEA-608 in the outgoing stream, YouTube's and Twitch's CC button). OBS itself is not on this
+machine nor on CI's (no ``obs``, ``xvfb-run`` or ``ffmpeg`` binary; the suite installs nothing
+by hand), so its peer is an obs-websocket 5 protocol peer: it checks the handshake (Hello,
+Identify with the salted SHA-256 authentication, Identified) and every request's fields,
+refuses a wrong password with 4009 as OBS does, and drops the connection once as OBS does when
+it restarts. One room and one speaker serve both, to spend the suite's time once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+from pipeline.audio import read_audio
+from server.state import STATE
+from tests.support.speech import LIBRIVOX, silence, write_wav
+from tests.support.whip_client import Viewer, WhipPublisher
+
+KEY = "SECRETSTREAMKEY42"
+PASSWORD = "correct horse battery"
+
+
+def expected_auth(password: str, salt: str, challenge: str) -> str:
+    # Written out from obs-websocket's protocol document, not taken from the server's code.
+    secret = base64.b64encode(hashlib.sha256(password.encode() + salt.encode()).digest())
+    return base64.b64encode(hashlib.sha256(secret + challenge.encode()).digest()).decode()
+
+
+class ObsPeer:
+    def __init__(self) -> None:
+        self.captions: list[str] = []
+        self.identified = 0
+        self.refused = 0
+        self.problems: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("obswebsocket.json",))
+        await ws.prepare(request)
+        if ws.ws_protocol != "obswebsocket.json":
+            self.problems.append(f"subprotocol {ws.ws_protocol!r}")
+        salt, challenge = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        hello = {
+            "obsWebSocketVersion": "5.5.2",
+            "rpcVersion": 1,
+            "authentication": {"challenge": challenge, "salt": salt},
+        }
+        await ws.send_json({"op": 0, "d": hello})
+        identify = await ws.receive_json()
+        if identify.get("op") != 1 or identify["d"].get("rpcVersion") != 1:
+            self.problems.append(f"identify {identify}")
+        if identify["d"].get("authentication") != expected_auth(PASSWORD, salt, challenge):
+            self.refused += 1
+            await ws.close(code=4009, message=b"Authentication failed.")
+            return ws
+        await ws.send_json({"op": 2, "d": {"negotiatedRpcVersion": 1}})
+        self.identified += 1
+        async for msg in ws:
+            data = msg.json()
+            d = data.get("d", {})
+            text = d.get("requestData", {}).get("captionText")
+            if (
+                data.get("op") != 6
+                or d.get("requestType") != "SendStreamCaption"
+                or not isinstance(text, str)
+            ):
+                self.problems.append(f"request {data}")
+                continue
+            self.captions.append(text)
+            status = {"result": True, "code": 100}
+            await ws.send_json(
+                {
+                    "op": 7,
+                    "d": {
+                        "requestType": "SendStreamCaption",
+                        "requestId": d["requestId"],
+                        "requestStatus": status,
+                    },
+                }
+            )
+            if len(self.captions) == 2 and self.identified == 1:
+                await ws.close()  # OBS restarts: the output must reconnect and carry on
+        return ws
+
+
+STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}$")
+
+
+class Receiver:
+    """YouTube's ingestion endpoint as a test sees it: every request kept, some failed."""
+
+    def __init__(self, fail: int = 2, hang_on: int = 3) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail, self.hang_on = fail, hang_on
+        self.accepted: list[list[str]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.requests.append(
+            {
+                "method": request.method,
+                "type": request.content_type,
+                "query": dict(request.query),
+                "body": body,
+                "at": datetime.now(UTC),
+            }
+        )
+        n = len(self.requests)
+        if n <= self.fail:
+            return web.Response(status=500, text="try later")
+        if n == self.hang_on:
+            await asyncio.sleep(8)  # past the poster's timeout: it gives up and retries
+        self.accepted.append(body.rstrip("\n").split("\n")[1:])
+        return web.Response(text="ok")
+
+
+async def test_youtube_and_obs_outputs_get_every_final_in_order_through_failures(
+    nova, aiohttp_server: Any, tmp_path: Path, caplog: Any
+) -> None:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/closedcaption", receiver.handle)
+    peer = ObsPeer()
+    app.router.add_get("/obs", peer.handle)
+    youtube = await aiohttp_server(app, host="127.0.0.1")
+    url = f"{str(youtube.make_url('/closedcaption'))}?cid={KEY}"
+    ws_url = f"ws://127.0.0.1:{youtube.port}/obs"
+    server = await nova()
+    base = str(server.make_url("")).rstrip("/")
+    clips = [read_audio(str(c.path)) for c in LIBRIVOX[:3]]
+    audio = np.concatenate([silence(0.5), *[part for clip in clips for part in (clip, silence(1.2))]])
+    wav = write_wav(tmp_path / "live.wav", audio)
+    caplog.set_level(logging.INFO)
+    async with aiohttp.ClientSession() as http:
+        outputs = [
+            {"type": "youtube", "url": url},
+            {"type": "obs", "url": ws_url, "password": PASSWORD},
+            {"type": "obs", "url": ws_url, "password": "wrong"},  # refused: costs only that output
+        ]
+        made = await http.post(f"{base}/rooms", json={"name": "live", "outputs": outputs})
+        assert made.status == 201, await made.text()
+        shown = (await made.json())["outputs"]
+        assert shown[0] == {"type": "youtube", "url": str(youtube.make_url("/closedcaption")) + "?***"}
+        assert shown[1] == {"type": "obs", "url": ws_url} and PASSWORD not in str(shown)
+        bad = await http.post(f"{base}/rooms", json={"outputs": [{"type": "youtube", "url": "ftp://x"}]})
+        assert bad.status == 400 and (await bad.json())["error"] == "bad_output"
+        viewer = Viewer(base, "live")
+        await viewer.connect(http)
+        speaker = WhipPublisher(base, "live", str(wav), token=(await made.json())["publish_token"])
+        await speaker.start(http)
+        await speaker.ended()
+        assert await speaker.stop(http) == 200
+        finals = [m["text"] for m in viewer.log.finals()]
+        # The viewer had every final while the receiver was failing and hanging.
+        assert len(finals) >= 3
+        words = " ".join(finals).split()
+        for _ in range(400):
+            posted = " ".join(" ".join(lines) for lines in receiver.accepted).split()
+            if posted == words and " ".join(peer.captions).split() == words:
+                break
+            await asyncio.sleep(0.1)  # the poster retries with backoff: polling under a bound
+        vtt = await (await http.get(f"{base}/rooms/live/transcript.vtt")).text()
+        metrics = await (await http.get(f"{base}/metrics")).text()
+        await viewer.close()
+
+    assert " ".join(" ".join(lines) for lines in receiver.accepted).split() == words
+    seqs = [int(r["query"]["seq"]) for r in receiver.requests]
+    assert seqs == list(range(1, len(seqs) + 1))  # one more per request, from 1
+    for r in receiver.requests:
+        assert r["method"] == "POST" and r["type"] == "text/plain" and r["query"]["cid"] == KEY
+        stamp, *lines = r["body"].rstrip("\n").split("\n")
+        assert STAMP.match(stamp), r["body"]
+        said = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+        assert abs((r["at"] - said).total_seconds()) < 60
+        assert 1 <= len(lines) <= 2 and all(0 < len(line) <= 42 for line in lines)
+    assert 'nova_output_posts_total{outcome="retry",type="youtube"} 3.0' in metrics
+    assert 'outcome="dropped",type="youtube"' not in metrics
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("server", "pipeline"))]
+    assert any("YouTube caption post" in line for line in ours)
+    assert not any(
+        KEY in line for line in ours
+    )  # the stream key is never logged (the receiver's own log may)
+    # The room's subtitles meet the guidelines too.
+    blocks = [b.splitlines() for b in vtt.split("\n\n") if "-->" in b]
+    assert blocks and all(len(b) - 1 <= 2 and all(len(x) <= 42 for x in b[1:]) for b in blocks)
+    assert server.app[STATE].settings.youtube_caption_url == ""
+    # OBS got every final as 608 captions, reconnected after its restart, refused the wrong password.
+    assert " ".join(peer.captions).split() == words
+    assert not peer.problems, peer.problems
+    assert peer.identified >= 2 and peer.refused >= 1
+    for text in peer.captions:
+        lines = text.split("\n")
+        assert 1 <= len(lines) <= 2 and all(0 < len(line) <= 32 for line in lines), text
