@@ -109,8 +109,8 @@ async def room_events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 break
             await response.write(frame(message))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the reader went away
+    except ConnectionResetError:
+        pass  # the reader went away (a cancel, at shutdown, goes on up after the cleanup)
     finally:
         room.viewers.discard(key)
         room.unlisten(key)
