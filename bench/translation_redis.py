@@ -1,6 +1,6 @@
 """Issue 19 benchmark: translated finals through translation workers over Redis vs embedded.
 
-    python -m bench.translation_redis [--sessions 1,4] [--engines apertium,nllb]
+    python -m bench.translation_redis [--sessions 1,4] [--engines apertium,nllb] [--nllb-langs es,fr,de]
                                       [--out bench/results/translation-redis.md]
 
 For each engine and session count, twice: the embedded server (`serve --translate-to es`,
@@ -37,14 +37,15 @@ from tests.support.tiny_nllb import tiny_nllb
 from tests.support.whip_client import TimedViewer, WhipPublisher
 
 
-async def sessions(base: str, n: int, wav: Path, seconds: float) -> dict[str, Any]:
+async def sessions(base: str, n: int, langs: list[str], wav: Path, seconds: float) -> dict[str, Any]:
+    """N rooms, one speaker each; a source viewer and a viewer per language in each room."""
     rng = random.Random(n)
     async with aiohttp.ClientSession() as http:
-        rooms = [f"t{n}x{i}x{int(time.time())}" for i in range(n)]
-        viewers = [(TimedViewer(base, r), TimedViewer(base, r, lang="es")) for r in rooms]
-        for source, spanish in viewers:
-            await source.connect(http)
-            await spanish.connect(http)
+        rooms = [f"t{n}x{len(langs)}x{i}x{int(time.time())}" for i in range(n)]
+        viewers = [(TimedViewer(base, r), [TimedViewer(base, r, lang=lang) for lang in langs]) for r in rooms]
+        for source, translated in viewers:
+            for viewer in (source, *translated):
+                await viewer.connect(http)
         pubs = [WhipPublisher(base, r, str(wav)) for r in rooms]
 
         async def one(pub: WhipPublisher) -> None:
@@ -55,23 +56,29 @@ async def sessions(base: str, n: int, wav: Path, seconds: float) -> dict[str, An
         await asyncio.gather(*(one(p) for p in pubs))
         for pub in pubs:
             await pub.stop(http)
-        for source, spanish in viewers:
+        for source, translated in viewers:
             wanted = set(source.final_at)
-            try:
-                await spanish.log.wait_for(
-                    lambda log, w=wanted: {m["segment"] for m in log.finals()} >= w, 15
-                )
-            except TimeoutError:
-                pass  # counted as missing
+            for viewer in translated:
+                try:
+                    await viewer.log.wait_for(
+                        lambda log, w=wanted: {m["segment"] for m in log.finals()} >= w, 15
+                    )
+                except TimeoutError:
+                    pass  # counted as missing
         extra = [
-            sp.final_at[s] - so.final_at[s] for so, sp in viewers for s in so.final_at if s in sp.final_at
+            tv.final_at[s] - so.final_at[s]
+            for so, translated in viewers
+            for tv in translated
+            for s in so.final_at
+            if s in tv.final_at
         ]
-        expected = sum(len(so.final_at) for so, _ in viewers)
-        for source, spanish in viewers:
-            await source.close()
-            await spanish.close()
+        expected = sum(len(so.final_at) * len(langs) for so, _ in viewers)
+        for source, translated in viewers:
+            for viewer in (source, *translated):
+                await viewer.close()
     return {
         "n": n,
+        "k": len(langs),
         "p50": statistics.median(extra) if extra else float("nan"),
         "p90": pct(extra, 90) if extra else float("nan"),
         "max": max(extra) if extra else float("nan"),
@@ -87,7 +94,12 @@ async def main(args: argparse.Namespace) -> None:
     counts = [int(x) for x in args.sessions.split(",")]
     rows: list[tuple[str, str, dict[str, Any]]] = []
     for engine in args.engines.split(","):
-        flags = ["--translate-to", "es", "--translate-engine", engine]
+        # Apertium here knows only English<->Spanish: one language; NLLB takes several.
+        langs = ["es"] if engine == "apertium" else args.nllb_langs.split(",")
+        targets = ",".join(langs)
+        # Every viewer and publisher comes from this one address: no per-address limits.
+        limits = ["--offers-per-minute", "0", "--max-pending", "0"]
+        flags = ["--translate-to", targets, "--translate-engine", engine, *limits]
         extra_worker: list[str] = []
         if engine == "nllb":
             folder = str(tiny_nllb(Path(tempfile.mkdtemp(prefix="nova-bench-nllb-"))))
@@ -96,7 +108,7 @@ async def main(args: argparse.Namespace) -> None:
         embedded, base = start_server(flags)
         try:
             for n in counts:
-                rows.append((engine, "embedded", await sessions(base, n, wav, seconds)))
+                rows.append((engine, "embedded", await sessions(base, n, langs, wav, seconds)))
                 print(rows[-1], flush=True)
         finally:
             embedded.terminate()
@@ -104,12 +116,20 @@ async def main(args: argparse.Namespace) -> None:
         redis = RedisServer(Path(tempfile.mkdtemp(prefix="nova-redis-")))
         redis.start()
         procs = [start_worker(redis.url), start_worker(redis.url, "cpu", "--engines", engine, *extra_worker)]
-        gateway_flags = ["--redis", redis.url, "--translate-to", "es", "--translate-engine", engine]
+        gateway_flags = [
+            "--redis",
+            redis.url,
+            "--translate-to",
+            targets,
+            "--translate-engine",
+            engine,
+            *limits,
+        ]
         gateway, base = start_server(gateway_flags)
         try:
             await asyncio.sleep(3.0)  # the gateway's monitor reads the workers' first heartbeats
             for n in counts:
-                rows.append((engine, "gateway + workers", await sessions(base, n, wav, seconds)))
+                rows.append((engine, "gateway + workers", await sessions(base, n, langs, wav, seconds)))
                 print(rows[-1], flush=True)
         finally:
             for proc in (gateway, *procs):
@@ -121,18 +141,20 @@ async def main(args: argparse.Namespace) -> None:
         "# Translated finals over Redis: translation workers vs the embedded server (CPU)",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M')} by `python -m bench.translation_redis --sessions {args.sessions} "
-        f"--engines {args.engines}` on this 2-core machine: LibriVox ({seconds:.0f} s) spoken by N aiortc "
-        "publishers over WebRTC at real-time pace, one room each with Spanish; a source and a Spanish viewer "
-        "per room. Extra: seconds from a source final's arrival to its Spanish final's, per segment. "
+        f"--engines {args.engines} --nllb-langs {args.nllb_langs}` on this 2-core machine: LibriVox "
+        f"({seconds:.0f} s) spoken by N aiortc publishers over WebRTC at real-time pace, one room each, "
+        "translated into Spanish (Apertium) or K languages (NLLB); a source viewer and a viewer per language "
+        "in each room. Extra: seconds from a source final's arrival to its "
+        "translated final's, per segment and language. "
         "Scaled out: a gateway, one Whisper worker and one translation worker, each a process, over a real "
         "redis-server. NLLB is the tiny random model (its cost shape, not NLLB-200's).",
         "",
-        "| engine | set-up | sessions | extra p50 | extra p90 | max | translated / finals |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | set-up | sessions | languages | extra p50 | extra p90 | max | translated / expected |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for engine, setup, r in rows:
         lines.append(
-            f"| {engine} | {setup} | {r['n']} | {r['p50']:.3f} | {r['p90']:.3f} | {r['max']:.3f} | "
+            f"| {engine} | {setup} | {r['n']} | {r['k']} | {r['p50']:.3f} | {r['p90']:.3f} | {r['max']:.3f} | "
             f"{r['translated']} / {r['expected']} |"
         )
     hops = []
@@ -150,5 +172,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", default="1,4")
     ap.add_argument("--engines", default="apertium,nllb")
+    ap.add_argument("--nllb-langs", default="es,fr,de", help="NLLB's target languages (K)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/translation-redis.md"))
     asyncio.run(main(ap.parse_args()))
