@@ -32,7 +32,7 @@ from server.settings import Settings
 from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
-from server.translations import RemoteTranslator, TranslationService
+from server.translations import RemoteTranslator, TranslationService, Translator
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,11 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     bus: RoomBus | None = None
     translation: TranslationService | None = None
     own_engines: list[Any] = []
+    defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
     if settings.redis:
         # A gateway: no models here; inference, rooms and transcripts are shared through Redis,
         # and translation runs on translation workers (nova-voice worker --engines apertium).
         engine = settings.translation_engine
-        defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
         shared = redis_backend(
             settings,
             context=logs.current,
@@ -68,16 +68,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared
         if engine is not None:
-            translation = TranslationService(
-                RemoteTranslator(engine, shared),
-                shared,
-                metrics,
-                TranslationOptions(
-                    partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
-                ),
-                timeout=settings.translate_timeout,
-                max_languages=settings.max_room_languages,
-            )
+            translation = translation_service(RemoteTranslator(engine, shared), shared, metrics, settings)
         transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
         rooms: RoomRegistry = SharedRoomRegistry(
             bus,
@@ -89,21 +80,12 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         multilingual = not settings.model.endswith(".en")
         metrics.watch_backend(shared)
     else:
-        defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
         models, own_engines = with_translator(models or load_models(settings), settings)
         backend = local_backend(settings, models, observer=metrics)
         if models.translator is not None:
             translator = models.devices[0][1][models.translator]
-            translation = TranslationService(
-                translator,  # type: ignore[arg-type]  # both translator engines have languages/supports
-                backend,
-                metrics,
-                TranslationOptions(
-                    partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
-                ),
-                timeout=settings.translate_timeout,
-                max_languages=settings.max_room_languages,
-            )
+            # Both translator engines have languages and supports().
+            translation = translation_service(translator, backend, metrics, settings)  # type: ignore[arg-type]
             defaults = translation.check(list(defaults), None if models.multilingual else "en")
         transcripts = TranscriptStore(settings.data_path)
         service = translation
@@ -207,6 +189,23 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     # Torn down in reverse: publishers finalise first, while peers, files and models still work.
     app.cleanup_ctx.extend([loop_errors, inference, room_bus, files, peers, heartbeat, publishers])
     return app
+
+
+def translation_service(
+    translator: Translator, backend: InferenceBackend, metrics: Metrics, settings: Settings
+) -> TranslationService:
+    """The app's translation driver, the same for the embedded server and a gateway."""
+    options = TranslationOptions(
+        partials=settings.translate_partials, partial_interval=settings.translate_partial_interval
+    )
+    return TranslationService(
+        translator,
+        backend,
+        metrics,
+        options,
+        timeout=settings.translate_timeout,
+        max_languages=settings.max_room_languages,
+    )
 
 
 async def beat(state: AppState) -> None:

@@ -9,18 +9,16 @@ the room's backlog, nothing is missed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
+import re
 import uuid
 
 from aiohttp import web
 
 from server.guard import check_descriptors, descriptor_usage, require_view
 from server.http import error
-from server.messages import CaptionMessage
 from server.state import STATE
-from server.viewers import backlog_seconds, planned_room, room_name, viewer_stream
+from server.viewers import backlog_seconds, planned_room, room_name, viewer_stream, watched_room
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +52,15 @@ def last_event_id(request: web.Request) -> int | None:
     return int(raw)
 
 
+# A caption's JSON starts {"type":"caption","room":"<name>","seq":N (messages.py's field order;
+# room names hold no quotes), so its seq is read off the text the room already serialised.
+CAPTION_SEQ = re.compile(r'\{"type":"caption","room":"[^"]*","seq":(\d+)')
+
+
 def frame(message: str) -> bytes:
     """One SSE event: captions carry their room seq as the id, status messages none."""
-    seq = None
-    if message.startswith('{"type":"caption"'):
-        with contextlib.suppress(ValueError):
-            seq = CaptionMessage.from_dict(json.loads(message)).seq
-    head = f"id: {seq}\n" if seq is not None else ""
+    seq = CAPTION_SEQ.match(message)
+    head = f"id: {seq.group(1)}\n" if seq else ""
     return (head + f"data: {message}\n\n").encode()
 
 
@@ -72,18 +72,7 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     lang = viewer_stream(state, planned_room(state, record), request.query.get("lang"))
     after = last_event_id(request)
     check_descriptors(state, descriptor_usage())
-    room = state.rooms.ensure(name)
-    state.rooms.adopt(room, record)
-    await state.rooms.watch(room)
-    if len(room.viewers) >= state.settings.max_viewers:
-        state.metrics.rejected.labels("room_full").inc()
-        state.rooms.forget_if_idle(room.name)
-        raise error(
-            429,
-            "too_many_viewers",
-            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
-            headers={"Retry-After": "30"},
-        )
+    room = await watched_room(state, record)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",

@@ -230,9 +230,29 @@ class Room:
     ) -> CaptionMessage:
         """Number a translated line into the room and send it to the viewers of ``lang``."""
         self.seq += 1
-        message = CaptionMessage(
+        message = self.translated_line(self.seq, segment, lang, final, text, source_lang, start, end, stable)
+        self.deliver(message)
+        if final and text:
+            for hook in self.on_final:
+                hook(message)
+        return message
+
+    def translated_line(
+        self,
+        seq: int,
+        segment: int,
+        lang: str,
+        final: bool,
+        text: str,
+        source_lang: str,
+        start: float,
+        end: float,
+        stable: str,
+    ) -> CaptionMessage:
+        """A translated line's message: its source's segment and times, in ``lang``."""
+        return CaptionMessage(
             room=self.name,
-            seq=self.seq,
+            seq=seq,
             segment=segment,
             final=final,
             text=text,
@@ -242,11 +262,6 @@ class Room:
             stable=None if final else stable,
             source_lang=source_lang,
         )
-        self.deliver(message)
-        if final and text:
-            for hook in self.on_final:
-                hook(message)
-        return message
 
     def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
         """Keep a numbered caption for late viewers and send it to every listener. ``at``

@@ -65,18 +65,7 @@ class SharedRoom(Room):
         stable: str = "",
     ) -> CaptionMessage:
         """Sent to Redis under its source's segment; every gateway's viewers of ``lang`` get it back."""
-        message = CaptionMessage(
-            room=self.name,
-            seq=0,
-            segment=segment,
-            final=final,
-            text=text,
-            start=start,
-            end=end,
-            lang=lang,
-            stable=None if final else stable,
-            source_lang=source_lang,
-        )
+        message = self.translated_line(0, segment, lang, final, text, source_lang, start, end, stable)
         self._bus().send_translated(self, message)
         return message
 

@@ -64,6 +64,24 @@ def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
     return lang
 
 
+async def watched_room(state: AppState, record: RoomRecord) -> Room:
+    """The room a new reader (a viewer's peer, a feed) joins, its state at hand for the replay,
+    or a 429 when it has its ``--max-viewers`` already (an idle room is not kept for it)."""
+    room = state.rooms.ensure(record.name)
+    state.rooms.adopt(room, record)
+    await state.rooms.watch(room)
+    if len(room.viewers) >= state.settings.max_viewers:
+        state.metrics.rejected.labels("room_full").inc()
+        state.rooms.forget_if_idle(room.name)
+        raise error(
+            429,
+            "too_many_viewers",
+            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
+            headers={"Retry-After": "30"},
+        )
+    return room
+
+
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
@@ -82,17 +100,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
-    room = state.rooms.ensure(name)
-    state.rooms.adopt(room, record)
-    await state.rooms.watch(room)
-    if len(room.viewers) >= state.settings.max_viewers:
-        state.metrics.rejected.labels("room_full").inc()
-        raise error(
-            429,
-            "too_many_viewers",
-            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
-            headers={"Retry-After": "30"},
-        )
+    room = await watched_room(state, record)
 
     viewer_id = "viewer-" + uuid.uuid4().hex
 
