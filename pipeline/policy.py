@@ -40,6 +40,7 @@ from pipeline.text import (
 )
 from pipeline.types import SAMPLE_RATE, Caption, DecodeOptions, TranscribeRequest, Transcript, Word
 from pipeline.vad import VadFrame, VadOptions, VadSegmenter
+from pipeline.vocabulary import NO_VOCABULARY, Vocabulary
 
 # Partials: greedy, words without times, the smallest window tiny.en still reads (800 frames).
 PARTIAL_DECODE = DecodeOptions(beam_size=1, word_timestamps=False, min_window_frames=800)
@@ -168,6 +169,8 @@ class _Utterance:
     ended_at: int | None = None  # stream samples when the VAD (or staleness) ended it
     # Tickets whose answers still count as hypotheses of this utterance, with the samples each covers.
     asked: dict[int, int] = field(default_factory=dict)
+    # The room's vocabulary when the utterance began: a change applies from the next one.
+    vocabulary: Vocabulary = NO_VOCABULARY
 
     def append(self, samples: np.ndarray) -> None:
         self.chunks.append(samples)
@@ -220,6 +223,7 @@ class CaptionPolicy:
         self._context: deque[str] = deque()
         self._last_final: list[Word] = []
         self._detected = self.options.language  # the language Whisper last detected
+        self.vocabulary = NO_VOCABULARY  # the room's, for utterances that start from now on
         self.queue_delay = 0.0
         # Every voiced sample the VAD passed, and the finals (or deliberate drops) that took it.
         self.ledger = VoiceLedger()
@@ -266,6 +270,7 @@ class CaptionPolicy:
                         segment=self._take_segment(),
                         start_sample=self._stream_samples - len(frame.started),
                         chunks=[],
+                        vocabulary=self.vocabulary,
                     )
                     utt.append(frame.started)
                     self._heard(utt, frame)
@@ -388,9 +393,12 @@ class CaptionPolicy:
             text = text[text.find(" ") + 1 :]
         return text
 
-    def _request(self, audio: np.ndarray, options: DecodeOptions) -> TranscribeRequest:
+    def _request(self, utt: _Utterance, audio: np.ndarray, options: DecodeOptions) -> TranscribeRequest:
         return TranscribeRequest(
-            audio=audio.astype(np.float32) / 32768.0, prompt=self._prompt(), options=options
+            audio=audio.astype(np.float32) / 32768.0,
+            prompt=self._prompt(),
+            options=options,
+            hotwords=utt.vocabulary.prompt,
         )
 
     def _heard(self, utt: _Utterance, frame: VadFrame) -> None:
@@ -445,7 +453,7 @@ class CaptionPolicy:
         utt.partial_ticket = ticket = self._ticket()
         utt.asked[ticket] = utt.samples
         options = replace(self.decode, word_timestamps=True) if timed else self.decode
-        return Submit(ticket, False, utt.segment, self._request(utt.audio(), options), utt.start_sample)
+        return Submit(ticket, False, utt.segment, self._request(utt, utt.audio(), options), utt.start_sample)
 
     def _submit_final(self, utt: _Utterance, options: DecodeOptions | None = None) -> Submit:
         if utt.final_ticket is not None:
@@ -459,7 +467,7 @@ class CaptionPolicy:
             options = self.final_decode
             if self.queue_delay > self.options.backpressure_delay:
                 options = replace(options, beam_size=1)
-        return Submit(ticket, True, utt.segment, self._request(utt.audio(), options), utt.start_sample)
+        return Submit(ticket, True, utt.segment, self._request(utt, utt.audio(), options), utt.start_sample)
 
     def _close(self, utt: _Utterance) -> list[Action]:
         """The VAD heard the end: reuse the final decoded ahead if no voice came since, or ask now."""
@@ -567,15 +575,17 @@ class CaptionPolicy:
         actions.extend(self._maybe_update())
         return actions
 
-    def _guarded(self, transcript: Transcript, duration: float) -> list[Word]:
+    def _guarded(self, utt: _Utterance, transcript: Transcript, duration: float) -> list[Word]:
         if is_hallucination(transcript, duration, self.final_decode):
             return []
-        return collapse_loops(transcript.words)
+        if utt.vocabulary.echoed(transcript, duration):
+            return []  # the vocabulary coming back, not speech
+        return utt.vocabulary.correct(collapse_loops(transcript.words))
 
     def _advance(self, utt: _Utterance, transcript: Transcript) -> None:
         words = [
             replace(w, start=w.start + utt.start, end=w.end + utt.start)
-            for w in self._guarded(transcript, utt.duration)
+            for w in self._guarded(utt, transcript, utt.duration)
         ]
         agreed_prefix = common_prefix(utt.committed, words)
         realigned = transcript.timed and agreed_prefix == len(utt.committed)
@@ -672,6 +682,7 @@ class CaptionPolicy:
                 provisional=[w for w in utt.provisional if w.start < (utt.start_sample + cut) / SAMPLE_RATE],
                 after_cut=utt.after_cut,
                 ended_at=self._stream_samples,
+                vocabulary=utt.vocabulary,
             )
             actions.extend(self._detach(head))
         else:
@@ -694,6 +705,7 @@ class CaptionPolicy:
             lead=lead,
             after_cut=after_cut,
             scale=utt.scale,
+            vocabulary=self.vocabulary,
         )
         rest.voice_end = max(0, utt.voice_end - cut) + lead
         rest.voiced = min(utt.voiced, rest.voice_end - lead)
@@ -716,7 +728,7 @@ class CaptionPolicy:
         audio = utt.audio()[utt.repair_from : utt.repair_to]
         # Without the prompt: a model that skipped speech like the text before it (repeated
         # phrases, menus) skips it again when prompted with that text.
-        request = replace(self._request(audio, self.final_decode), prompt="")
+        request = replace(self._request(utt, audio, self.final_decode), prompt="")
         self._finals[ticket] = utt
         return Submit(ticket, True, utt.segment, request, utt.start_sample + utt.repair_from, repair=True)
 
@@ -744,7 +756,9 @@ class CaptionPolicy:
         if not transcript.timed:
             return None
         samples = utt.final_samples or utt.samples
-        return self._wordless(utt.start_sample, samples, self._guarded(transcript, samples / SAMPLE_RATE))
+        return self._wordless(
+            utt.start_sample, samples, self._guarded(utt, transcript, samples / SAMPLE_RATE)
+        )
 
     def _wordless(self, origin: int, samples: int, words: list[Word]) -> tuple[int, int] | None:
         """The longest stretch of the ``samples`` from stream sample ``origin`` on, between
@@ -784,7 +798,8 @@ class CaptionPolicy:
         before = [w for w in words if w.end <= lo + 0.3]
         after = [w for w in words if w.end > lo + 0.3]
         found = [
-            replace(w, start=w.start + offset, end=w.end + offset) for w in self._guarded(repair, hi - lo)
+            replace(w, start=w.start + offset, end=w.end + offset)
+            for w in self._guarded(utt, repair, hi - lo)
         ]
         # The margins may hear a neighbouring word again.
         found = found[overlap(before, found) :]
@@ -805,7 +820,7 @@ class CaptionPolicy:
             self.ledger.finalised(utt.first, utt.start_sample + samples)
             words = [
                 replace(w, start=w.start + utt.start, end=w.end + utt.start)
-                for w in self._guarded(transcript, duration)
+                for w in self._guarded(utt, transcript, duration)
             ]
         if not words:
             words = list(utt.committed)  # never lose what the speaker already saw confirmed

@@ -51,6 +51,9 @@ class TranscribeRequest:
     audio: np.ndarray
     prompt: str = ""
     options: DecodeOptions = field(default_factory=DecodeOptions)
+    # Words the speaker is likely to say (a room's vocabulary): they go before the earlier text
+    # in Whisper's prompt, on a budget of their own, so neither crowds the other out.
+    hotwords: str = ""
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,10 @@ class WhisperCodec:
             "compression_ratio_threshold": o.compression_ratio_threshold,
             "language": o.language,
         }
-        return {"prompt": request.prompt, "options": options}, pcm.tobytes()
+        body: dict[str, Any] = {"prompt": request.prompt, "options": options}
+        if request.hotwords:
+            body["hotwords"] = request.hotwords
+        return body, pcm.tobytes()
 
     def read_request(self, body: Mapping[str, Any], blob: bytes) -> TranscribeRequest:
         if len(blob) % 2:
@@ -103,7 +106,11 @@ class WhisperCodec:
             language=language,
         )
         audio = np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32768.0
-        return TranscribeRequest(audio=audio, prompt=_get(body, "prompt", str), options=options)
+        # A room's vocabulary (issue 21); a gateway from before it sends none.
+        hotwords = _get(body, "hotwords", str) if "hotwords" in body else ""
+        return TranscribeRequest(
+            audio=audio, prompt=_get(body, "prompt", str), options=options, hotwords=hotwords
+        )
 
     def result_body(self, result: Transcript) -> dict[str, Any]:
         return {

@@ -43,6 +43,9 @@ HOP = 160  # samples per mel frame
 FRAME_BUCKETS = (800, 1000, 1500, 2000, 3000)
 MAX_SAMPLES = FRAME_BUCKETS[-1] * HOP
 MAX_PROMPT_TOKENS = 223  # Whisper allows half of its 448-token context for the prompt
+# A room's vocabulary gets at most this much of it, before the earlier text: the running
+# context keeps the rest, which is what holds names and spelling steady across utterances.
+MAX_HOTWORD_TOKENS = 80
 MAX_LENGTH = 448
 # Early stop: real speech runs at 2-6 tokens a second; a hypothesis that outgrows this is a
 # loop, and every extra step of a loop costs as much as a real word.
@@ -120,6 +123,15 @@ def prompt_groups(lengths: list[int], keep_ratio: float = 0.75) -> list[tuple[li
                 continue
         groups.append(([i], n))
     return [(sorted(idx), keep) for idx, keep in groups]
+
+
+def kept_prompt(tokens: list[int], fixed: int, keep: int) -> list[int]:
+    """``keep`` tokens of a prompt whose first ``fixed`` are the vocabulary: the vocabulary
+    stays whole and the earlier text is cut from its oldest end (``prompt_groups`` cuts every
+    prompt of a call to one length)."""
+    if keep <= fixed:
+        return tokens[:keep]
+    return tokens[:fixed] + tokens[len(tokens) - (keep - fixed) :]
 
 
 def compression_ratio(text: str) -> float:
@@ -248,13 +260,17 @@ class WhisperEngine:
         times.encode += time.perf_counter() - mark
 
         languages = self._languages(requests, encoded)
-        contexts = [self._context_tokens(req, lang) for req, lang in zip(requests, languages, strict=True)]
+        hot = [self._hotword_tokens(req, lang) for req, lang in zip(requests, languages, strict=True)]
+        contexts = [
+            hot[i] + self._context_tokens(req, lang, MAX_PROMPT_TOKENS - len(hot[i]))
+            for i, (req, lang) in enumerate(zip(requests, languages, strict=True))
+        ]
         results: list[ctranslate2.models.WhisperGenerationResult | None] = [None] * len(requests)
         for idx, keep in self._generate_groups(requests, contexts):
             prompts = []
             for i in idx:
                 tok = self._tokenizer(languages[i])
-                prev = [tok.sot_prev] + contexts[i][len(contexts[i]) - keep :] if keep else []
+                prev = [tok.sot_prev] + kept_prompt(contexts[i], len(hot[i]), keep) if keep else []
                 prompts.append(prev + list(tok.sot_sequence) + [tok.no_timestamps])
             opts = requests[idx[0]].options
             longest = max(len(requests[i].audio) for i in idx)
@@ -320,10 +336,15 @@ class WhisperEngine:
                 out.append(([idx[j] for j in sub], keep))
         return out
 
-    def _context_tokens(self, request: TranscribeRequest, language: str | None) -> list[int]:
-        if not request.prompt.strip():
+    def _context_tokens(self, request: TranscribeRequest, language: str | None, budget: int) -> list[int]:
+        if not request.prompt.strip() or budget <= 0:
             return []
-        return self._tokenizer(language).encode(" " + request.prompt.strip())[-MAX_PROMPT_TOKENS:]
+        return self._tokenizer(language).encode(" " + request.prompt.strip())[-budget:]
+
+    def _hotword_tokens(self, request: TranscribeRequest, language: str | None) -> list[int]:
+        if not request.hotwords.strip():
+            return []
+        return self._tokenizer(language).encode(" " + request.hotwords.strip())[:MAX_HOTWORD_TOKENS]
 
     def _languages(
         self, requests: Sequence[TranscribeRequest], encoded: ctranslate2.StorageView

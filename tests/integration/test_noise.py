@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 from bench.harness import replay_one
+from bench.vocabulary import TERMS
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
+from pipeline.policy import CaptionPolicy, caption_policy
 from pipeline.scheduler import Scheduler
+from pipeline.vocabulary import Vocabulary
 from tests.support.corpus import Stream, librivox
 from tests.support.noise import NOISES, mix, noise_only, speech_rms
 from tests.support.offline import Offline
@@ -96,6 +99,14 @@ async def test_every_utterance_in_noise_is_final_within_2_s_of_its_end(inference
         )
 
 
+def with_vocabulary() -> CaptionPolicy:
+    """A room with a vocabulary of rare names (issue 21): Whisper's prompt then holds words it
+    is all too ready to write on noise, which must not come out."""
+    policy = caption_policy()
+    policy.vocabulary = Vocabulary(TERMS)
+    return policy
+
+
 @pytest.mark.parametrize("noise", sorted(NOISES))
 async def test_noise_alone_makes_no_caption_text(inference, noise: str) -> None:
     level = speech_rms(librivox().audio) / 10 ** (SNR_DB / 20)
@@ -104,7 +115,34 @@ async def test_noise_alone_makes_no_caption_text(inference, noise: str) -> None:
     scheduler = Scheduler(engines, BatchOptions(max_batch=8, max_wait=0.01))
     backend = LocalBackend([scheduler])
     try:
-        result = await replay_one(stream, backend, f"noise-{noise}", {}, paced=False)
+        result = await replay_one(stream, backend, f"noise-{noise}", with_vocabulary, paced=False)
     finally:
         await backend.aclose()
     assert [s.caption.text for s in result.seen if s.caption.text] == []
+
+
+async def test_noise_that_reaches_whisper_makes_no_text_with_a_vocabulary(inference) -> None:
+    """The webrtc VAD calls steady noise speech, so Whisper hears it, prompted with a room's
+    vocabulary: its no-speech probability then falls under its own threshold (0.9 -> 0.5-0.7)
+    and, unguarded, it writes a term or a fragment ("K", "Fade,"); nothing may come out."""
+    level = speech_rms(librivox().audio) / 10 ** (SNR_DB / 20)
+    ((_, engines),) = inference.devices
+    scheduler = Scheduler(engines, BatchOptions(max_batch=8, max_wait=0.01))
+    backend = LocalBackend([scheduler])
+    asked = 0
+
+    def policy() -> CaptionPolicy:
+        made = caption_policy(vad="webrtc")
+        made.vocabulary = Vocabulary(TERMS)
+        return made
+
+    try:
+        for noise in sorted(NOISES):
+            stream = Stream(noise, noise_only(NOISES[noise](8.0), level), [])
+            before = engines["whisper"].times.requests
+            result = await replay_one(stream, backend, f"heard-{noise}", policy, paced=False)
+            asked += engines["whisper"].times.requests - before
+            assert [s.caption.text for s in result.seen if s.caption.text] == [], noise
+    finally:
+        await backend.aclose()
+    assert asked >= 10  # the noise did reach Whisper
