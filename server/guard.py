@@ -35,7 +35,7 @@ RESTRICTED_CORS_PATHS = ("/rooms", "/ice")
 CORS_COMMON = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Nova-Publisher",
     "Access-Control-Max-Age": "86400",
 }
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 # Keys dropped from the JSON when they hold None, so a source caption carries no source_lang.
-_OPTIONAL = frozenset({"stable", "source_lang"})
+_OPTIONAL = frozenset({"stable", "source_lang", "speaker", "publisher"})
 # Kept in the process, never sent: which publisher a caption came from (its WHIP session id,
 # which is also what its DELETE names) decides which listeners may read it.
 _INTERNAL = frozenset({"origin"})
@@ -29,6 +29,8 @@ class CaptionMessage:
     ``start``/``end`` are room stream time in seconds. ``stable`` (partials) is the leading
     text that will not change. A translation carries ``lang`` (the target language) and
     ``source_lang``, with the same ``segment``, ``start`` and ``end`` as its source.
+    ``speaker`` is the name its publisher gave (absent when none) and ``publisher`` a public id
+    of the publishing session (never the WHIP session id, which is what a DELETE takes).
     """
 
     type: ClassVar[str] = "caption"
@@ -42,6 +44,8 @@ class CaptionMessage:
     lang: str
     stable: str | None = None
     source_lang: str | None = None
+    speaker: str | None = None
+    publisher: str | None = None
     origin: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +78,8 @@ class CaptionMessage:
                 lang=str(data.get("lang", "")),
                 stable=None if data.get("stable") is None else str(data["stable"]),
                 source_lang=None if data.get("source_lang") is None else str(data["source_lang"]),
+                speaker=None if data.get("speaker") is None else str(data["speaker"]),
+                publisher=None if data.get("publisher") is None else str(data["publisher"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a caption message: {exc}") from exc
@@ -81,13 +87,15 @@ class CaptionMessage:
 
 @dataclass(frozen=True)
 class StatusMessage:
-    """Whether someone is speaking, and how far behind inference runs (seconds)."""
+    """Whether someone is speaking, how far behind inference runs (seconds), and who is live
+    (the names of the named publishers, sorted)."""
 
     type: ClassVar[str] = "status"
     room: str
     speech: bool
     queue_delay: float
     publishers: int
+    speakers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +104,32 @@ class StatusMessage:
             "speech": self.speech,
             "queue_delay": round(self.queue_delay, 3),
             "publishers": self.publishers,
+            "speakers": list(self.speakers),
+        }
+
+    def to_json(self) -> str:
+        return dumps(self.to_dict())
+
+
+@dataclass(frozen=True)
+class SettingsMessage:
+    """The room's settings changed (``PATCH /rooms/{room}``): which ones, and from which
+    utterance on they apply (the next one each publisher starts)."""
+
+    type: ClassVar[str] = "settings"
+    room: str
+    changed: tuple[str, ...]
+    vocabulary: int = 0  # how many terms the room's vocabulary now has
+    replacements: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "room": self.room,
+            "changed": list(self.changed),
+            "vocabulary": self.vocabulary,
+            "replacements": self.replacements,
+            "applies": "next_utterance",
         }
 
     def to_json(self) -> str:
@@ -115,7 +149,7 @@ class ErrorMessage:
         return dumps(self.to_dict())
 
 
-Message = CaptionMessage | StatusMessage | ErrorMessage
+Message = CaptionMessage | StatusMessage | SettingsMessage | ErrorMessage
 
 
 def parse(raw: str | dict[str, Any]) -> Message:
@@ -132,6 +166,14 @@ def parse(raw: str | dict[str, Any]) -> Message:
             speech=bool(data["speech"]),
             queue_delay=float(data["queue_delay"]),
             publishers=int(data["publishers"]),
+            speakers=tuple(str(s) for s in data.get("speakers", ())),
+        )
+    if kind == "settings":
+        return SettingsMessage(
+            room=str(data["room"]),
+            changed=tuple(str(c) for c in data["changed"]),
+            vocabulary=int(data.get("vocabulary", 0)),
+            replacements=int(data.get("replacements", 0)),
         )
     if kind == "error":
         return ErrorMessage(code=str(data["code"]), message=str(data["message"]))

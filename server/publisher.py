@@ -17,6 +17,8 @@ from pipeline.audio import GapTracker, Resampler
 from pipeline.policy import SpeechChange
 from pipeline.session import CaptionSession, Event
 from pipeline.types import SAMPLE_RATE, Caption
+from server.messages import ErrorMessage
+from server.room_words import RoomWords
 from server.rooms import Room
 from server.state import AppState
 
@@ -47,9 +49,37 @@ class Publisher:
     state: AppState
     session: CaptionSession
     pc: object
+    speaker: str | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _finishing: asyncio.Task[None] | None = None
     _deleted: bool = False
+
+    def __post_init__(self) -> None:
+        # The room's vocabulary now, and whenever it changes (PATCH /rooms/{room}, any gateway).
+        self.words_changed(self.room.words)
+        self.room.on_words.append(self.words_changed)
+        self.room.enders[self.id] = self.taken_over
+
+    def forget(self) -> None:
+        """Off the room's hooks: it no longer hears of new words or take-overs."""
+        if self.room.enders.get(self.id) == self.taken_over:
+            del self.room.enders[self.id]
+        if self.words_changed in self.room.on_words:
+            self.room.on_words.remove(self.words_changed)
+
+    def words_changed(self, words: RoomWords) -> None:
+        """Whisper hears the room's vocabulary from the publisher's next utterance on."""
+        self.session.policy.vocabulary = words.heard
+
+    async def taken_over(self) -> None:
+        """Another publisher took this one's name (``?takeover=1``): its last words become a
+        final, its channel is told why, and it ends as a DELETE would end it."""
+        channel = self.room.listeners.get(self.id)
+        if channel is not None:
+            message = "another session took over this speaker name; this one has ended"
+            channel.send(ErrorMessage("taken_over", message).to_json())
+        log.info("publisher taken over")
+        await self.stop(deleted=False)  # ended by the server: its publisher's DELETE may still come
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Caption):
@@ -117,6 +147,7 @@ class Publisher:
         await self.state.rooms.settle(self.room)
         self.room.leave_publisher(self.id)
         self.room.unlisten(self.id)
+        self.forget()
         self.state.publishers.pop(self.id, None)
         if not self._deleted:
             # Ended by the server (its media stopped, its peer went): its DELETE may still come.
@@ -137,9 +168,9 @@ class Publisher:
                 task.cancel()
         self.finish()
 
-    async def stop(self) -> None:
+    async def stop(self, deleted: bool = True) -> None:
         """DELETE: finalise first so the publisher's own data channel still gets the last line."""
-        self._deleted = True
+        self._deleted = deleted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from aiohttp import web
@@ -11,18 +12,53 @@ from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, to
 from server.guard import admit, require_view
 from server.http import error, parse_json, read_body
 from server.outputs import OutputError, check_outputs, shown
+from server.room_words import RoomWords, WordsError
 from server.rooms import Room
+from server.speakers import MAX_SPEAKERS
 from server.state import STATE, AppState
 from server.subtitles import CueRules
 from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
 from server.translations import LanguageError, viewer_language
 from server.viewers import planned_room, room_name
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("vtt", "srt", "json", "txt")
 BODY_HELP = (
     'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false,'
-    ' "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
+    ' "vocabulary": ["Niamh Okonkwo"], "replacements": {"elastic search": "Elasticsearch"},'
+    ' "max_speakers": 4, "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
 )
+PATCH_HELP = (
+    'the body must be JSON with "vocabulary" (a list of terms) and/or "replacements" '
+    "(an object of phrase -> shown text)"
+)
+
+
+def room_settings(room: Room) -> dict[str, object]:
+    """What the room hears and shows: read back by its owner and its viewers alike."""
+    return {
+        "vocabulary": list(room.words.vocabulary),
+        "replacements": dict(room.words.replacements),
+        "max_speakers": room.max_speakers,
+        "speakers": list(room.live_speakers()),
+    }
+
+
+def words_of(body: dict[str, object], current: RoomWords | None = None) -> RoomWords:
+    try:
+        return RoomWords.from_body(body, current)
+    except WordsError as exc:
+        raise error(400, "bad_words", str(exc)) from exc
+
+
+def max_speakers_of(body: dict[str, object]) -> int | None:
+    raw = body.get("max_speakers")
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_SPEAKERS:
+        raise error(400, "bad_request", f'"max_speakers" is a number from 1 to {MAX_SPEAKERS} (or null)')
+    return raw
 
 
 def room_languages(state: AppState, room: Room) -> dict[str, object]:
@@ -88,10 +124,14 @@ async def create_room(request: web.Request) -> web.Response:
         raise error(
             400, "outputs_unsupported", "room outputs run on the embedded server only, not yet on gateways"
         )
+    words = words_of(body)
+    max_speakers = max_speakers_of(body)
     view_token = secrets.token_urlsafe(24) if private else None
     view_hash = hash_token(view_token) if view_token else None
     try:
-        room, token = await state.rooms.create_room(name or None, languages, source, view_hash, outputs)
+        room, token = await state.rooms.create_room(
+            name or None, languages, source, view_hash, outputs, words, max_speakers
+        )
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
@@ -105,6 +145,7 @@ async def create_room(request: web.Request) -> web.Response:
             **extra,
             "outputs": [shown(o) for o in room.outputs],
             **room_languages(state, room),
+            **room_settings(room),
             **room_links(base, room.name, view_token),
         },
         status=201,
@@ -156,10 +197,55 @@ async def room_info(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = await require_view(request, room_name(request), publishers_too=True)
     room = planned_room(state, record)
+    live = state.rooms.get(room.name)
+    settings = {**room_settings(room), "speakers": list(live.live_speakers()) if live else []}
     return web.json_response(
-        {"room": room.name, "private": record.private, **room_languages(state, room)},
+        {"room": room.name, "private": record.private, **room_languages(state, room), **settings},
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def patch_room(request: web.Request) -> web.Response:
+    """Change a live room's vocabulary or replacements (its publish token): each publisher's
+    next utterance hears the new vocabulary, every line from now on shows the replacements,
+    and listeners get a ``settings`` message saying so."""
+    state = request.app[STATE]
+    name = room_name(request)
+    record = await state.rooms.record(name)
+    if not record.created:
+        raise error(
+            404, "unknown_room", f"room {name!r} was not created with POST /rooms; it has no settings"
+        )
+    token = bearer(request)
+    if token is None:
+        log.warning("refused PATCH /rooms/%s: no publish token", name)
+        raise error(
+            401,
+            "unauthorized",
+            "changing a room needs its publish token as 'Authorization: Bearer <publish token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
+        )
+    if not state.access.may_publish(record, token):
+        log.warning("refused PATCH /rooms/%s: wrong publish token", name)
+        raise error(403, "forbidden", "the publish token is not valid for this room")
+    if request.content_type != "application/json":
+        raise error(415, "unsupported_media_type", "send Content-Type: application/json; " + PATCH_HELP)
+    admit(request)
+    body = parse_json(await read_body(request))
+    if not isinstance(body, dict) or not body or set(body) - {"vocabulary", "replacements"}:
+        raise error(400, "bad_request", PATCH_HELP)
+    words = words_of(body, record.words)
+    changed = tuple(k for k in ("vocabulary", "replacements") if k in body)
+    room = state.rooms.ensure(name)
+    state.rooms.adopt(room, record)
+    await state.rooms.set_words(room, words, changed)
+    room.words = words  # this gateway's answer shows them even before Redis's copy comes back
+    log.info("room %s: %s changed", name, " and ".join(changed))
+    response = web.json_response(
+        {"room": name, "changed": list(changed), **room_settings(room)}, headers={"Cache-Control": "no-store"}
+    )
+    state.rooms.forget_if_idle(name)
+    return response
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -231,5 +317,6 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post("/rooms", create_room),
         web.get("/rooms/{room}", room_info),
+        web.patch("/rooms/{room}", patch_room),
         web.get(r"/rooms/{room}/transcript.{fmt}", transcript),
     ]

@@ -29,7 +29,8 @@ from redis.exceptions import RedisError
 
 from pipeline.streams import cancel_all, connect, id_ms, redis_now_ms
 from server.messages import CaptionMessage
-from server.rooms import RoomsUnavailable
+from server.room_words import RoomWords
+from server.rooms import RoomsUnavailable, SpeakerRefused
 
 if TYPE_CHECKING:
     from server.shared_rooms import SharedRoom
@@ -80,6 +81,19 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now = now_ms / 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 local live = redis.call('ZCARD', KEYS[2])
+if ARGV[7] ~= '' then
+  local names = redis.call('HGETALL', KEYS[5])
+  for i = 1, #names, 2 do
+    if not redis.call('ZSCORE', KEYS[2], names[i]) then
+      redis.call('HDEL', KEYS[5], names[i])
+    elseif names[i + 1] == ARGV[7] then
+      return {'refused', 'speaker_taken', names[i]}
+    end
+  end
+end
+local most = tonumber(ARGV[9])
+if most > 0 and live >= most then return {'refused', 'too_many_speakers', ''} end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[7]) end
 local last_end = math.max(tonumber(redis.call('HGET', KEYS[1], 'last_end') or '0'), tonumber(ARGV[3]))
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '-1')
 if epoch < 0 then epoch = now - last_end; redis.call('HSET', KEYS[1], 'epoch', epoch) end
@@ -94,7 +108,7 @@ end
 redis.call('HSET', KEYS[1], 'session', session)
 redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'k', 'join', 'pub', ARGV[1], 'gw', ARGV[5],
-  'session', session)
+  'session', session, 'speaker', ARGV[8])
 return {tostring(offset), session, opened, tostring(epoch), now_ms}
 """
 
@@ -134,6 +148,9 @@ class RoomKeys:
 
     def publishers(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:publishers"
+
+    def speakers(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}:speakers"
 
     def transcript(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:transcript"
@@ -301,6 +318,7 @@ class RoomBus:
 
         async def leave() -> Any:
             await self.client.zrem(self.keys.publishers(name), publisher)
+            await self.client.hdel(self.keys.speakers(name), publisher)
             fields = {"k": "leave", "pub": publisher, "gw": self.gateway}
             return await self.client.xadd(self.keys.captions(name), fields, maxlen=self.maxlen)  # type: ignore[arg-type]
 
@@ -310,21 +328,70 @@ class RoomBus:
         stream = self.keys.captions(name)
         self._queue.put_nowait(_Op(lambda: self.client.xadd(stream, fields, maxlen=self.maxlen), name))
 
-    async def join(self, room: SharedRoom, publisher: str) -> tuple[float, int, bool]:
-        """Place a publisher on room time: (offset, session, whether it opened the session)."""
+    async def join(
+        self, room: SharedRoom, publisher: str, speaker: str | None = None, max_speakers: int | None = None
+    ) -> tuple[float, int, bool]:
+        """Place a publisher on room time: (offset, session, whether it opened the session).
+        Atomically with it, across gateways: no two live publishers of a room share a name, and
+        at most ``max_speakers`` are live (else SpeakerRefused)."""
         name = room.name
         keys = [
             self.keys.meta(name),
             self.keys.publishers(name),
             self.keys.captions(name),
             self.keys.transcript(name),
+            self.keys.speakers(name),
         ]
-        args = [publisher, PUBLISHER_TTL_MS, room.last_end, room.session, self.gateway, self.maxlen]
+        args = [
+            publisher,
+            PUBLISHER_TTL_MS,
+            room.last_end,
+            room.session,
+            self.gateway,
+            self.maxlen,
+            speaker.casefold() if speaker else "",
+            speaker or "",
+            max_speakers or 0,
+        ]
         try:
-            offset, session, opened, _epoch, _now = await self._join(keys=keys, args=args)
+            result = await self._join(keys=keys, args=args)
         except Failure as exc:
             raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
+        if result[0] == b"refused":
+            code, holder = result[1].decode(), result[2].decode() or None
+            if code == "speaker_taken":
+                message = (
+                    f"{speaker!r} is already speaking in this room; choose another name, "
+                    "or take over that session (?takeover=1)"
+                )
+            else:
+                message = f"this room takes at most {max_speakers} speakers at once, all live now"
+            raise SpeakerRefused(code, message, holder)
+        offset, session, opened, _epoch, _now = result
         return float(offset), int(session), bool(opened)
+
+    async def set_words(self, name: str, words: RoomWords, changed: tuple[str, ...]) -> None:
+        """Keep a room's new words in its record, and tell every gateway of the room."""
+        try:
+            raw = await self.client.hget(self.keys.rooms, name)
+            info = json.loads(raw) if raw is not None else None
+            if not isinstance(info, dict):
+                raise RoomsUnavailable(f"room {name!r} has no record in Redis to change")
+            info.update(words.to_record())
+            await self.client.hset(self.keys.rooms, name, json.dumps(info))
+            fields = {"k": "settings", "words": json.dumps(words.to_record()), "changed": ",".join(changed)}
+            await self.client.xadd(self.keys.captions(name), fields, maxlen=self.maxlen)  # type: ignore[arg-type]
+        except Failure as exc:
+            raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
+
+    async def take_over(self, name: str, publisher: str) -> None:
+        """Ask the gateway of a live publisher to end it (its name is being taken over)."""
+        try:
+            await self.client.xadd(
+                self.keys.captions(name), {"k": "kick", "pub": publisher}, maxlen=self.maxlen
+            )  # type: ignore[arg-type]
+        except Failure as exc:
+            raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
 
     async def _write_loop(self) -> None:
         while not self._closed:
@@ -454,8 +521,17 @@ class RoomBus:
                 room.session = max(room.session, int(fields[b"session"]))
                 if not mine:
                     room.remote_publishers.add(publisher)
+                    if fields.get(b"speaker"):
+                        room.remote_speakers[publisher] = fields[b"speaker"].decode()
             elif kind == "leave" and not mine:
                 room.remote_publishers.discard(publisher)
                 room.remote_speaking.pop(publisher, None)
-        except (KeyError, ValueError) as exc:
+                room.remote_speakers.pop(publisher, None)
+            elif kind == "settings":
+                changed = tuple(c for c in fields[b"changed"].decode().split(",") if c)
+                words = RoomWords.from_record(json.loads(fields[b"words"]))
+                room.set_words(words, () if replaying else changed)
+            elif kind == "kick" and not replaying:
+                room.kicked(publisher)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             log.warning("room %s: unreadable entry %s: %s", room.name, entry_id, exc)

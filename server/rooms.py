@@ -8,12 +8,13 @@ none older than it asks for (an overlay asks for no more than its own fade time)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,9 @@ from typing import Protocol
 
 from pipeline.types import Caption
 from server.auth import InvalidRoomName, check_room_name, hash_token
-from server.messages import CaptionMessage, Message, StatusMessage
+from server.messages import CaptionMessage, Message, SettingsMessage, StatusMessage
+from server.room_words import NO_WORDS, RoomWords
+from server.speakers import public_id, same_speaker
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,32 @@ class RoomsUnavailable(Exception):
     """Shared room state (Redis) cannot be reached; the request should be retried later."""
 
 
+class SpeakerRefused(Exception):
+    """A publisher the room cannot take: ``code`` says why (``speaker_taken``, a live publisher
+    goes by its name; ``too_many_speakers``, the room's ``max_speakers`` are live)."""
+
+    def __init__(self, code: str, message: str, holder: Hashable | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.holder = code, message, holder
+
+
+def check_room_space(room: Room, speaker: str | None) -> None:
+    """Whether one more publisher, named ``speaker``, may join ``room`` now."""
+    if speaker:
+        holder = room.speaker_of(speaker)
+        if holder is not None:
+            raise SpeakerRefused(
+                "speaker_taken",
+                f"{speaker!r} is already speaking in this room; choose another name, "
+                "or take over that session (?takeover=1)",
+                holder,
+            )
+    if room.max_speakers is not None and room.live_publishers() >= room.max_speakers:
+        raise SpeakerRefused(
+            "too_many_speakers", f"this room takes at most {room.max_speakers} speakers at once, all live now"
+        )
+
+
 @dataclass(frozen=True)
 class RoomRecord:
     """A room as its authority keeps it (this process's registry, or Redis shared by every
@@ -54,6 +83,8 @@ class RoomRecord:
     view_hash: str | None = None  # set: a private room, watched with its view token
     languages: tuple[str, ...] | None = None  # None: the server's default languages
     source_language: str | None = None
+    words: RoomWords = NO_WORDS
+    max_speakers: int | None = None  # None: as many as come
 
     @property
     def private(self) -> bool:
@@ -117,6 +148,8 @@ class Room:
     seq: int = 0
     languages: tuple[str, ...] = ()
     source_language: str | None = None
+    words: RoomWords = NO_WORDS
+    max_speakers: int | None = None
     listeners: dict[Hashable, Listener] = field(default_factory=dict)
     listener_langs: dict[Hashable, str] = field(default_factory=dict)
     # Listeners that may read only one publisher's captions (a publisher's own channel, in a
@@ -130,6 +163,11 @@ class Room:
     on_caption: list[Callable[[CaptionMessage], None]] = field(default_factory=list)
     on_session: list[Callable[[str, SessionMark], None]] = field(default_factory=list)
     publishers: set[Hashable] = field(default_factory=set)
+    speakers: dict[Hashable, str] = field(default_factory=dict)  # publisher -> the name it gave
+    on_words: list[Callable[[RoomWords], None]] = field(default_factory=list)
+    # How to end each live publisher of this process, when another takes its name over.
+    enders: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    _ending: set[asyncio.Task[None]] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
     speaking: dict[Hashable, bool] = field(default_factory=dict)
     session: int = 0
@@ -158,9 +196,11 @@ class Room:
             self.session = max(m.session for m in history.sessions)
             self.epoch = history.sessions[-1].epoch
 
-    def join_publisher(self, key: Hashable) -> SessionMark | None:
+    def join_publisher(self, key: Hashable, speaker: str | None = None) -> SessionMark | None:
         """Each publisher's stream time starts at 0; its captions are moved onto room time.
         The first publisher of an idle room opens a new session, whose mark is returned."""
+        if speaker:
+            self.speakers[key] = speaker
         now = self.wall()
         if self.epoch is None:
             self.epoch = now - self.last_end  # a room with finals but no marks continues after them
@@ -179,12 +219,45 @@ class Room:
     def leave_publisher(self, key: Hashable) -> None:
         self.publishers.discard(key)
         self.speaking.pop(key, None)
+        self.speakers.pop(key, None)
         # Partials of a publisher that is gone will never be finalised by it.
         self._offsets.pop(key, None)
 
     @property
     def idle(self) -> bool:
         return not (self.publishers or self.viewers or self.listeners or self.created)
+
+    def live_speakers(self) -> tuple[str, ...]:
+        """The names of the room's live publishers, sorted (unnamed ones are not listed)."""
+        return tuple(sorted(set(self.speakers.values()), key=str.casefold))
+
+    def live_publishers(self) -> int:
+        return len(self.publishers)
+
+    def speaker_of(self, name: str) -> Hashable | None:
+        """The live publisher of this process that goes by ``name``, if any."""
+        return next((k for k, n in self.speakers.items() if same_speaker(n, name)), None)
+
+    def kicked(self, publisher: Hashable) -> None:
+        """Another publisher takes this one's name over: end it, if it is live here."""
+        ender = self.enders.get(publisher)
+        if ender is not None:
+            task = asyncio.get_running_loop().create_task(ender())  # type: ignore[arg-type]
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
+    def set_words(self, words: RoomWords, changed: tuple[str, ...]) -> None:
+        """New vocabulary or replacements: each publisher's next utterance uses them, and every
+        listener is told."""
+        self.words = words
+        for hook in list(self.on_words):
+            hook(words)
+        if changed:
+            self.send(SettingsMessage(self.name, changed, len(words.vocabulary), len(words.replacements)))
+
+    def _credit(self, publisher: Hashable) -> dict[str, str | None]:
+        """Who a caption of ``publisher`` is from, as its message says it."""
+        return {"speaker": self.speakers.get(publisher), "publisher": public_id(str(publisher))}
 
     def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
         """Number a publisher's caption into the room and send it to every listener."""
@@ -200,12 +273,13 @@ class Room:
             seq=self.seq,
             segment=segment,
             final=caption.final,
-            text=caption.text,
+            text=self.words.apply(caption.text),
             start=caption.start + offset,
             end=caption.end + offset,
             lang=caption.lang,
-            stable=None if caption.final else caption.stable,
+            stable=None if caption.final else self.words.apply(caption.stable),
             origin=str(publisher),
+            **self._credit(publisher),
         )
         if caption.final:
             del self._segments[key]
@@ -227,10 +301,14 @@ class Room:
         start: float,
         end: float,
         stable: str = "",
+        credit: CaptionMessage | None = None,
     ) -> CaptionMessage:
-        """Number a translated line into the room and send it to the viewers of ``lang``."""
+        """Number a translated line into the room and send it to the viewers of ``lang``;
+        ``credit``: its source line, whose speaker it keeps."""
         self.seq += 1
-        message = self.translated_line(self.seq, segment, lang, final, text, source_lang, start, end, stable)
+        message = self.translated_line(
+            self.seq, segment, lang, final, text, source_lang, start, end, stable, credit
+        )
         self.deliver(message)
         if final and text:
             for hook in self.on_final:
@@ -248,19 +326,23 @@ class Room:
         start: float,
         end: float,
         stable: str,
+        credit: CaptionMessage | None = None,
     ) -> CaptionMessage:
-        """A translated line's message: its source's segment and times, in ``lang``."""
+        """A translated line's message: its source's segment, times and speaker, in ``lang``,
+        with the room's replacements applied (a profanity list may well be in ``lang``)."""
         return CaptionMessage(
             room=self.name,
             seq=seq,
             segment=segment,
             final=final,
-            text=text,
+            text=self.words.apply(text),
             start=start,
             end=end,
             lang=lang,
-            stable=None if final else stable,
+            stable=None if final else self.words.apply(stable),
             source_lang=source_lang,
+            speaker=credit.speaker if credit else None,
+            publisher=credit.publisher if credit else None,
         )
 
     def deliver(self, message: CaptionMessage, at: float | None = None, session: int | None = None) -> None:
@@ -288,7 +370,10 @@ class Room:
 
     def status(self, queue_delay: float) -> None:
         """Whether anyone speaks; sent on every change and as the heartbeat listeners watch."""
-        self.send(StatusMessage(self.name, any(self.speaking.values()), queue_delay, len(self.publishers)))
+        speaking = any(self.speaking.values())
+        self.send(
+            StatusMessage(self.name, speaking, queue_delay, self.live_publishers(), self.live_speakers())
+        )
 
     def listen(
         self, key: Hashable, listener: Listener, lang: str | None = None, only: str | None = None
@@ -394,6 +479,8 @@ class RoomRegistry:
                     outputs=tuple(info.get("outputs", ())),
                     languages=tuple(info.get("languages", default_languages)),
                     source_language=info.get("source_language"),
+                    words=RoomWords.from_record(info),
+                    max_speakers=info.get("max_speakers"),
                 )
                 self._add(room)
 
@@ -419,6 +506,8 @@ class RoomRegistry:
                 "outputs": list(r.outputs),
                 "languages": list(r.languages),
                 "source_language": r.source_language,
+                "max_speakers": r.max_speakers,
+                **r.words.to_record(),
             }
             for r in self.rooms.values()
             if r.created
@@ -459,6 +548,8 @@ class RoomRegistry:
             view_hash=room.view_hash,
             languages=room.languages,
             source_language=room.source_language,
+            words=room.words,
+            max_speakers=room.max_speakers,
         )
 
     def adopt(self, room: Room, record: RoomRecord) -> None:
@@ -472,11 +563,26 @@ class RoomRegistry:
         source_language: str | None = None,
         view_hash: str | None = None,
         outputs: tuple[dict[str, str], ...] = (),
+        words: RoomWords = NO_WORDS,
+        max_speakers: int | None = None,
     ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language, view_hash, outputs)
+        return self.create(name, languages, source_language, view_hash, outputs, words, max_speakers)
 
-    async def join(self, room: Room, publisher: Hashable) -> None:
-        room.join_publisher(publisher)
+    async def join(self, room: Room, publisher: Hashable, speaker: str | None = None) -> None:
+        """Raises SpeakerRefused when the room cannot take the publisher now."""
+        check_room_space(room, speaker)
+        room.join_publisher(publisher, speaker)
+
+    async def take_over(self, room: Room, holder: Hashable) -> None:
+        """End the live publisher ``holder`` (another takes its name): here, until it has left."""
+        ender = room.enders.get(holder)
+        if ender is not None:
+            await ender()
+
+    async def set_words(self, room: Room, words: RoomWords, changed: tuple[str, ...]) -> None:
+        """The room's new vocabulary or replacements, kept with the room and applied now."""
+        room.set_words(words, changed)
+        self._save()
 
     async def watch(self, room: Room) -> None:
         """Before a listener joins: the room's state must be at hand for its replay."""
@@ -491,10 +597,12 @@ class RoomRegistry:
         source_language: str | None = None,
         view_hash: str | None = None,
         outputs: tuple[dict[str, str], ...] = (),
+        words: RoomWords = NO_WORDS,
+        max_speakers: int | None = None,
     ) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed.
         ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
-        its finals go."""
+        its finals go; ``words`` its vocabulary and replacements."""
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         room = self.rooms.get(name)
         if room is not None and room.created:
@@ -509,6 +617,8 @@ class RoomRegistry:
                 self._on_room(room)
         room.token_hash = hash_token(token)
         room.view_hash = view_hash
+        room.max_speakers = max_speakers
+        room.set_words(words, ())
         room.created = True
         self._save()
         return room, token

@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.types import Caption
 from server.auth import check_room_name, hash_token
 from server.messages import CaptionMessage, StatusMessage
+from server.room_words import NO_WORDS, RoomWords
 from server.roombus import Failure, RoomBus, read_caption
 from server.rooms import Room, RoomHistory, RoomRecord, RoomRegistry, RoomsUnavailable, SessionMark
 from server.transcripts import TranscriptStore
@@ -24,6 +25,7 @@ class SharedRoom(Room):
     bus: RoomBus | None = None
     remote_publishers: set[str] = field(default_factory=set)
     remote_speaking: dict[str, bool] = field(default_factory=dict)
+    remote_speakers: dict[str, str] = field(default_factory=dict)  # publishers on other gateways
     max_segment: int = -1
 
     def _bus(self) -> RoomBus:
@@ -38,11 +40,12 @@ class SharedRoom(Room):
             seq=0,
             segment=-1,
             final=caption.final,
-            text=caption.text,
+            text=self.words.apply(caption.text),
             start=caption.start + offset,
             end=caption.end + offset,
             lang=caption.lang,
-            stable=None if caption.final else caption.stable,
+            stable=None if caption.final else self.words.apply(caption.stable),
+            **self._credit(publisher),
         )
         self._bus().send_caption(self, str(publisher), caption.segment, message)
         return message
@@ -63,9 +66,10 @@ class SharedRoom(Room):
         start: float,
         end: float,
         stable: str = "",
+        credit: CaptionMessage | None = None,
     ) -> CaptionMessage:
         """Sent to Redis under its source's segment; every gateway's viewers of ``lang`` get it back."""
-        message = self.translated_line(0, segment, lang, final, text, source_lang, start, end, stable)
+        message = self.translated_line(0, segment, lang, final, text, source_lang, start, end, stable, credit)
         self._bus().send_translated(self, message)
         return message
 
@@ -85,8 +89,16 @@ class SharedRoom(Room):
 
     def status(self, queue_delay: float) -> None:
         speaking = any(self.speaking.values()) or any(self.remote_speaking.values())
-        publishers = len(self.publishers) + len(self.remote_publishers)
-        self.send(StatusMessage(self.name, speaking, queue_delay, publishers))
+        self.send(
+            StatusMessage(self.name, speaking, queue_delay, self.live_publishers(), self.live_speakers())
+        )
+
+    def live_publishers(self) -> int:
+        return len(self.publishers) + len(self.remote_publishers)
+
+    def live_speakers(self) -> tuple[str, ...]:
+        names = set(self.speakers.values()) | set(self.remote_speakers.values())
+        return tuple(sorted(names, key=str.casefold))
 
     def leave_publisher(self, key: Hashable) -> None:
         super().leave_publisher(key)
@@ -130,6 +142,9 @@ class SharedRoomRegistry(RoomRegistry):
             return
         room.created, room.token_hash, room.view_hash = True, record.publish_hash, record.view_hash
         room.languages, room.source_language = record.languages or (), record.source_language
+        room.max_speakers = record.max_speakers
+        if room.words != record.words:
+            room.set_words(record.words, ())
         if self._on_room is not None:
             self._on_room(room)
 
@@ -155,6 +170,8 @@ class SharedRoomRegistry(RoomRegistry):
             view_hash=info.get("view_hash"),
             languages=tuple(info.get("languages", ())),
             source_language=info.get("source_language"),
+            words=RoomWords.from_record(info),
+            max_speakers=info.get("max_speakers"),
         )
         # The local mirror follows (its spoken language and languages drive this gateway's work).
         room = self.rooms.get(name)
@@ -169,6 +186,8 @@ class SharedRoomRegistry(RoomRegistry):
         source_language: str | None = None,
         view_hash: str | None = None,
         outputs: tuple[dict[str, str], ...] = (),
+        words: RoomWords = NO_WORDS,
+        max_speakers: int | None = None,
     ) -> tuple[Room, str]:
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         token = secrets.token_urlsafe(24)
@@ -179,11 +198,16 @@ class SharedRoomRegistry(RoomRegistry):
             "view_hash": view_hash,
             "languages": list(langs),
             "source_language": source_language,
+            "max_speakers": max_speakers,
+            **words.to_record(),
         }
         if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
-        self.adopt(room, RoomRecord(name, True, True, info["token_hash"], view_hash, langs, source_language))  # type: ignore[arg-type]
+        record = RoomRecord(
+            name, True, True, hash_token(token), view_hash, langs, source_language, words, max_speakers
+        )
+        self.adopt(room, record)
         return room, token
 
     def create(
@@ -193,15 +217,31 @@ class SharedRoomRegistry(RoomRegistry):
         source_language: str | None = None,
         view_hash: str | None = None,
         outputs: tuple[dict[str, str], ...] = (),
+        words: RoomWords = NO_WORDS,
+        max_speakers: int | None = None,
     ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 
-    async def join(self, room: Room, publisher: Hashable) -> None:
+    async def join(self, room: Room, publisher: Hashable, speaker: str | None = None) -> None:
+        """Refused (SpeakerRefused) by Redis, atomically across gateways, when the name is live
+        or the room is full."""
         assert isinstance(room, SharedRoom)
-        offset, session, _opened = await self.bus.join(room, str(publisher))
+        offset, session, _opened = await self.bus.join(room, str(publisher), speaker, room.max_speakers)
         room._offsets[publisher] = round(offset, 3)  # noqa: SLF001 - the room's own bookkeeping
         room.session = max(room.session, session)
         room.publishers.add(publisher)
+        if speaker:
+            room.speakers[publisher] = speaker
+
+    async def set_words(self, room: Room, words: RoomWords, changed: tuple[str, ...]) -> None:
+        """Into the room's record in Redis; every gateway's mirror applies it as it reads it."""
+        await self.bus.set_words(room.name, words, changed)
+
+    async def take_over(self, room: Room, holder: Hashable) -> None:
+        if holder in room.enders:
+            await super().take_over(room, holder)
+        else:
+            await self.bus.take_over(room.name, str(holder))
 
     async def watch(self, room: Room) -> None:
         assert isinstance(room, SharedRoom)

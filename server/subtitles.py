@@ -10,7 +10,7 @@ span, by length (speech runs at a roughly even rate of characters).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SENTENCE_END = (".", "?", "!", "…")
 # Words whose full stop ends no sentence.
@@ -31,6 +31,7 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+    speaker: str | None = None
 
     @property
     def text(self) -> str:
@@ -144,12 +145,20 @@ def _min_durations(cues: list[Cue], rules: CueRules) -> list[Cue]:
     return out
 
 
-def cues_of(finals: list[tuple[float, float, str]], rules: CueRules | None = None) -> list[Cue]:
-    """Every final's cues, in time order; a cue never runs into the next final's first cue."""
+def cues_of(finals: list[tuple[float, float, str, str | None]], rules: CueRules | None = None) -> list[Cue]:
+    """Every final's cues (start, end, text, speaker), in time order; a cue never runs into the
+    same speaker's next cue. Different speakers' cues overlap where their speech did."""
     rules = rules or CueRules()
-    cues = [cue for start, end, text in finals for cue in split_final(text, start, end, rules)]
+    cues = [
+        replace(cue, speaker=speaker)
+        for start, end, text, speaker in finals
+        for cue in split_final(text, start, end, rules)
+    ]
     cues.sort(key=lambda c: c.start)
-    for i in range(len(cues) - 1):
-        if cues[i].end > cues[i + 1].start:
-            cues[i] = Cue(cues[i].start, max(cues[i + 1].start, cues[i].start + 0.05), cues[i].lines)
+    following: dict[str | None, int] = {}
+    for i in range(len(cues) - 1, -1, -1):
+        j = following.get(cues[i].speaker)
+        if j is not None and cues[i].end > cues[j].start:
+            cues[i] = replace(cues[i], end=max(cues[j].start, cues[i].start + 0.05))
+        following[cues[i].speaker] = i
     return cues

@@ -24,7 +24,7 @@ from server.subtitles import CueRules, cues_of
 log = logging.getLogger(__name__)
 
 # What a transcript line keeps of a final: the room is the file, and a final is always final.
-STORED = ("seq", "segment", "start", "end", "text", "lang", "source_lang")
+STORED = ("seq", "segment", "start", "end", "text", "lang", "source_lang", "speaker", "publisher")
 
 
 class TranscriptStore:
@@ -116,30 +116,41 @@ def for_language(items: Iterable[CaptionMessage], lang: str | None) -> list[Capt
     ]
 
 
-def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[tuple[float, float, str]]:
+Timed = tuple[float, float, str, str | None]  # start, end, text, speaker
+
+
+def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[Timed]:
     cues = []
     for item in items:
         text = item.text.strip()
         if text and (not lang or item.lang == lang):
-            cues.append((item.start, max(item.end, item.start + 0.1), text))
+            cues.append((item.start, max(item.end, item.start + 0.1), text, item.speaker))
     return cues
 
 
 def _with_sessions(
-    cues: list[tuple[float, float, str]], sessions: Sequence[SessionMark]
-) -> list[tuple[SessionMark | None, tuple[float, float, str] | None]]:
+    cues: list[Timed], sessions: Sequence[SessionMark]
+) -> list[tuple[SessionMark | None, Timed | None]]:
     """Cues in time order with each session's mark before its first cue (a session may be empty)."""
-    events: list[tuple[float, int, SessionMark | None, tuple[float, float, str] | None]] = []
+    events: list[tuple[float, int, SessionMark | None, Timed | None]] = []
     events += [(m.start, 0, m, None) for m in sessions]
     events += [(c[0], 1, None, c) for c in cues]
     return [(m, c) for _, _, m, c in sorted(events, key=lambda e: (e[0], e[1]))]
 
 
-def _subtitles(
-    items: Iterable[CaptionMessage], lang: str | None, rules: CueRules
-) -> list[tuple[float, float, str]]:
+def _subtitles(items: Iterable[CaptionMessage], lang: str | None, rules: CueRules) -> list[Timed]:
     """Finals cut into cues within the subtitle guidelines (server/subtitles.py)."""
-    return [(c.start, c.end, c.text) for c in cues_of(_cues(items, lang), rules)]
+    return [(c.start, c.end, c.text, c.speaker) for c in cues_of(_cues(items, lang), rules)]
+
+
+def _vtt_text(text: str) -> str:
+    """Cue text as WebVTT needs it: its markup characters escaped, no "-->" inside."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _said_by(speaker: str | None, text: str) -> str:
+    """SRT and plain text mark the speaker the way people write it: "Ana: ..."."""
+    return f"{speaker}: {text}" if speaker else text
 
 
 def to_vtt(
@@ -153,15 +164,17 @@ def to_vtt(
         if mark is not None:
             lines += [f"NOTE session {mark.session} started {mark.at} at {_clock(mark.start, '.')}", ""]
         elif cue is not None:
-            start, end, text = cue
-            lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", text.replace("-->", "->"), ""]
+            start, end, text, speaker = cue
+            # A voice span per cue (WebVTT's <v>): players show or style the speaker's name.
+            body = _vtt_text(text) if speaker is None else f"<v {_vtt_text(speaker)}>{_vtt_text(text)}"
+            lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", body, ""]
     return "\n".join(lines)
 
 
 def to_srt(items: list[CaptionMessage], lang: str | None = None, rules: CueRules | None = None) -> str:
     lines = []
-    for i, (start, end, text) in enumerate(_subtitles(items, lang, rules or CueRules()), 1):
-        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
+    for i, (start, end, text, speaker) in enumerate(_subtitles(items, lang, rules or CueRules()), 1):
+        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", _said_by(speaker, text), ""]
     return "\n".join(lines)
 
 
@@ -171,7 +184,7 @@ def to_txt(items: list[CaptionMessage], lang: str | None = None, sessions: Seque
         if mark is not None:
             out += ([""] if out else []) + [f"[session {mark.session}, {mark.at}]"]
         elif cue is not None:
-            out.append(cue[2])
+            out.append(_said_by(cue[3], cue[2]))
     return "\n".join(out) + "\n"
 
 

@@ -32,6 +32,8 @@ from server.messages import CaptionMessage
 from server.rooms import Room
 
 log = logging.getLogger(__name__)
+# Source lines remembered for their translations' speaker: far more than are ever in flight.
+SOURCES_KEPT = 256
 
 
 class Translator(Protocol):
@@ -176,10 +178,15 @@ class RoomTranslations:
         self.policy = TranslationPolicy(room.languages, service.options)
         self._tasks: dict[asyncio.Task[None], bool] = {}  # task -> whether it translates a final
         self._timer: asyncio.TimerHandle | None = None
+        # Each recent source line by segment: its translations carry its speaker.
+        self._sources: dict[int, CaptionMessage] = {}
 
     def on_caption(self, message: CaptionMessage) -> None:
         if not self.policy.targets:
             return
+        self._sources[message.segment] = message
+        while len(self._sources) > SOURCES_KEPT:
+            del self._sources[next(iter(self._sources))]
         line = SourceLine(
             segment=message.segment,
             final=message.final,
@@ -207,6 +214,7 @@ class RoomTranslations:
                     action.start,
                     action.end,
                     action.stable,
+                    credit=self._sources.get(action.segment),
                 )
         self._arm_timer()
 

@@ -48,7 +48,13 @@ def planned_room(state: AppState, record: RoomRecord) -> Room:
     """The room as its record says it is, or will be once someone uses it (with the default
     languages); nothing is registered, so a refused request leaves no room behind."""
     languages = state.rooms.default_languages if record.languages is None else record.languages
-    return Room(record.name, languages=languages, source_language=record.source_language)
+    return Room(
+        record.name,
+        languages=languages,
+        source_language=record.source_language,
+        words=record.words,
+        max_speakers=record.max_speakers,
+    )
 
 
 def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:

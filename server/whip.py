@@ -20,7 +20,8 @@ from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
 from server.peers import OfferError, PeerRefused, check_offer
 from server.publisher import Publisher
-from server.rooms import RoomRecord, RoomsUnavailable
+from server.rooms import Room, RoomRecord, RoomsUnavailable, SpeakerRefused, check_room_space
+from server.speakers import InvalidSpeaker, check_speaker, public_id
 from server.state import STATE, AppState, DataChannelListener
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,42 @@ def spoken_language(request: web.Request, state: AppState, record: RoomRecord) -
     return base(lang)  # Whisper knows Chinese as one language, whatever its script
 
 
+def speaker_name(request: web.Request) -> str | None:
+    """``?speaker=`` on the WHIP URL, checked: the name shown with this publisher's captions."""
+    raw = request.query.get("speaker")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return check_speaker(raw)
+    except InvalidSpeaker as exc:
+        raise error(400, "invalid_speaker", str(exc)) from exc
+
+
+TAKEOVER_WAIT = 10.0  # how long a take-over waits for the old session's gateway to end it
+
+
+async def join_room(state: AppState, room: Room, pub_id: str, speaker: str | None, takeover: bool) -> None:
+    """Join the publisher to its room; with ``takeover``, a live publisher of the same name is
+    ended first (on whichever gateway it is), and the name waited for."""
+    try:
+        await state.rooms.join(room, pub_id, speaker)
+        return
+    except SpeakerRefused as exc:
+        if not (takeover and exc.code == "speaker_taken" and exc.holder is not None):
+            raise
+        log.info("taking over speaker %r", speaker)
+        await state.rooms.take_over(room, exc.holder)
+    async with asyncio.timeout(TAKEOVER_WAIT):
+        while True:
+            try:
+                await state.rooms.join(room, pub_id, speaker)
+                return
+            except SpeakerRefused as exc:
+                if exc.code != "speaker_taken":
+                    raise
+            await asyncio.sleep(0.2)  # retry period while another gateway ends the old session
+
+
 async def post_whip(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.draining:
@@ -83,6 +120,14 @@ async def post_whip(request: web.Request) -> web.Response:
     # (a view token as ``?token=`` or the Bearer), else its channel would be a viewer in disguise.
     reads_room = state.access.may_view(record, bearer(request), request.query.get("token"))
     spoken = spoken_language(request, state, record)
+    speaker = speaker_name(request)
+    takeover = request.query.get("takeover", "").lower() in ("1", "true", "yes")
+    live_room = state.rooms.get(room_name)
+    if live_room is not None and not takeover:
+        try:
+            check_room_space(live_room, speaker)  # refused before any peer exists; joining checks again
+        except SpeakerRefused as exc:
+            raise error(409, exc.code, exc.message) from exc
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
     client = admit(request)
@@ -136,7 +181,7 @@ async def post_whip(request: web.Request) -> web.Response:
     session = CaptionSession(
         pub_id, policy, state.backend, lambda event: publisher.on_event(event), state.metrics.voice_account
     )
-    publisher = Publisher(pub_id, room, state, session, pc)
+    publisher = Publisher(pub_id, room, state, session, pc, speaker)
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
@@ -166,10 +211,16 @@ async def post_whip(request: web.Request) -> web.Response:
 
     try:
         await state.rooms.watch(room)
-        await state.rooms.join(room, pub_id)
-    except RoomsUnavailable:
+        await join_room(state, room, pub_id, speaker, takeover)
+    except (RoomsUnavailable, SpeakerRefused, TimeoutError) as exc:
         await state.peers.close(pc)
         state.backend.close_session(pub_id)
+        publisher.forget()
+        if isinstance(exc, SpeakerRefused):
+            raise error(409, exc.code, exc.message) from exc
+        if isinstance(exc, TimeoutError):
+            message = f"the session speaking as {speaker!r} did not end in time; try again"
+            raise error(409, "speaker_taken", message) from exc
         raise  # answered 503 by the JSON error middleware
     state.publishers[pub_id] = publisher
     log.info("publisher accepted (%s)", request.remote)
@@ -179,7 +230,9 @@ async def post_whip(request: web.Request) -> web.Response:
         status=201,
         text=restore(pc.localDescription.sdp, rejected),
         content_type="application/sdp",
-        headers={"Location": location, "ETag": f'"{pub_id}"'},
+        # Which captions on the channel are this publisher's own (their "publisher" field):
+        # a dictation client types only its own words in a room where others speak too.
+        headers={"Location": location, "ETag": f'"{pub_id}"', "Nova-Publisher": public_id(pub_id)},
     )
 
 

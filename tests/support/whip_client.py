@@ -78,9 +78,11 @@ class WhipPublisher:
         video: str | None = None,
         edit_offer: SdpFilter | None = None,
         edit_answer: SdpFilter | None = None,
+        params: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url
         self.room = room
+        self.params = params or {}
         self.path = path
         self.token = token
         self.video = video
@@ -115,6 +117,7 @@ class WhipPublisher:
             f"{self.base_url}/whip/{self.room}",
             data=self.edit_offer(self.pc.localDescription.sdp),
             headers=headers,
+            params=self.params,
         ) as resp:
             body = await resp.text()
             if resp.status != 201:

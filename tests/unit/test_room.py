@@ -98,4 +98,5 @@ def test_listeners_get_typed_messages_and_status() -> None:
         "speech": True,
         "queue_delay": 0.25,
         "publishers": 1,
+        "speakers": [],
     }

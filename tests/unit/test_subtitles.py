@@ -56,12 +56,22 @@ def test_a_long_final_becomes_cues_of_two_lines_of_42_cut_at_sentences_and_phras
 def test_limits_are_parameters_and_short_cues_stay_up_a_second() -> None:
     cues = split_final(LONG, 0.0, 18.0, CueRules(max_chars=32, max_lines=1, max_duration=4.0))
     assert all(len(c.lines) == 1 and len(c.lines[0]) <= 32 for c in cues)
-    short = cues_of([(5.0, 5.3, "Yes."), (9.0, 10.0, "Right.")])
+    short = cues_of([(5.0, 5.3, "Yes.", None), (9.0, 10.0, "Right.", None)])
     assert short[0].end - short[0].start >= 1.0 and short[0].end <= short[1].start
-    squeezed = cues_of([(5.0, 5.3, "Yes."), (5.5, 6.5, "Right.")])
+    squeezed = cues_of([(5.0, 5.3, "Yes.", None), (5.5, 6.5, "Right.", None)])
     assert squeezed[0].end <= squeezed[1].start  # never over the next final's cue
 
 
 def test_two_lines_are_balanced_and_prefer_a_phrase_break() -> None:
     lines = wrap("He was not an ill-disposed young man, unless to be rather cold".split(), 42)
     assert len(lines) == 2 and lines[0].endswith("man,")
+
+
+def test_cues_of_two_speakers_overlap_where_their_speech_did() -> None:
+    cues = cues_of(
+        [(5.0, 8.0, "Ana says this.", "Ana"), (6.0, 9.0, "Ben says that.", "Ben"), (8.5, 9.5, "More.", "Ana")]
+    )
+    ana, ben, more = cues
+    assert (ana.speaker, ben.speaker, more.speaker) == ("Ana", "Ben", "Ana")
+    assert ana.end > ben.start  # another speaker's cue does not cut hers
+    assert ana.end <= more.start  # her own next cue does
