@@ -6,6 +6,11 @@ coturn checks the expiry when an allocation is made, not while it lives, so a fe
 (``--ice-ttl``) are enough: pages fetch them just before they connect. Only the server's own
 pages and ``--allow-origin`` get them (server/guard.py), and with ``--view-token`` only holders
 of a token.
+
+``GET /rooms/{room}/ice`` is the same answer for a room's viewers, under the public CORS prefix:
+the widget embedded on any origin asks it, and a page on an origin that may not have TURN
+credentials reads an empty list instead of meeting a CORS refusal (a red error in every
+embedding site's console).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from server.auth import InvalidRoomName, check_room_name
-from server.guard import request_token
+from server.guard import origin_allowed, request_token
 from server.http import error
 from server.settings import Settings
 from server.state import STATE, AppState
@@ -38,11 +43,12 @@ def turn_credentials(
     return username, base64.b64encode(digest).decode()
 
 
-async def require_ice_right(request: web.Request, state: AppState) -> None:
-    """With ``--view-token`` every ``/ice`` request, and for a private room (``?room=``) its own,
-    needs a token that lets its holder watch or publish: the server's view or publish token, or
-    the room's view or publish token, checked against the room's record as its authority keeps it."""
-    raw_room = request.query.get("room") or None
+async def require_ice_right(request: web.Request, state: AppState, room: str | None = None) -> None:
+    """With ``--view-token`` every ``/ice`` request, and for a private room (``?room=``, or
+    ``room`` from the path) its own, needs a token that lets its holder watch or publish: the
+    server's view or publish token, or the room's view or publish token, checked against the
+    room's record as its authority keeps it."""
+    raw_room = room or request.query.get("room") or None
     record = None
     if raw_room is not None:
         try:
@@ -64,18 +70,41 @@ async def require_ice_right(request: web.Request, state: AppState) -> None:
     )
 
 
-async def ice(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    settings = state.settings
-    await require_ice_right(request, state)
+def answer(settings: Settings, vary: bool = False) -> web.Response:
     servers: list[dict[str, object]] = []
     listed = urls(settings)
     if listed and settings.turn_secret:
         username, credential = turn_credentials(settings.turn_secret, ttl=settings.ice_ttl)
         servers.append({"urls": listed, "username": username, "credential": credential})
-    return web.json_response(
-        {"iceServers": servers, "ttl": settings.ice_ttl}, headers={"Cache-Control": "no-store"}
-    )
+    headers = {"Cache-Control": "no-store", **({"Vary": "Origin"} if vary else {})}
+    return web.json_response({"iceServers": servers, "ttl": settings.ice_ttl}, headers=headers)
+
+
+async def ice(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await require_ice_right(request, state)
+    return answer(state.settings)
+
+
+async def room_ice(request: web.Request) -> web.Response:
+    """A room's viewers' ICE servers. Every origin may read this path (server/guard.py), so what
+    it holds depends on the ``Origin`` a browser sends, which no page can choose: TURN credentials
+    only where ``/ice`` gives them (no ``Origin``, the server's own pages, ``--allow-origin``), and
+    to any other origin an empty list, which leaves its viewers their host candidates and the
+    HTTP feed, as a refused ``/ice`` did, without an error in the page's console."""
+    state = request.app[STATE]
+    try:
+        room = check_room_name(request.match_info["room"])
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    if not origin_allowed(request, state.settings):
+        note = "TURN credentials go to the server's own pages and the origins in --allow-origin only"
+        return web.json_response(
+            {"iceServers": [], "ttl": state.settings.ice_ttl, "note": note},
+            headers={"Cache-Control": "no-store", "Vary": "Origin"},
+        )
+    await require_ice_right(request, state, room)
+    return answer(state.settings, vary=True)
 
 
 def urls(settings: Settings) -> list[str]:
@@ -99,4 +128,4 @@ def server_ice_servers(settings: Settings) -> list[RTCIceServer]:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/ice", ice)]
+    return [web.get("/ice", ice), web.get("/rooms/{room}/ice", room_ice)]

@@ -42,6 +42,15 @@ async def overlay(request: web.Request) -> web.Response:
     return render(request, "overlay.html", room=room)
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask every site for /favicon.ico whatever the page links: the pages' own SVG icon,
+    so no page logs a 404 for it."""
+    return web.FileResponse(
+        WEB / "static" / "favicon.svg",
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "public, max-age=86400"},
+    )
+
+
 WIDGET_PARTS = ("viewer.js", "captions.js", "widget-main.js")
 
 
@@ -63,5 +72,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/", capture),
         web.get("/overlay/{room}", overlay),
         web.get("/widget.js", widget),
+        web.get("/favicon.ico", favicon),
         web.static("/static", WEB / "static"),
     ]

@@ -93,7 +93,9 @@ async def test_widget_embedded_in_another_origin_shows_captions(
     server = await nova()
     base = str(server.make_url("")).rstrip("/")
     host = web.Application()
-    page_html = f"""<!doctype html><html><head><style>.line {{ color: red !important }}</style></head>
+    # The embedding site's own icon: its console is then the widget's alone.
+    page_html = f"""<!doctype html><html><head><link rel="icon" href="data:,">
+<style>.line {{ color: red !important }}</style></head>
 <body style="font-family: serif; font-style: italic; font-weight: 900; letter-spacing: 4px;
  text-transform: uppercase; background: #f4efe6"><h1>A blog post</h1>
 <p>Live from the conference:</p>
@@ -106,7 +108,14 @@ async def test_widget_embedded_in_another_origin_shows_captions(
     token = await create_room(base, "blog")
     async with chromium() as browser:
         page = await browser.new_page(viewport={"width": 800, "height": 400})
-        await page.goto(str(other.make_url("/")))
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        async with page.expect_response(lambda r: r.url.startswith(f"{base}/rooms/blog/ice")) as ice:
+            await page.goto(str(other.make_url("/")))
+        # ICE servers asked where every origin may read the answer (no CORS error in the
+        # embedding site's console), and, with no --allow-origin, no TURN credentials in it.
+        assert (await (await ice.value).json())["iceServers"] == []
         await page.wait_for_function("window.NovaCaptions && NovaCaptions.last", timeout=10_000)
         await page.evaluate("window.seen = []; NovaCaptions.last.on('caption', m => seen.push(m))")
         await page.wait_for_function(
@@ -137,6 +146,39 @@ async def test_widget_embedded_in_another_origin_shows_captions(
             timeout=5_000,
         )
         await page.screenshot(path=str(artifacts / "widget.png"))
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.screenshot(path=str(artifacts / "widget-phone.png"))
+    assert errors == [], errors
+
+
+async def test_room_ice_gives_turn_credentials_only_where_ice_would(nova) -> None:
+    """``/rooms/{room}/ice`` answers every origin (the widget anywhere), but TURN credentials go
+    only to requests without an Origin, the server's own pages and --allow-origin, as on /ice."""
+    server = await nova(
+        turn_urls="turn:127.0.0.1:3478", turn_secret="s3cret", allow_origin="https://blog.example"
+    )
+    base = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as http:
+
+        async def ice(origin: str | None) -> tuple[dict, dict]:
+            headers = {"Origin": origin} if origin else {}
+            async with http.get(f"{base}/rooms/hall/ice", headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json(), dict(resp.headers)
+
+        for origin in (None, base, "https://blog.example"):
+            body, headers = await ice(origin)
+            assert body["iceServers"][0]["urls"] == ["turn:127.0.0.1:3478"], origin
+            assert body["iceServers"][0]["credential"], origin
+            assert headers["Cache-Control"] == "no-store" and "Origin" in headers.get("Vary", "")
+        body, headers = await ice("https://evil.example")
+        assert body["iceServers"] == [] and "s3cret" not in str(body) and "username" not in str(body)
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        # /ice itself still refuses that origin outright.
+        async with http.get(f"{base}/ice", headers={"Origin": "https://evil.example"}) as resp:
+            assert resp.status == 403
+        async with http.get(f"{base}/rooms/bad%20name/ice") as resp:
+            assert resp.status == 400
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:

@@ -9,24 +9,31 @@
   const BOTTOM_SLACK = 8;
   const FADE_OUT_MS = 600;
 
+  // How many speaker colours lines.css and capture.css define (data-voice="0".."5").
+  const VOICES = 6;
+
   class NovaCaptionView {
     /**
      * @param {HTMLElement} container  receives one .line element per segment
-     * @param {{lines?: number|string, fade?: number|string, lang?: string,
+     * @param {{lines?: number|string, fade?: number|string, lang?: string, names?: string,
      *          onStatus?: Function, onError?: Function}} [opts]
      *   lines: how many lines to keep (0: all, a scrolling log); fade: seconds a final
-     *   stays (0: until pushed out). The server sends a viewer only the language it asked
-     *   for (normalised: es-MX is served as es), so the view does not filter by language.
+     *   stays (0: until pushed out); names: "auto" (the default: a speaker's name before their
+     *   lines once more than one person has spoken), "always" or "never". The server sends a
+     *   viewer only the language it asked for (normalised: es-MX is served as es), so the view
+     *   does not filter by language.
      */
     constructor(container, opts = {}) {
       this.el = container;
       this.maxLines = Math.max(0, Number(opts.lines ?? opts.maxLines) || 0);
       this.fade = Math.max(0, Number(opts.fade) || 0);
+      this.names = ["always", "never"].includes(opts.names) ? opts.names : "auto";
       this.onStatus = opts.onStatus || null;
       this.onError = opts.onError || null;
       this.listeners = [];
-      this.lines = new Map(); // segment -> element
-      this.closed = new Set(); // segments whose final has arrived
+      this.lines = new Map(); // publisher:segment -> element
+      this.closed = new Set(); // keys of segments whose final has arrived
+      this.people = new Map(); // who has spoken (a name, else a publisher) -> colour index
     }
 
     /** Call ``fn(message)`` for every caption message applied. */
@@ -50,27 +57,42 @@
       }
     }
 
-    caption(msg) {
+    // Each publisher's segments are its own: two speakers' partials never share a line.
+    static key(msg) {
       const seg = Number(msg.segment);
+      return msg.publisher ? String(msg.publisher) + ":" + seg : String(seg);
+    }
+
+    showNames() {
+      return this.names === "always" || (this.names === "auto" && this.people.size > 1);
+    }
+
+    caption(msg) {
+      const key = NovaCaptionView.key(msg);
       // A partial that trails its own final (a replay after reconnecting) must not reopen the line.
-      if (this.closed.has(seg)) return;
+      if (this.closed.has(key)) return;
       const text = String(msg.text ?? "").trim();
       // Decide before changing the DOM: afterwards the new height hides where the reader was.
       const stick = this.atBottom();
       if (msg.final) {
-        this.closed.add(seg);
+        this.closed.add(key);
         if (this.closed.size > CLOSED_MEMORY) this.closed.delete(this.closed.values().next().value);
       }
       if (!text) {
-        this.remove(seg);
+        this.remove(key);
       } else {
-        const line = this.lines.get(seg) || this.insert(seg);
+        const who = msg.speaker ? String(msg.speaker) : msg.publisher ? String(msg.publisher) : "";
+        const named = this.showNames();
+        if (who && !this.people.has(who)) this.people.set(who, this.people.size % VOICES);
+        const line = this.lines.get(key) || this.insert(key, Number(msg.segment));
         this.fill(line, msg, text);
+        // The second person to speak: everyone's lines get their names, the earlier ones too.
+        if (this.showNames() !== named) this.relabel();
         clearTimeout(line._fade);
         if (msg.final && this.fade > 0) {
           line._fade = setTimeout(() => {
             line.classList.add("gone");
-            setTimeout(() => this.remove(seg, line), FADE_OUT_MS);
+            setTimeout(() => this.remove(key, line), FADE_OUT_MS);
           }, this.fade * 1000);
         }
       }
@@ -79,17 +101,27 @@
     }
 
     // A partial shows the words that will not change apart from the ones still being worked out.
+    // Names and words are set as text, never parsed as HTML: what a speaker calls themselves
+    // and what Whisper hears stay inert on every page that shows them.
     fill(line, msg, text) {
       line.className = "line " + (msg.final ? "final" : "partial");
+      const body = document.createElement("span");
+      body.className = "text";
       const stable = msg.final ? "" : String(msg.stable || "").trim();
       if (stable && text.startsWith(stable) && stable.length < text.length) {
         const firm = document.createElement("span");
         firm.className = "stable";
         firm.textContent = stable;
-        line.replaceChildren(firm, document.createTextNode(text.slice(stable.length)));
+        body.replaceChildren(firm, document.createTextNode(text.slice(stable.length)));
       } else {
-        line.textContent = text;
+        body.textContent = text;
       }
+      if (msg.speaker) line.dataset.speaker = String(msg.speaker);
+      else delete line.dataset.speaker;
+      const who = msg.speaker ? String(msg.speaker) : msg.publisher ? String(msg.publisher) : "";
+      if (who && this.people.has(who)) line.dataset.voice = String(this.people.get(who));
+      line.replaceChildren(body);
+      this.label(line);
       // Screen readers would re-announce every revision of a partial; let them read finals only.
       if (msg.final) line.removeAttribute("aria-hidden");
       else line.setAttribute("aria-hidden", "true");
@@ -98,6 +130,19 @@
       if (typeof msg.end === "number") line.dataset.end = msg.end;
     }
 
+    // The speaker's name before the line's words, while names are shown.
+    label(line) {
+      const old = line.querySelector(":scope > .speaker");
+      const name = this.showNames() ? line.dataset.speaker : "";
+      if (!name) { if (old) old.remove(); return; }
+      const tag = old || document.createElement("span");
+      tag.className = "speaker";
+      tag.textContent = name;
+      if (!old) line.prepend(tag);
+    }
+
+    relabel() { for (const line of this.lines.values()) this.label(line); }
+
     atBottom() {
       const c = this.el;
       return c.scrollHeight - c.scrollTop - c.clientHeight <= BOTTOM_SLACK;
@@ -105,23 +150,24 @@
 
     // Segments are numbered in speaking order, but with several publishers a final can arrive
     // after the next segment's partial; keep lines in segment order regardless.
-    insert(seg) {
+    insert(key, seg) {
       const line = document.createElement("div");
       line.dataset.segment = String(seg);
+      line.dataset.key = key;
       let after = this.el.lastElementChild;
       while (after && Number(after.dataset.segment) > seg) after = after.previousElementSibling;
       if (after) after.after(line);
       else this.el.prepend(line);
-      this.lines.set(seg, line);
+      this.lines.set(key, line);
       return line;
     }
 
-    remove(seg, only) {
-      const line = this.lines.get(seg);
+    remove(key, only) {
+      const line = this.lines.get(key);
       if (!line || (only && line !== only)) return;
       clearTimeout(line._fade);
       line.remove();
-      this.lines.delete(seg);
+      this.lines.delete(key);
     }
 
     // Finals go first: a partial removed here would reappear out of place on its next update.
@@ -131,7 +177,7 @@
       for (const line of [...this.el.children]) {
         if (excess <= 0) break;
         if (line.classList.contains("final")) {
-          this.remove(Number(line.dataset.segment));
+          this.remove(line.dataset.key);
           excess -= 1;
         }
       }
@@ -143,18 +189,25 @@
       this.el.replaceChildren();
       this.lines.clear();
       this.closed.clear();
+      this.people.clear();
     }
 
     /** Drop the partial lines only (their speaker is gone; their final may never come). */
     clearPartials() {
-      for (const [seg, line] of [...this.lines]) if (line.classList.contains("partial")) this.remove(seg, line);
+      for (const [key, line] of [...this.lines]) if (line.classList.contains("partial")) this.remove(key, line);
     }
 
-    finals() { return [...this.el.querySelectorAll(".final")].map((e) => e.textContent); }
+    // The words of lines, without the speakers' names.
+    static words(line) {
+      const body = line.querySelector(":scope > .text");
+      return (body || line).textContent;
+    }
 
-    partial() { return [...this.el.querySelectorAll(".partial")].map((e) => e.textContent).join(" "); }
+    finals() { return [...this.el.querySelectorAll(".final")].map(NovaCaptionView.words); }
 
-    texts() { return [...this.el.children].map((e) => e.textContent); }
+    partial() { return [...this.el.querySelectorAll(".partial")].map(NovaCaptionView.words).join(" "); }
+
+    texts() { return [...this.el.children].map(NovaCaptionView.words); }
 
     // Style options shared by the overlay (URL parameters) and the widget (data attributes),
     // applied as CSS custom properties: the CSSOM drops invalid values, so no option can inject CSS.

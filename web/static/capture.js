@@ -17,13 +17,20 @@
     disconnected: 'disconnected', failed: 'failed', closed: 'idle',
   };
   const STATE_TEXT = { lost: 'connection lost' };
+  const ROOM_HELP = 'Room names are 1-64 letters, digits, "-" or "_", starting with a letter or digit: check the Room field above.';
+  // Where the page remembers the speaker's choices between visits (never the token).
+  const STORE = { speaker: 'nova-voice.speaker', mode: 'nova-voice.mode', draft: 'nova-voice.dictation' };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
-    captions: $('captions'), token: $('token'), links: $('share-links'),
+    errorText: $('error-text'), errorAction: $('error-action'),
+    captions: $('captions'), logs: $('logs'), token: $('token'), speaker: $('speaker'), links: $('share-links'),
     watch: $('watch-lang'), watchRow: $('watch-row'),
+    vocab: $('vocab'), vocabulary: $('vocabulary'), vocabApply: $('vocab-apply'), vocabHint: $('vocab-hint'),
+    dictBox: $('dictation-box'), dict: $('dictation'), dictPartial: $('dictation-partial'),
+    dictCopy: $('dictation-copy'), dictDownload: $('dictation-download'),
   };
   // A viewer of one of the room's translations, while the speaker watches one instead of
   // their own words; null while they watch the spoken language (the publisher's own channel).
@@ -33,41 +40,174 @@
   // The current share attempt. Every async step checks it is still current, so a Stop pressed
   // mid-way (or a second share) cannot be undone by a slow step of the old attempt.
   let session = null;
+  let mode = 'captions';
+  let errorAction = null;
 
-  const view = new window.NovaCaptionView(ui.captions, {
-    lines: 0, // the capture page keeps the whole session as a log
-    onStatus: showActivity,
-    onError: (m) => showError(m.message || m.code || 'The server reported an error.'),
-  });
+  function remember(key, value) {
+    try { localStorage.setItem(key, value); } catch { /* storage off: nothing is remembered */ }
+  }
+  function recall(key) {
+    try { return localStorage.getItem(key) || ''; } catch { return ''; }
+  }
+
+  // One log per language, each kept for the whole session: switching what is shown never
+  // loses a line. '' is the spoken language, fed by the publisher's own channel all along.
+  const views = new Map();
+  function makeView(el) {
+    return new window.NovaCaptionView(el, {
+      lines: 0, // the capture page keeps the whole session as a log
+      onStatus: showActivity,
+      onError: (m) => showError(m.message || m.code || 'The server reported an error.'),
+    });
+  }
+  views.set('', { el: ui.captions, view: makeView(ui.captions) });
+  const view = views.get('').view;
+
+  function viewFor(lang) {
+    if (!views.has(lang)) {
+      const el = document.createElement('div');
+      el.className = 'captions';
+      el.setAttribute('role', 'log');
+      el.setAttribute('aria-live', 'polite');
+      el.setAttribute('aria-label', `Captions in ${languageName(lang)}`);
+      el.tabIndex = 0;
+      el.dataset.lang = lang;
+      el.hidden = true;
+      ui.logs.append(el);
+      views.set(lang, { el, view: makeView(el) });
+    }
+    return views.get(lang);
+  }
+
+  function showLanguage(lang) {
+    for (const [l, v] of views) {
+      v.el.hidden = l !== lang;
+      if (l === lang) v.el.scrollTop = v.el.scrollHeight;
+    }
+  }
+
+  function shownView() { return (views.get(ui.watch.value) || views.get('')).view; }
+
+  function clearViews() {
+    if (watcher) watcher.stop();
+    watcher = null;
+    ui.watch.value = '';
+    for (const [l, v] of [...views]) {
+      v.view.clear();
+      if (l) { v.el.remove(); views.delete(l); }
+    }
+    showLanguage('');
+  }
+
+  // "Español (es)": the language's own name, then its code; the bare code where the browser
+  // has no name for it.
+  function languageName(code) {
+    try {
+      const name = new Intl.DisplayNames([code], { type: 'language' }).of(code);
+      if (name && name.toLowerCase() !== code.toLowerCase()) {
+        return `${name.charAt(0).toLocaleUpperCase(code)}${name.slice(1)} (${code})`;
+      }
+    } catch { /* an old browser, or a code Intl does not know */ }
+    return code;
+  }
 
   function setState(name) {
     state = name;
     ui.state.textContent = STATE_TEXT[name] || name;
     ui.state.dataset.state = name;
+    updateVocabulary();
   }
 
   function setBusy(busy) {
     ui.share.disabled = busy;
     ui.stop.disabled = !busy;
     ui.room.disabled = busy;
+    ui.speaker.disabled = busy;
+    ui.token.disabled = busy;
   }
 
-  function showError(text) {
-    ui.error.textContent = text;
+  /** ``action``: {label, run} for a button beside the message (Take over). ``field``: the input
+   *  the message asks the speaker to fill, marked and focused. ``notice``: a question or a
+   *  situation (a name in use), not a failure: shown in the warning colour. */
+  function showError(text, { action = null, field = null, notice = false } = {}) {
+    ui.errorText.textContent = text;
     ui.error.hidden = false;
+    ui.error.dataset.kind = notice ? 'notice' : 'error';
+    errorAction = action ? action.run : null;
+    ui.errorAction.hidden = !action;
+    ui.errorAction.textContent = action ? action.label : '';
+    if (field) {
+      field.setAttribute('aria-invalid', 'true');
+      field.focus();
+    }
   }
 
   function clearError() {
-    ui.error.textContent = '';
+    ui.errorText.textContent = '';
     ui.error.hidden = true;
+    ui.errorAction.hidden = true;
+    errorAction = null;
+    for (const f of [ui.room, ui.token, ui.speaker]) f.removeAttribute('aria-invalid');
   }
 
   function showActivity(m) {
     let text = m.speech ? 'Hearing speech' : 'Listening';
     // Only worth mentioning when the server is falling behind enough for people to notice.
     if (m.queue_delay >= 0.5) text += ` · server ${m.queue_delay.toFixed(1)} s behind`;
+    const names = Array.isArray(m.speakers) ? m.speakers.map(String) : [];
+    if (names.length) text += ` · speaking here: ${names.join(', ')}`;
     ui.activity.textContent = text;
     ui.activity.dataset.speech = String(Boolean(m.speech));
+    delete ui.activity.dataset.kind;
+  }
+
+  // The server's JSON error body: {"error": "code", "message": "..."} (server/http.py), or
+  // {"error": {"code", "message"}}; anything else gives empty strings.
+  function errorOf(body) {
+    try {
+      const j = JSON.parse(body);
+      const e = j && j.error;
+      if (e && typeof e === 'object') return { code: String(e.code || ''), message: String(e.message || '') };
+      return { code: typeof e === 'string' ? e : '', message: String((j && j.message) || '') };
+    } catch {
+      return { code: '', message: '' };
+    }
+  }
+
+  // A refused WHIP request in the page's words: which field to fill, and what to do next.
+  function refusalText(s, status, { code, message }, reconnecting) {
+    const who = s.speaker || 'Someone';
+    if (code === 'speaker_taken') {
+      const text = reconnecting
+        ? `${who} is now speaking here from another tab or device.`
+        : `${who} is already speaking here — take over? That ends the other session using this name.`;
+      return { text, notice: true, next: 'idle', action: { label: `Take over as ${s.speaker}`, run: () => share(true) } };
+    }
+    if (code === 'too_many_speakers') {
+      return {
+        text: 'This room already has as many speakers as it allows. Wait for someone to stop, or ask whoever runs the room to allow more.',
+        notice: true, next: 'idle',
+      };
+    }
+    if (status === 401 || code === 'unauthorized') {
+      return { text: 'This room is protected: paste its publish token above.', field: ui.token };
+    }
+    if (status === 403 && code === 'forbidden') {
+      return { text: 'That publish token does not open this room: check the Publish token above.', field: ui.token };
+    }
+    if (code === 'invalid_room') return { text: ROOM_HELP, field: ui.room };
+    if (code === 'unknown_room') {
+      return { text: `There is no room called "${s.room}" on this server: check the Room field above, or create the room first.`, field: ui.room };
+    }
+    if (code.includes('speaker')) {
+      return { text: `Check Your name above: ${message || 'the server did not accept it'}.`, field: ui.speaker };
+    }
+    if (code === 'draining') return { text: 'The server is restarting: press Share microphone again in a few seconds.' };
+    if (code === 'server_full' || code === 'inference_unavailable') {
+      return { text: 'The server is too busy to caption another microphone right now: try again in a minute.' };
+    }
+    if (status === 429) return { text: 'Too many attempts from this address: wait a moment, then press Share microphone again.' };
+    return { text: message || `The server refused the connection (HTTP ${status}).` };
   }
 
   function micMessage(err) {
@@ -140,36 +280,43 @@
     return fetch(url, { method: 'DELETE', keepalive: true }).catch(() => {});
   }
 
-  function fail(s, message, next = 'failed') {
+  function fail(s, message, next = 'failed', options = {}) {
     if (session !== s) return;
     session = null;
-    showError(message);
     release(s);
     deleteSession(s.location);
+    ui.activity.textContent = ''; // no "Reconnecting…" left beside a session that has ended
+    delete ui.activity.dataset.kind;
     setState(next);
     setBusy(false);
+    showError(message, options); // after the fields are enabled again: it may focus one
   }
 
-  async function share() {
+  /** ``takeover``: the speaker chose to take their name over from a session still live with it. */
+  async function share(takeover = false) {
+    if (session) return;
     clearError();
     const room = ui.room.value.trim();
     if (!ROOM_NAME.test(room)) {
-      showError('Room names are 1-64 letters, digits, "-" or "_", starting with a letter or digit.');
-      ui.room.focus();
+      showError(ROOM_HELP, { field: ui.room });
       return;
     }
+    const speaker = ui.speaker.value.trim();
+    remember(STORE.speaker, speaker);
     if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
       showError('This browser only allows the microphone on secure pages: open Nova Voice over https:// or http://localhost.');
       return;
     }
     // Created synchronously in the click, so the autoplay policy lets it run.
     const s = {
-      room, token: ui.token.value.trim(), audio: new AudioContext(), stream: null, pc: null,
+      room, token: ui.token.value.trim(), speaker, takeover, audio: new AudioContext(), stream: null, pc: null,
       dcClosed: null, location: null, raf: 0, released: false, watchdog: 0, retryTimer: 0,
       attempt: 0, wasLive: false,
     };
     session = s;
-    view.clear();
+    delete ui.vocabHint.dataset.result;
+    clearViews();
+    dictation.reset();
     ui.activity.textContent = '';
     setState('connecting');
     setBusy(true);
@@ -213,7 +360,8 @@
     pc.close();
     deleteSession(s.location);
     s.location = null;
-    view.clearPartials();
+    for (const v of views.values()) v.view.clearPartials();
+    dictation.clearPartials();
     ui.activity.textContent = '';
     setState('lost');
     retry(s);
@@ -223,6 +371,9 @@
     const delay = afterMs ?? Math.min(RETRY_MAX_MS, 500 * 2 ** s.attempt) * (0.75 + Math.random() * 0.5);
     s.attempt += 1;
     ui.activity.textContent = `Reconnecting in ${Math.ceil(delay / 1000)} s…`;
+    // Not the green of "Hearing speech": nothing is heard until the connection is back.
+    ui.activity.dataset.speech = 'false';
+    ui.activity.dataset.kind = 'reconnecting';
     clearTimeout(s.retryTimer);
     s.retryTimer = setTimeout(() => { if (session === s) connect(s); }, delay);
   }
@@ -260,7 +411,12 @@
     dc.addEventListener('message', (e) => {
       if (s.released) return;
       if (session === s && s.pc === pc) alive(s, pc);
-      if (!watcher) view.apply(e.data); // while a translation is watched, its viewer draws
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }
+      // The spoken language's log keeps filling while a translation is shown.
+      view.apply(msg);
+      if (msg && msg.type === 'caption') dictation.caption(msg, s);
+      else if (msg && msg.type === 'settings') vocabularyApplied(msg);
     });
 
     let res;
@@ -268,7 +424,11 @@
       await pc.setLocalDescription(await pc.createOffer());
       await iceGathered(pc, ICE_TIMEOUT_MS);
       if (session !== s || s.pc !== pc) return;
-      res = await fetch(`/whip/${encodeURIComponent(s.room)}`, {
+      const q = new URLSearchParams();
+      if (s.speaker) q.set('speaker', s.speaker);
+      // Only the attempt the speaker chose; a reconnect never takes a name from someone else.
+      if (s.takeover && !reconnecting) q.set('takeover', '1');
+      res = await fetch(`/whip/${encodeURIComponent(s.room)}${q.toString() ? `?${q}` : ''}`, {
         method: 'POST',
         headers: Object.assign(
           { 'Content-Type': 'application/sdp' },
@@ -286,6 +446,7 @@
     const body = await res.text().catch(() => '');
     const loc = res.headers.get('Location');
     if (res.status === 201 && loc) s.location = new URL(loc, res.url).href;
+    if (res.status === 201) s.publisher = res.headers.get('Nova-Publisher');
     // Stopped while the POST was in flight: the server made a session we no longer want.
     if (session !== s || s.pc !== pc) { deleteSession(s.location); return; }
     if (res.status !== 201) {
@@ -295,9 +456,8 @@
         retry(s, after > 0 ? Math.min(after * 1000, RETRY_MAX_MS) : undefined);
         return;
       }
-      let message = `The server refused the connection (HTTP ${res.status}).`;
-      try { message = JSON.parse(body).message || message; } catch { /* not JSON: keep the generic text */ }
-      fail(s, message);
+      const { text, next = 'failed', ...options } = refusalText(s, res.status, errorOf(body), reconnecting);
+      fail(s, text, next, options);
       return;
     }
     try {
@@ -310,35 +470,43 @@
     url.searchParams.set('room', s.room);
     history.replaceState(null, '', url); // so a reload or a copied link keeps the room
     showLinks(s.room);
-    loadLanguages(s.room);
+    loadRoom(s);
   }
 
-  // The room's translations, offered in the "Show captions in" list (a reconnect keeps the choice).
-  async function loadLanguages(room) {
+  // The room's translations, offered in the "Show captions in" list (a reconnect keeps the
+  // choice), and its vocabulary, shown in the Vocabulary field unless the speaker is editing it.
+  async function loadRoom(s) {
     const chosen = ui.watch.value;
-    ui.watch.replaceChildren(new Option('the spoken language', ''));
+    let info = {};
     try {
       // A private room shows its languages to holders of its publish (or view) token only.
-      const token = session && session.token;
-      const res = await fetch(`/rooms/${encodeURIComponent(room)}`, {
-        headers: token ? { Authorization: `Bearer ${token}` } : {},
+      const res = await fetch(`/rooms/${encodeURIComponent(s.room)}`, {
+        headers: s.token ? { Authorization: `Bearer ${s.token}` } : {},
       });
-      if (res.ok) for (const lang of (await res.json()).languages || []) ui.watch.append(new Option(lang, lang));
+      if (res.ok) info = await res.json();
     } catch { /* no list: the spoken language only */ }
+    if (session !== s) return;
+    ui.watch.replaceChildren(new Option('the spoken language', ''));
+    for (const lang of info.languages || []) ui.watch.append(new Option(languageName(lang), lang));
     ui.watch.value = [...ui.watch.options].some((o) => o.value === chosen) ? chosen : '';
-    ui.watchRow.hidden = ui.watch.options.length < 2;
+    ui.watchRow.hidden = ui.watch.options.length < 2 || mode === 'dictation';
+    if (Array.isArray(info.vocabulary) && !ui.vocabulary.dataset.edited) {
+      ui.vocabulary.value = info.vocabulary.join(', ');
+    }
   }
 
   function watch(lang) {
     if (watcher) watcher.stop();
     watcher = null;
-    view.clear();
     if (session) showLinks(session.room);
-    if (!lang || !session) return;
+    if (!lang || !session) { showLanguage(''); return; }
+    const { view: shown } = viewFor(lang);
+    showLanguage(lang);
+    // The server replays the recent lines to each connection: those already shown are known by
+    // their segment and skipped, so coming back to a language keeps its earlier lines.
     watcher = new window.NovaViewer({
       server: '', room: session.room, lang,
-      onMessage: (m) => view.apply(m),
-      onConnect: () => view.clear(), // the server replays the recent lines to each connection
+      onMessage: (m) => shown.apply(m),
     }).start();
   }
 
@@ -397,14 +565,247 @@
     if (watcher) watcher.stop();
     watcher = null;
     ui.watch.value = '';
+    showLanguage('');
+    dictation.clearPartials();
     ui.activity.textContent = '';
     setState('idle');
     setBusy(false);
   }
 
+  // ---- Vocabulary: terms the room's Whisper should expect, changed live (PATCH /rooms/{room}) ----
+
+  function vocabularyTerms() {
+    const seen = new Set();
+    const terms = [];
+    for (const raw of ui.vocabulary.value.split(/[,\n]/)) {
+      const term = raw.trim().replace(/\s+/g, ' ');
+      if (term && !seen.has(term.toLowerCase())) {
+        seen.add(term.toLowerCase());
+        terms.push(term);
+      }
+    }
+    return terms;
+  }
+
+  // Only a publish token may change a room: while sharing with one, Apply sends the terms;
+  // sharing into a room that has none, the field is shown disabled and says why.
+  function updateVocabulary(note) {
+    const s = session;
+    const live = Boolean(s && s.location && (state === 'live' || state === 'connecting'));
+    ui.vocabApply.disabled = !(live && s.token) || ui.vocabApply.dataset.busy === '1';
+    ui.vocabulary.disabled = live && !s.token;
+    if (note !== undefined) ui.vocabHint.textContent = note;
+    else if (live && !s.token) {
+      ui.vocabHint.textContent = 'This room was opened without a publish token, so its vocabulary cannot be changed here. To change it while you speak, use a room created with a publish token and paste the token above.';
+    } else if (!live) {
+      ui.vocabHint.textContent = 'Apply it while sharing the microphone with the room\'s publish token.';
+    } else if (!ui.vocabHint.dataset.result) {
+      ui.vocabHint.textContent = 'Applies from the next sentence on.';
+    }
+  }
+
+  async function applyVocabulary() {
+    const s = session;
+    if (!s || !s.token) return;
+    const terms = vocabularyTerms();
+    ui.vocabApply.dataset.busy = '1';
+    updateVocabulary('Applying…');
+    let note;
+    try {
+      const res = await fetch(`/rooms/${encodeURIComponent(s.room)}`, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${s.token}` },
+        body: JSON.stringify({ vocabulary: terms }),
+      });
+      const body = await res.text().catch(() => '');
+      if (res.ok) {
+        // The list as the room now has it: one of each term, however it was typed.
+        if (session === s) {
+          ui.vocabulary.value = terms.join(', ');
+          delete ui.vocabulary.dataset.edited;
+        }
+        note = terms.length
+          ? `Applied: ${terms.length} ${terms.length === 1 ? 'term' : 'terms'}, from the next sentence on.`
+          : 'Vocabulary cleared, from the next sentence on.';
+      } else if (res.status === 401 || res.status === 403) {
+        note = 'The publish token above does not allow changing this room\'s vocabulary.';
+      } else if (res.status === 404 || res.status === 405) {
+        note = 'This server cannot change a room\'s vocabulary while it runs (it needs a newer Nova Voice).';
+      } else {
+        note = errorOf(body).message || `The server did not take the vocabulary (HTTP ${res.status}).`;
+      }
+    } catch {
+      note = 'Cannot reach the Nova Voice server: the vocabulary was not changed.';
+    }
+    delete ui.vocabApply.dataset.busy;
+    if (session !== s) return;
+    ui.vocabHint.dataset.result = '1';
+    updateVocabulary(note);
+  }
+
+  // The server's word that the room's settings changed (whoever changed them).
+  function vocabularyApplied(m) {
+    if (!Array.isArray(m.changed) || !m.changed.includes('vocabulary')) return;
+    const n = Number(m.vocabulary) || 0;
+    ui.vocabHint.dataset.result = '1';
+    updateVocabulary(n
+      ? `The room now listens for ${n} ${n === 1 ? 'term' : 'terms'}, from the next sentence on.`
+      : 'The room\'s vocabulary is now empty.');
+  }
+
+  // ---- Dictation: finals typed at the cursor of an editable text, partials shown below it ----
+
+  const PUNCT = '.,;:!?…';
+  // What Whisper does not write: said as a sentence of their own ("New line."), in the
+  // language the caption is in; English ones are understood in every language.
+  const COMMANDS = {
+    en: [['new[\\s-]?paragraph', '\n\n'], ['new[\\s-]?line', '\n']],
+    es: [['nuevo\\s+p[aá]rrafo', '\n\n'], ['nueva\\s+l[ií]nea', '\n']],
+    de: [['neuer\\s+absatz', '\n\n'], ['neue\\s+zeile', '\n']],
+    fr: [['nouveau\\s+paragraphe', '\n\n'], ['nouvelle\\s+ligne', '\n'], ['[àa]\\s+la\\s+ligne', '\n']],
+  };
+
+  /** A final's text as pieces: {text} to type, {command: "\n"} to insert as it stands. */
+  function dictationPieces(text, lang) {
+    const code = String(lang || 'en').toLowerCase().split(/[-_]/)[0];
+    const list = [...(COMMANDS[code] || []), ...(code === 'en' ? [] : COMMANDS.en)];
+    const alt = list.map(([p], i) => `(?<c${i}>${p})`).join('|');
+    // A command stands between punctuation (or the ends of the text): "a new line of shoes"
+    // is words, "Thanks. New line." is a line break.
+    const re = new RegExp(`(?<=^|[${PUNCT}])\\s*[¡¿]?(?:${alt})\\s*(?:[${PUNCT}]+|$)`, 'giu');
+    const pieces = [];
+    const words = (from, to) => {
+      const t = text.slice(from, to).trim();
+      if (t) pieces.push({ text: t });
+    };
+    let at = 0;
+    for (const m of String(text).matchAll(re)) {
+      words(at, m.index);
+      const i = list.findIndex((_, k) => m.groups[`c${k}`] !== undefined);
+      pieces.push({ command: list[i][1] });
+      at = m.index + m[0].length;
+    }
+    words(at, text.length);
+    return pieces;
+  }
+
+  const CLOSING = /^[,.;:!?…)\]}»”’]/;
+
+  /** Type ``pieces`` at the text area's cursor (replacing a selection), spaced like prose. */
+  function typeAtCursor(ta, pieces) {
+    const start = ta.selectionStart ?? ta.value.length;
+    const end = ta.selectionEnd ?? start;
+    let prev = ta.value.slice(0, start).slice(-1);
+    let out = '';
+    let afterBreak = false;
+    for (const p of pieces) {
+      if (p.command) {
+        out += p.command;
+        prev = '\n';
+        afterBreak = true;
+        continue;
+      }
+      let t = p.text.trim();
+      if (!t) continue;
+      if (afterBreak) t = t.charAt(0).toLocaleUpperCase() + t.slice(1);
+      if (prev && !/\s/.test(prev) && !CLOSING.test(t)) out += ' ';
+      out += t;
+      prev = t.slice(-1);
+      afterBreak = false;
+    }
+    if (!out) return;
+    ta.setRangeText(out, start, end, 'end');
+    // Words typed before text that follows get a space between, the cursor staying before it.
+    const next = ta.value.charAt(ta.selectionEnd);
+    if (next && !/\s/.test(next) && !CLOSING.test(next) && !/\s$/.test(out)) {
+      ta.setRangeText(' ', ta.selectionEnd, ta.selectionEnd, 'start');
+    }
+    remember(STORE.draft, ta.value);
+  }
+
+  const dictation = {
+    typed: new Set(), // segments already typed: a replayed final is never typed twice
+    partials: new Map(),
+    reset() { this.typed.clear(); this.clearPartials(); },
+    clearPartials() { this.partials.clear(); this.render(); },
+    caption(msg, s) {
+      if (mode !== 'dictation') return;
+      // Another speaker's words (a shared room) are theirs, not this speaker's text: the
+      // server names this session's own captions in the WHIP answer (Nova-Publisher).
+      if (s.publisher && msg.publisher && msg.publisher !== s.publisher) return;
+      if (!s.publisher && s.speaker && msg.speaker && msg.speaker !== s.speaker) return;
+      const key = window.NovaCaptionView.key(msg);
+      if (this.typed.has(key)) return;
+      const text = String(msg.text ?? '').trim();
+      if (msg.final) {
+        this.partials.delete(key);
+        this.typed.add(key);
+        if (text) typeAtCursor(ui.dict, dictationPieces(text, msg.lang));
+      } else if (text) {
+        this.partials.set(key, text);
+      } else {
+        this.partials.delete(key);
+      }
+      this.render();
+    },
+    render() { ui.dictPartial.textContent = [...this.partials.values()].join(' '); },
+  };
+
+  function setMode(next) {
+    mode = next === 'dictation' ? 'dictation' : 'captions';
+    for (const r of document.querySelectorAll('input[name="mode"]')) r.checked = r.value === mode;
+    ui.dictBox.hidden = mode !== 'dictation';
+    ui.logs.hidden = mode === 'dictation';
+    ui.watchRow.hidden = mode === 'dictation' || ui.watch.options.length < 2;
+    if (mode === 'dictation' && watcher) { ui.watch.value = ''; watch(''); }
+    document.body.dataset.mode = mode;
+    remember(STORE.mode, mode);
+  }
+
+  async function copyText(button, text, select) {
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch {
+      select();
+      document.execCommand('copy'); // plain http pages have no async clipboard
+    }
+    const label = button.textContent;
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = label; }, 1500);
+  }
+
+  function downloadDictation() {
+    const blob = new Blob([ui.dict.value], { type: 'text/plain;charset=utf-8' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    const day = new Date().toISOString().slice(0, 10);
+    a.download = `${ui.room.value.trim() || 'dictation'}-${day}.txt`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); share(); });
   ui.stop.addEventListener('click', () => { stop(); });
   ui.watch.addEventListener('change', () => watch(ui.watch.value));
+  ui.errorAction.addEventListener('click', () => {
+    const run = errorAction;
+    clearError();
+    if (run) run();
+  });
+  for (const field of [ui.room, ui.token, ui.speaker]) {
+    field.addEventListener('input', () => field.removeAttribute('aria-invalid'));
+  }
+  ui.speaker.addEventListener('change', () => remember(STORE.speaker, ui.speaker.value.trim()));
+  for (const r of document.querySelectorAll('input[name="mode"]')) {
+    r.addEventListener('change', () => { if (r.checked) setMode(r.value); });
+  }
+  ui.vocabulary.addEventListener('input', () => { ui.vocabulary.dataset.edited = '1'; });
+  ui.vocabApply.addEventListener('click', () => { applyVocabulary(); });
+  ui.dict.addEventListener('input', () => remember(STORE.draft, ui.dict.value));
+  ui.dictCopy.addEventListener('click', () => copyText(ui.dictCopy, ui.dict.value, () => ui.dict.select()));
+  ui.dictDownload.addEventListener('click', downloadDictation);
   window.addEventListener('pagehide', () => {
     if (!session) return;
     deleteSession(session.location);
@@ -412,15 +813,22 @@
     session = null;
   });
 
-  const fromUrl = new URLSearchParams(window.location.search).get('room');
+  const params = new URLSearchParams(window.location.search);
+  const fromUrl = params.get('room');
   if (fromUrl) ui.room.value = fromUrl;
+  ui.speaker.value = recall(STORE.speaker);
+  ui.dict.value = recall(STORE.draft);
+  setMode(params.get('mode') || recall(STORE.mode) || 'captions');
   setState('idle');
   setBusy(false);
 
   window.novaCapture = {
     state: () => state,
-    finals: () => view.finals(),
-    partial: () => view.partial(),
+    /** The final lines shown now, or those of ``lang`` ('' the spoken language). */
+    finals: (lang) => (lang === undefined ? shownView() : viewFor(lang).view).finals(),
+    partial: () => shownView().partial(),
     watching: () => (watcher ? ui.watch.value : ''),
+    mode: () => mode,
+    dictationPieces,
   };
 })();

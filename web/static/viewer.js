@@ -22,13 +22,16 @@
     });
   }
 
-  /** ICE servers (with short-lived TURN credentials) from the Nova Voice server's /ice. */
+  /** ICE servers (with short-lived TURN credentials) from the Nova Voice server. A room's own
+   * /rooms/{room}/ice answers pages on every origin (an embedding site gets an empty list where
+   * the server keeps TURN for its own pages and --allow-origin), so no console error; plain /ice
+   * is for the server's own pages. */
   async function iceServers(server, token, room) {
     try {
       const q = new URLSearchParams();
       if (token) q.set("token", token);
-      if (room) q.set("room", room); // a room's own view token opens /ice for that room
-      const r = await fetch(server + "/ice" + (q.toString() ? "?" + q : ""));
+      const path = room ? "/rooms/" + encodeURIComponent(room) + "/ice" : "/ice";
+      const r = await fetch(server + path + (q.toString() ? "?" + q : ""), { cache: "no-store" });
       if (r.ok) return (await r.json()).iceServers || [];
     } catch (e) { /* no /ice: plain host candidates are enough on a LAN */ }
     return [];

@@ -1,5 +1,6 @@
 // The embeddable widget: <script src="https://HOST/widget.js" data-room="demo" async></script>
 // drops a caption box where the tag stands, inside a Shadow DOM so no CSS leaks either way.
+// data-names="auto|always|never": speakers' names before their lines (auto: once two have spoken).
 // Served by the server after viewer.js and captions.js, as one file.
 (function (root) {
   "use strict";
