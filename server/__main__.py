@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.models_cli import main as models_main
 
         return models_main(args[1:])
+    if args[:1] == ["dictate"]:
+        from server.dictate import main as dictate_main  # the client: no model, no server settings
+
+        return dictate_main(args[1:])
     command, settings = parse(args)
     logs.configure(settings.log_format)
     from pipeline.threads import limit_blas

@@ -265,6 +265,7 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run an inference worker that reads requests from Redis")
     _worker_flags(worker)
     sub.add_parser("models", help="fetch and convert translation models (nova-voice models pull --help)")
+    sub.add_parser("dictate", help="speak into a server: finals printed or typed (nova-voice dictate --help)")
     return p
 
 

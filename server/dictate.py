@@ -1,0 +1,293 @@
+"""``nova-voice dictate``: speak, and the finals come out on the terminal, in a pipe, or typed into
+the focused window.
+
+The microphone (or ``--input FILE`` played in real time) is published over WHIP to a Nova Voice
+server; the captions come back on a data channel this client opens. A failed connection is
+retried with backoff; a refusal that will not change (no token, unknown room) ends with one
+line and exit code 2. Ctrl-C, or the end of the file, stops the audio, waits for the last final,
+ends the session with a DELETE and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+
+from server.dictate_audio import AudioError, DeviceSource, Feed, FeedTrack, FileSource, default_device
+from server.dictate_typing import KeyboardError, PushToTalk, Typist, parse_hotkey
+from server.dictate_whip import Backoff, Connection, Refused, Unavailable
+
+log = logging.getLogger("nova-voice.dictate")
+
+LAST_FINAL_TIMEOUT = 10.0  # after the audio stops, for the words still in flight
+SILENT_AFTER = 2.5  # the server says its status twice a second: this long without a word, it is gone
+
+
+@dataclass
+class Printer:
+    """Finals as lines. On a terminal the partial is rewritten in place on one line; in a pipe
+    nothing but the finals, one a line."""
+
+    out: TextIO
+    tty: bool
+    width: Callable[[], int] = lambda: shutil.get_terminal_size().columns
+    _partial: bool = False
+
+    def partial(self, text: str) -> None:
+        if not self.tty:
+            return
+        room = max(self.width() - 1, 10)
+        shown = text if len(text) <= room else "…" + text[-(room - 1) :]
+        self.out.write("\r\x1b[2K" + shown)
+        self.out.flush()
+        self._partial = True
+
+    def final(self, text: str) -> None:
+        line = " ".join(text.split())  # one final, one line, whatever the text held
+        self.out.write(("\r\x1b[2K" if self._partial else "") + line + "\n")
+        self.out.flush()
+        self._partial = False
+
+    def clear(self) -> None:
+        if self._partial:
+            self.out.write("\r\x1b[2K")
+            self.out.flush()
+            self._partial = False
+
+
+@dataclass
+class Captions:
+    """What the data channel said, sent on to the printer and the typist."""
+
+    printer: Printer
+    typist: Typist | None = None
+    pending: set[int] = field(default_factory=set)  # segments with a partial and no final yet
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    finals: int = 0
+    alive: asyncio.Event = field(default_factory=asyncio.Event)  # set by every message
+    # This session's public id: in a room where others speak too, only its own words count.
+    mine: str | None = None
+
+    def on_message(self, raw: Any) -> None:
+        self.alive.set()
+        try:
+            msg = json.loads(raw)
+        except (TypeError, ValueError):
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("type") == "error":
+            log.warning("server: %s", msg.get("message") or msg.get("code"))
+        if msg.get("type") != "caption" or msg.get("source_lang"):
+            return  # statuses, settings; translations of the captions
+        if self.mine is not None and msg.get("publisher") not in (None, self.mine):
+            return  # another speaker's
+        text, segment = str(msg.get("text") or "").strip(), msg.get("segment")
+        if msg.get("final"):
+            self.pending.discard(segment)  # type: ignore[arg-type]
+            if text:
+                self.finals += 1
+                self.printer.final(text)
+                if self.typist is not None:
+                    self.typist.type(text)
+        elif text:
+            self.pending.add(segment)  # type: ignore[arg-type]
+            self.printer.partial(text)
+        self.changed.set()
+
+    async def settled(self, timeout: float) -> None:
+        """Until no utterance waits for its final, ``timeout`` at most."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending and loop.time() < deadline:
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
+            except TimeoutError:
+                break
+
+
+class Dictation:
+    def __init__(self, args: argparse.Namespace, feed: Feed, captions: Captions) -> None:
+        self.args, self.feed, self.captions = args, feed, captions
+        self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()
+        base = args.server.rstrip("/")
+        query = {k: v for k, v in (("speaker", args.speaker), ("lang", args.lang)) if v}
+        self.url = f"{base}/whip/{quote(args.room, safe='')}" + (f"?{urlencode(query)}" if query else "")
+        self.headers = {"Content-Type": "application/sdp"}
+        if args.token:
+            self.headers["Authorization"] = f"Bearer {args.token}"
+
+    def interrupt(self) -> None:
+        if self.stop.is_set():
+            self.hurry.set()  # a second Ctrl-C: do not wait for the last final
+        self.stop.set()
+
+    async def run(self) -> int:
+        backoff = Backoff()
+        async with aiohttp.ClientSession() as http:
+            while not self.stop.is_set():
+                conn = Connection(http, self.url, self.headers, self.args.room)
+                try:
+                    await first(conn.open(FeedTrack(self.feed), self.captions.on_message), self.stop.wait())
+                except Refused as exc:
+                    await conn.close(delete=False)
+                    print(f"nova-voice dictate: {exc}", file=sys.stderr)
+                    return 2
+                except Unavailable as exc:
+                    await conn.close()
+                    delay = min(backoff.cap, max(backoff.next(), exc.retry_after))
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    await first(asyncio.sleep(delay), self.stop.wait())
+                    continue
+                if not conn.up.is_set():  # stopped while connecting
+                    await conn.close()
+                    break
+                backoff.reset()
+                self.captions.mine = conn.publisher
+                log.info("connected: speaking into room %r", self.args.room)
+                await first(conn.down.wait(), self.stop.wait(), self.feed.ended.wait(), self.silence(conn))
+                if conn.down.is_set() and not self.stop.is_set():
+                    self.captions.pending.clear()  # that utterance went with the connection
+                    self.captions.printer.clear()
+                    log.warning("connection lost; reconnecting")
+                    await conn.close()
+                    await first(asyncio.sleep(backoff.next()), self.stop.wait())
+                    continue
+                await self.finish(conn)
+                break
+        return 0
+
+    async def silence(self, conn: Connection) -> None:
+        """Returns once the server has said nothing for SILENT_AFTER seconds (no heartbeat: it or
+        the path to it is gone, long before ICE would tell), marking the connection down."""
+        while True:
+            self.captions.alive.clear()
+            try:
+                await asyncio.wait_for(self.captions.alive.wait(), SILENT_AFTER)
+            except TimeoutError:
+                conn.down.set()
+                return
+
+    async def finish(self, conn: Connection) -> None:
+        """No more audio: let the last utterance end in silence, wait for its final, DELETE."""
+        if not self.feed.ended.is_set():
+            self.feed.mute()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LAST_FINAL_TIMEOUT
+
+        async def last_final() -> None:
+            await self.feed.tail_sent.wait()
+            await self.captions.settled(max(0.0, deadline - loop.time()))
+
+        await first(last_final(), self.hurry.wait(), conn.down.wait(), asyncio.sleep(LAST_FINAL_TIMEOUT + 2))
+        await conn.close()
+
+
+async def first(*aws: Any) -> None:
+    """Until the first of these finishes; the others are cancelled. Its exception is raised."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nova-voice dictate",
+        description="Speak into a Nova Voice server: finals on the terminal, in a pipe, or typed.",
+    )
+    env = os.environ.get
+    p.add_argument(
+        "--server",
+        default=env("NOVA_SERVER", "http://127.0.0.1:8080"),
+        help="server URL (env NOVA_SERVER, default http://127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--room",
+        default=env("NOVA_ROOM", "dictate"),
+        help="room to speak into (env NOVA_ROOM, default dictate)",
+    )
+    p.add_argument(
+        "--token", default=env("NOVA_PUBLISH_TOKEN", ""), help="publish token (env NOVA_PUBLISH_TOKEN)"
+    )
+    p.add_argument("--speaker", default="", help="your name in the room's captions and transcript")
+    p.add_argument("--lang", default="", help="the language spoken, e.g. en (default: the room's)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--device", default="", help=f"microphone as FORMAT:NAME (default {default_device()})")
+    src.add_argument("--input", metavar="FILE", help="play this file (any format PyAV reads) instead")
+    p.add_argument("--type", action="store_true", help="type each final into the focused window")
+    p.add_argument(
+        "--hotkey", default="", help="push-to-talk: heard only while held, e.g. <ctrl>+<alt>+space"
+    )
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(list(argv))
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="nova-voice dictate: %(message)s")
+    log.setLevel(logging.INFO)
+    if urlsplit(args.server).scheme not in ("http", "https") or not urlsplit(args.server).netloc:
+        print(f"nova-voice dictate: --server takes an http(s) URL; got {args.server!r}", file=sys.stderr)
+        return 2
+    try:
+        hotkey = parse_hotkey(args.hotkey) if args.hotkey else ""
+    except ValueError as exc:
+        print(f"nova-voice dictate: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(dictate(args, hotkey))
+
+
+async def dictate(args: argparse.Namespace, hotkey: str) -> int:
+    source: FileSource | DeviceSource | None = None
+    hold: PushToTalk | None = None
+    try:
+        source = FileSource(args.input) if args.input else DeviceSource(args.device or default_device())
+        hold = PushToTalk(hotkey) if hotkey else None
+        typist = Typist(hold) if args.type else None
+        if hold is not None:
+            hold.start()
+    except (KeyboardError, AudioError) as exc:
+        if source is not None:
+            source.close()
+        print(f"nova-voice dictate: {exc}", file=sys.stderr)
+        return 2
+    if hold is not None:
+        log.info("hold %s to speak", hotkey)
+    captions = Captions(Printer(sys.stdout, sys.stdout.isatty()), typist)
+    session = Dictation(args, Feed(source, hold), captions)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, session.interrupt)
+    try:
+        code = await session.run()
+        if typist is not None:
+            await typist.drain(LAST_FINAL_TIMEOUT)
+    finally:
+        captions.printer.clear()
+        if hold is not None:
+            hold.stop()
+        source.close()
+    if code == 0 and isinstance(source, DeviceSource) and source.error:
+        print(f"nova-voice dictate: {source.error}", file=sys.stderr)
+        return 2
+    return code
