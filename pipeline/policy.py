@@ -148,6 +148,10 @@ class _Utterance:
     voiced: int = 0  # voiced samples heard so far
     voice_end: int = 0  # utterance samples up to the end of the last voiced frame
     voiced_at_request: int = 0
+    # Whether anything was asked of this utterance yet: the first partial comes as it opens,
+    # every later one after new voice (an utterance with no voiced frame yet, which webrtcvad
+    # opens on steady noise, would otherwise ask again with each answer, without end).
+    requested: bool = False
     partial_ticket: int | None = None
     committed: list[Word] = field(default_factory=list)  # stream-timed
     provisional: list[Word] = field(default_factory=list)  # stream-timed
@@ -442,14 +446,14 @@ class CaptionPolicy:
         if utt.duration < opts.min_partial_audio:
             return []
         new_voice = (utt.voiced - utt.voiced_at_request) / SAMPLE_RATE
-        if utt.voiced_at_request and new_voice < self._interval(utt):
+        if utt.requested and new_voice < self._interval(utt):
             return []
         # Near the length cap the cut needs true word times: align those partials.
         near_cap = utt.duration >= opts.max_utterance - 2 * opts.partial_interval - 1.0
         return [self._submit_partial(utt, timed=near_cap)]
 
     def _submit_partial(self, utt: _Utterance, timed: bool) -> Submit:
-        utt.voiced_at_request = utt.voiced
+        utt.voiced_at_request, utt.requested = utt.voiced, True
         utt.partial_ticket = ticket = self._ticket()
         utt.asked[ticket] = utt.samples
         options = replace(self.decode, word_timestamps=True) if timed else self.decode
@@ -462,7 +466,7 @@ class CaptionPolicy:
         utt.final_voice_end = utt.voice_end
         utt.final_samples = utt.samples
         utt.final_result = None
-        utt.voiced_at_request = utt.voiced
+        utt.voiced_at_request, utt.requested = utt.voiced, True
         if options is None:
             options = self.final_decode
             if self.queue_delay > self.options.backpressure_delay:

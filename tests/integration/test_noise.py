@@ -124,7 +124,9 @@ async def test_noise_alone_makes_no_caption_text(inference, noise: str) -> None:
 async def test_noise_that_reaches_whisper_makes_no_text_with_a_vocabulary(inference) -> None:
     """The webrtc VAD calls steady noise speech, so Whisper hears it, prompted with a room's
     vocabulary: its no-speech probability then falls under its own threshold (0.9 -> 0.5-0.7)
-    and, unguarded, it writes a term or a fragment ("K", "Fade,"); nothing may come out."""
+    and, unguarded, it writes a term or a fragment ("K", "Fade,"); nothing may come out. The
+    keyboard runs 30 s: an utterance webrtcvad opened without a voiced frame once asked for a
+    partial again with every answer, without end, and the replay never settled."""
     level = speech_rms(librivox().audio) / 10 ** (SNR_DB / 20)
     ((_, engines),) = inference.devices
     scheduler = Scheduler(engines, BatchOptions(max_batch=8, max_wait=0.01))
@@ -138,11 +140,12 @@ async def test_noise_that_reaches_whisper_makes_no_text_with_a_vocabulary(infere
 
     try:
         for noise in sorted(NOISES):
-            stream = Stream(noise, noise_only(NOISES[noise](8.0), level), [])
+            stream = Stream(noise, noise_only(NOISES[noise](30.0 if noise == "keyboard" else 8.0), level), [])
             before = engines["whisper"].times.requests
-            result = await replay_one(stream, backend, f"heard-{noise}", policy, paced=False)
+            async with asyncio.timeout(90):  # unpaced: settles once every request is answered
+                result = await replay_one(stream, backend, f"heard-{noise}", policy, paced=False)
             asked += engines["whisper"].times.requests - before
             assert [s.caption.text for s in result.seen if s.caption.text] == [], noise
     finally:
         await backend.aclose()
-    assert asked >= 10  # the noise did reach Whisper
+    assert 10 <= asked <= 200  # the noise did reach Whisper, a bounded number of times
