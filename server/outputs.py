@@ -103,8 +103,23 @@ class _Post:
     queued: float  # monotonic
 
 
+class _Poster:
+    """What both outputs share: one task that sends what is queued, in order."""
+
+    _task: asyncio.Task[None] | None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 @dataclass
-class YouTubeOutput:
+class YouTubeOutput(_Poster):
     """One room's caption posts to one YouTube ingestion URL, in order, from one task."""
 
     url: str
@@ -168,11 +183,6 @@ class YouTubeOutput:
                 log.warning("YouTube caption post to %s failed (%s); retrying", masked(self.url), reason)
         self.metrics.output_post("youtube", "dropped")
 
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
 
 OBS_RULES = CueRules(max_chars=32, max_lines=2, max_duration=7.0, min_duration=0.0)  # CEA-608 rows
 
@@ -188,7 +198,7 @@ class ObsRefused(Exception):
 
 
 @dataclass
-class ObsOutput:
+class ObsOutput(_Poster):
     """One room's finals into OBS's outgoing stream as CEA-608 captions (obs-websocket 5's
     ``SendStreamCaption``; YouTube and Twitch show them behind their CC button): 32 characters
     a row, two rows a caption, in order from one task, reconnecting with backoff when OBS
@@ -279,9 +289,7 @@ class ObsOutput:
                 await ws.close()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().aclose()
         await self._drop_connection()
 
 
@@ -291,6 +299,9 @@ class Outputs:
 
     metrics: OutputCounter
     rooms: dict[str, list[Any]] = field(default_factory=dict)
+    configs: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
+    # Posters of outputs a PATCH replaced: they send what they hold, then are closed at exit.
+    retired: list[Any] = field(default_factory=list)
     _http: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -299,8 +310,17 @@ class Outputs:
         return self._http
 
     def attach(self, room: Any, outputs: tuple[dict[str, str], ...]) -> None:
-        """Give ``room`` its outputs (once: a room keeps its posters, and their seq)."""
-        if not outputs or room.name in self.rooms:
+        """Give ``room`` its outputs. A room keeps its posters (and their seq) while its outputs
+        stay as they are; changed (``PATCH /rooms/{room}``), the old ones take no new final and
+        the new ones take every final from now on."""
+        if self.configs.get(room.name, ()) == outputs:
+            return
+        for poster in self.rooms.pop(room.name, []):
+            room.on_final.remove(poster.on_final)
+            self.retired.append(poster)
+        self.retired = [p for p in self.retired if p.busy]
+        self.configs[room.name] = outputs
+        if not outputs:
             return
         posters: list[Any] = [
             YouTubeOutput(o["url"], self.metrics, self.session)
@@ -313,8 +333,7 @@ class Outputs:
             room.on_final.append(poster.on_final)
 
     async def aclose(self) -> None:
-        for posters in self.rooms.values():
-            for poster in posters:
-                await poster.aclose()
+        for poster in [p for posters in self.rooms.values() for p in posters] + self.retired:
+            await poster.aclose()
         if self._http is not None:
             await self._http.close()

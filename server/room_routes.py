@@ -30,18 +30,21 @@ BODY_HELP = (
     ' "max_speakers": 4, "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
 )
 PATCH_HELP = (
-    'the body must be JSON with "vocabulary" (a list of terms) and/or "replacements" '
-    "(an object of phrase -> shown text)"
+    'the body must be JSON with any of "vocabulary" (a list of terms), "replacements" '
+    '(an object of phrase -> shown text) and "outputs" (a list such as [{"type": "youtube", "url": "..."}])'
 )
+PATCHED = ("vocabulary", "replacements", "outputs")
 
 
 def room_settings(room: Room) -> dict[str, object]:
-    """What the room hears and shows: read back by its owner and its viewers alike."""
+    """What the room hears and shows: read back by its owner and its viewers alike (outputs
+    without their stream keys and passwords)."""
     return {
         "vocabulary": list(room.words.vocabulary),
         "replacements": dict(room.words.replacements),
         "max_speakers": room.max_speakers,
         "speakers": list(room.live_speakers()),
+        "outputs": [shown(o) for o in room.outputs],
     }
 
 
@@ -143,7 +146,6 @@ async def create_room(request: web.Request) -> web.Response:
             "room": room.name,
             "publish_token": token,
             **extra,
-            "outputs": [shown(o) for o in room.outputs],
             **room_languages(state, room),
             **room_settings(room),
             **room_links(base, room.name, view_token),
@@ -198,7 +200,9 @@ async def room_info(request: web.Request) -> web.Response:
     record = await require_view(request, room_name(request), publishers_too=True)
     room = planned_room(state, record)
     live = state.rooms.get(room.name)
-    settings = {**room_settings(room), "speakers": list(live.live_speakers()) if live else []}
+    settings = room_settings(room)
+    if live is not None:
+        settings.update(speakers=list(live.live_speakers()), outputs=[shown(o) for o in live.outputs])
     return web.json_response(
         {"room": room.name, "private": record.private, **room_languages(state, room), **settings},
         headers={"Cache-Control": "no-store"},
@@ -232,14 +236,30 @@ async def patch_room(request: web.Request) -> web.Response:
         raise error(415, "unsupported_media_type", "send Content-Type: application/json; " + PATCH_HELP)
     admit(request)
     body = parse_json(await read_body(request))
-    if not isinstance(body, dict) or not body or set(body) - {"vocabulary", "replacements"}:
+    if not isinstance(body, dict) or not body or set(body) - set(PATCHED):
         raise error(400, "bad_request", PATCH_HELP)
     words = words_of(body, record.words)
-    changed = tuple(k for k in ("vocabulary", "replacements") if k in body)
+    outputs = None
+    if "outputs" in body:
+        try:
+            outputs = check_outputs(body["outputs"])
+        except OutputError as exc:
+            raise error(400, "bad_output", str(exc)) from exc
+        if state.settings.redis:
+            raise error(
+                400,
+                "outputs_unsupported",
+                "room outputs run on the embedded server only, not yet on gateways",
+            )
+    changed = tuple(k for k in PATCHED if k in body)
     room = state.rooms.ensure(name)
     state.rooms.adopt(room, record)
-    await state.rooms.set_words(room, words, changed)
-    room.words = words  # this gateway's answer shows them even before Redis's copy comes back
+    if outputs is not None:
+        state.rooms.set_outputs(room, outputs)
+    said = tuple(k for k in changed if k != "outputs")
+    if said:
+        await state.rooms.set_words(room, words, said)
+        room.words = words  # this gateway's answer shows them even before Redis's copy comes back
     log.info("room %s: %s changed", name, " and ".join(changed))
     response = web.json_response(
         {"room": name, "changed": list(changed), **room_settings(room)}, headers={"Cache-Control": "no-store"}

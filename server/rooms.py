@@ -584,6 +584,13 @@ class RoomRegistry:
         room.set_words(words, changed)
         self._save()
 
+    def set_outputs(self, room: Room, outputs: tuple[dict[str, str], ...]) -> None:
+        """Where else the room's finals go, from the next final on (``on_room`` attaches them)."""
+        room.outputs = outputs
+        self._save()
+        if self._on_room is not None:
+            self._on_room(room)
+
     async def watch(self, room: Room) -> None:
         """Before a listener joins: the room's state must be at hand for its replay."""
 

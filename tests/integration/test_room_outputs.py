@@ -30,6 +30,7 @@ import numpy as np
 from aiohttp import web
 
 from pipeline.audio import read_audio
+from pipeline.types import Caption
 from server.state import STATE
 from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
@@ -208,3 +209,42 @@ async def test_youtube_and_obs_outputs_get_every_final_in_order_through_failures
     for text in peer.captions:
         lines = text.split("\n")
         assert 1 <= len(lines) <= 2 and all(0 < len(line) <= 32 for line in lines), text
+
+
+async def test_a_live_room_moves_its_youtube_output_with_a_patch(nova, aiohttp_server: Any) -> None:
+    """A new stream key mid-event: PATCH the room's outputs; the next final goes to the new URL
+    only. The final is numbered into the server's own room as a publisher's would be: the
+    speech path to outputs is the test above, this one is about where finals go after a PATCH."""
+    old, new = Receiver(fail=0, hang_on=0), Receiver(fail=0, hang_on=0)
+    app = web.Application()
+    app.router.add_post("/old", old.handle)
+    app.router.add_post("/new", new.handle)
+    youtube = await aiohttp_server(app, host="127.0.0.1")
+    server = await nova()
+    async with aiohttp.ClientSession(server.make_url("")) as http:
+        first = [{"type": "youtube", "url": f"{youtube.make_url('/old')}?cid={KEY}"}]
+        async with http.post("/rooms", json={"name": "event", "outputs": first}) as resp:
+            token = (await resp.json())["publish_token"]
+        moved = {"outputs": [{"type": "youtube", "url": f"{youtube.make_url('/new')}?cid=NEWKEY"}]}
+        async with http.patch("/rooms/event", json=moved, headers={"Authorization": "Bearer wrong"}) as resp:
+            assert resp.status == 403
+        async with http.patch(
+            "/rooms/event", json=moved, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["outputs"] == [
+                {"type": "youtube", "url": str(youtube.make_url("/new")) + "?***"}
+            ]
+        room = server.app[STATE].rooms.get("event")
+        room.join_publisher("pub")
+        room.caption(
+            "pub", Caption(segment=0, final=True, text="After the move.", start=0.0, end=1.2, lang="en")
+        )
+        for _ in range(100):
+            if new.accepted:
+                break
+            await asyncio.sleep(0.05)  # polling the receiver, which has no event of its own
+        assert new.accepted == [["After the move."]] and old.requests == []
+        assert new.requests[0]["query"]["cid"] == "NEWKEY"
+        async with http.get("/rooms/event") as resp:
+            assert "NEWKEY" not in await resp.text()
