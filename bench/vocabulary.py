@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import string
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+import pipeline.vocabulary
 from bench.harness import replay_one, write_report
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
@@ -29,6 +32,7 @@ from pipeline.models import resolve_whisper
 from pipeline.policy import CaptionPolicy, caption_policy
 from pipeline.scheduler import Scheduler
 from pipeline.text import normalize
+from pipeline.types import Word
 from pipeline.vocabulary import Vocabulary
 from tests.support.corpus import Stream, Utterance
 from tests.support.noise import NOISES, noise_only
@@ -123,6 +127,23 @@ def intrusions(runs: Run, stream: Stream) -> int:
     )
 
 
+def correct_ms() -> float:
+    """One spelling pass at the largest vocabulary a room takes, on a long hypothesis."""
+    rng = random.Random(1)
+
+    def word() -> str:
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 9)))
+
+    terms = tuple(" ".join(word().title() for _ in range(rng.randint(1, 3))) for _ in range(100))
+    heard = [Word(" " + word(), i * 0.3, i * 0.3 + 0.25) for i in range(40)]
+    vocabulary = Vocabulary(terms)
+    vocabulary.correct(heard)
+    started = time.perf_counter()
+    for _ in range(50):
+        vocabulary.correct(heard)
+    return (time.perf_counter() - started) / 50 * 1000
+
+
 async def main(out: Path) -> None:
     engine = WhisperEngine(WhisperConfig(resolve_whisper("tiny.en").path, cpu_threads=os.cpu_count() or 1))
     scheduler = Scheduler({"whisper": engine}, BatchOptions(max_batch=8, max_wait=0.01))
@@ -131,6 +152,13 @@ async def main(out: Path) -> None:
         stream = meeting_stream(Path(tmp))
     without = await run(scheduler, stream, "without", Vocabulary())
     with_ = await run(scheduler, stream, "with", vocabulary)
+    sweep: list[tuple[float, int, int]] = []
+    kept = pipeline.vocabulary.SIMILAR
+    for similar in (0.7, 0.75, 0.8, 0.85):
+        pipeline.vocabulary.SIMILAR = similar
+        heard = await run(scheduler, stream, f"similar-{similar}", vocabulary)
+        sweep.append((similar, recall(heard.per_sentence(stream))[0], intrusions(heard, stream)))
+    pipeline.vocabulary.SIMILAR = kept
     noise_words: dict[str, int] = {}
     level = float(np.sqrt(np.mean(stream.audio.astype(np.float64) ** 2)))
     for noise in sorted(NOISES):
@@ -163,6 +191,18 @@ async def main(out: Path) -> None:
             f"{wer(stream.reference, r.text):.3f} | {intrusions(r, stream)} | {r.seconds:.1f} |"
         )
     lines += [
+        "",
+        "The spelling threshold (`SIMILAR`, RapidFuzz's normalized Levenshtein similarity of a run of",
+        f"heard words to a term; the default is {kept}): terms recovered and terms written where not said,",
+        "one run each. Runs differ by a term or two whatever the threshold (how partials and finals",
+        "share batches changes how much earlier text each prompt keeps).",
+        "",
+        "| threshold | terms recovered | where not said |",
+        "|---|---|---|",
+        *[f"| {sim} | {got}/{len(TERMS)} | {bad} |" for sim, got, bad in sweep],
+        "",
+        f"Cost of the spelling pass on the event loop: {correct_ms():.2f} ms for a 40-word hypothesis",
+        "against 100 terms (the most a room takes), one matrix of similarities in RapidFuzz's C.",
         "",
         "Noise alone (30 s each, at the speech's level minus 15 dB) with the vocabulary set: words written",
         "",
