@@ -25,7 +25,7 @@ from pipeline.types import Transcript, Word
 
 # How like a term a run of heard words must be (letters only, spaces ignored) to be written as
 # the term: "data bricks", "Akonkwo", "Dmitri Milkonsky" are; "the bricks", "graph on" are not.
-SIMILAR = 0.75  # measured: 0.7-0.8 recover the same terms within noise, none where unsaid
+SIMILAR = 0.75  # 0.7-0.85 recover as many terms, within run-to-run noise (bench/results/vocabulary.md)
 # Whisper's no-speech probability above which a text heard with the vocabulary is not speech.
 NO_SPEECH = 0.35
 # Terms shorter than this (in letters) are only ever taken as heard: too many words are near them.
