@@ -97,13 +97,14 @@ async def room_ice(request: web.Request) -> web.Response:
         room = check_room_name(request.match_info["room"])
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
+    # A private room's first, from any origin: its ICE answer is read with a token or not at all.
+    await require_ice_right(request, state, room)
     if not origin_allowed(request, state.settings):
         note = "TURN credentials go to the server's own pages and the origins in --allow-origin only"
         return web.json_response(
             {"iceServers": [], "ttl": state.settings.ice_ttl, "note": note},
             headers={"Cache-Control": "no-store", "Vary": "Origin"},
         )
-    await require_ice_right(request, state, room)
     return answer(state.settings, vary=True)
 
 
