@@ -52,7 +52,7 @@ async def test_a_patched_vocabulary_and_replacements_apply_from_the_next_utteran
         source, spanish = Viewer(base, "standup"), Viewer(base, "standup", "es")
         for viewer in (source, spanish):
             await viewer.connect(http)
-        pub = WhipPublisher(base, "standup", str(wav), token=token)
+        pub = WhipPublisher(base, "standup", str(wav), token=token, params={"speaker": "Ana"})
         await pub.start(http)
         await source.log.wait_for(lambda log: len(log.finals()) >= 1, 40)
 
@@ -97,6 +97,8 @@ async def test_a_patched_vocabulary_and_replacements_apply_from_the_next_utteran
     assert "Okonkwo" in second and "town hall" in second and "community server" not in second.lower(), second
     # Apertium says "último muelle" for "last spring"; a line translated after the PATCH (the
     # first one's translation may be, too) shows the room's fix.
+    # Translations keep their source's speaker (issue 22).
+    assert {m.get("speaker") for m in spanish.log.finals() + source.log.finals()} == {"Ana"}
     es_second = spanish.log.finals()[1]["text"]
     assert "primavera" in es_second.lower() and "muelle" not in es_second.lower(), es_second
     assert "town hall" in transcript and "primavera" in transcript_es, (transcript, transcript_es)
