@@ -196,14 +196,19 @@ async def test_the_vocabulary_field_changes_the_room_live(nova, tmp_path: Path, 
         # The room's vocabulary as it stands, then changed while it runs.
         await page.wait_for_function("document.querySelector('#vocabulary').value === 'Mastodon'")
         await page.fill("#vocabulary", "Niamh Okonkwo, Elasticsearch\nDatabricks, elasticsearch")
+        await page.fill("#replacements", "elastic search = Elasticsearch\n  damn ->  \nnot a replacement")
         await page.click("#vocab-apply")
         await page.wait_for_function(
-            "document.querySelector('#vocab-hint').textContent.includes('3 terms')", timeout=5_000
+            "document.querySelector('#vocab-hint').textContent.includes('3 terms and shows 2 replacements')",
+            timeout=5_000,
         )
         async with aiohttp.ClientSession() as http:
             resp = await http.get(f"{base}/rooms/terms", headers={"Authorization": f"Bearer {token}"})
-            assert (await resp.json())["vocabulary"] == ["Niamh Okonkwo", "Elasticsearch", "Databricks"]
+            info = await resp.json()
+        assert info["vocabulary"] == ["Niamh Okonkwo", "Elasticsearch", "Databricks"]
+        assert info["replacements"] == {"elastic search": "Elasticsearch", "damn": ""}
         assert await page.input_value("#vocabulary") == "Niamh Okonkwo, Elasticsearch, Databricks"
+        assert await page.input_value("#replacements") == "elastic search = Elasticsearch\ndamn = "
         await page.screenshot(path=str(artifacts / "capture-vocabulary.png"))
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.screenshot(path=str(artifacts / "capture-vocabulary-phone.png"))

@@ -28,7 +28,7 @@
     errorText: $('error-text'), errorAction: $('error-action'),
     captions: $('captions'), logs: $('logs'), token: $('token'), speaker: $('speaker'), links: $('share-links'),
     watch: $('watch-lang'), watchRow: $('watch-row'),
-    vocab: $('vocab'), vocabulary: $('vocabulary'), vocabApply: $('vocab-apply'), vocabHint: $('vocab-hint'),
+    vocab: $('vocab'), vocabulary: $('vocabulary'), replacements: $('replacements'), vocabApply: $('vocab-apply'), vocabHint: $('vocab-hint'),
     dictBox: $('dictation-box'), dict: $('dictation'), dictPartial: $('dictation-partial'),
     dictCopy: $('dictation-copy'), dictDownload: $('dictation-download'),
   };
@@ -493,6 +493,9 @@
     if (Array.isArray(info.vocabulary) && !ui.vocabulary.dataset.edited) {
       ui.vocabulary.value = info.vocabulary.join(', ');
     }
+    if (info.replacements && typeof info.replacements === 'object' && !ui.replacements.dataset.edited) {
+      ui.replacements.value = replacementLines(info.replacements);
+    }
   }
 
   function watch(lang) {
@@ -587,6 +590,21 @@
     return terms;
   }
 
+  // "heard = shown" a line ("->" and "=>" too); a line without a separator is not a replacement.
+  function replacementsOf(text) {
+    const out = {};
+    for (const line of text.split('\n')) {
+      const m = line.match(/^(.*?)\s*(?:=>|->|=)\s*(.*)$/);
+      const heard = m ? m[1].trim().replace(/\s+/g, ' ') : '';
+      if (heard) out[heard] = m[2].trim().replace(/\s+/g, ' ');
+    }
+    return out;
+  }
+
+  function replacementLines(replacements) {
+    return Object.entries(replacements).map(([heard, shown]) => `${heard} = ${shown}`).join('\n');
+  }
+
   // Only a publish token may change a room: while sharing with one, Apply sends the terms;
   // sharing into a room that has none, the field is shown disabled and says why.
   function updateVocabulary(note) {
@@ -594,6 +612,7 @@
     const live = Boolean(s && s.location && (state === 'live' || state === 'connecting'));
     ui.vocabApply.disabled = !(live && s.token) || ui.vocabApply.dataset.busy === '1';
     ui.vocabulary.disabled = live && !s.token;
+    ui.replacements.disabled = ui.vocabulary.disabled;
     if (note !== undefined) ui.vocabHint.textContent = note;
     else if (live && !s.token) {
       ui.vocabHint.textContent = 'This room was opened without a publish token, so its vocabulary cannot be changed here. To change it while you speak, use a room created with a publish token and paste the token above.';
@@ -608,6 +627,7 @@
     const s = session;
     if (!s || !s.token) return;
     const terms = vocabularyTerms();
+    const replacements = replacementsOf(ui.replacements.value);
     ui.vocabApply.dataset.busy = '1';
     updateVocabulary('Applying…');
     let note;
@@ -615,18 +635,18 @@
       const res = await fetch(`/rooms/${encodeURIComponent(s.room)}`, {
         method: 'PATCH',
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${s.token}` },
-        body: JSON.stringify({ vocabulary: terms }),
+        body: JSON.stringify({ vocabulary: terms, replacements }),
       });
       const body = await res.text().catch(() => '');
       if (res.ok) {
         // The list as the room now has it: one of each term, however it was typed.
         if (session === s) {
           ui.vocabulary.value = terms.join(', ');
+          ui.replacements.value = replacementLines(replacements);
           delete ui.vocabulary.dataset.edited;
+          delete ui.replacements.dataset.edited;
         }
-        note = terms.length
-          ? `Applied: ${terms.length} ${terms.length === 1 ? 'term' : 'terms'}, from the next sentence on.`
-          : 'Vocabulary cleared, from the next sentence on.';
+        note = wordsNote(terms.length, Object.keys(replacements).length);
       } else if (res.status === 401 || res.status === 403) {
         note = 'The publish token above does not allow changing this room\'s vocabulary.';
       } else if (res.status === 404 || res.status === 405) {
@@ -645,12 +665,17 @@
 
   // The server's word that the room's settings changed (whoever changed them).
   function vocabularyApplied(m) {
-    if (!Array.isArray(m.changed) || !m.changed.includes('vocabulary')) return;
-    const n = Number(m.vocabulary) || 0;
+    if (!Array.isArray(m.changed) || !m.changed.some((c) => c === 'vocabulary' || c === 'replacements')) return;
     ui.vocabHint.dataset.result = '1';
-    updateVocabulary(n
-      ? `The room now listens for ${n} ${n === 1 ? 'term' : 'terms'}, from the next sentence on.`
-      : 'The room\'s vocabulary is now empty.');
+    updateVocabulary(wordsNote(Number(m.vocabulary) || 0, Number(m.replacements) || 0));
+  }
+
+  // What the room hears and shows now: said the same after our Apply and after the server's
+  // settings message (whichever comes last, the words are the same).
+  function wordsNote(terms, swaps) {
+    const heard = terms ? `The room now listens for ${terms} ${terms === 1 ? 'term' : 'terms'}` : 'The room has no vocabulary';
+    const shown = swaps ? ` and shows ${swaps} ${swaps === 1 ? 'replacement' : 'replacements'}` : '';
+    return `${heard}${shown}, from the next sentence on.`;
   }
 
   // ---- Dictation: finals typed at the cursor of an editable text, partials shown below it ----
@@ -802,6 +827,7 @@
     r.addEventListener('change', () => { if (r.checked) setMode(r.value); });
   }
   ui.vocabulary.addEventListener('input', () => { ui.vocabulary.dataset.edited = '1'; });
+  ui.replacements.addEventListener('input', () => { ui.replacements.dataset.edited = '1'; });
   ui.vocabApply.addEventListener('click', () => { applyVocabulary(); });
   ui.dict.addEventListener('input', () => remember(STORE.draft, ui.dict.value));
   ui.dictCopy.addEventListener('click', () => copyText(ui.dictCopy, ui.dict.value, () => ui.dict.select()));
