@@ -195,6 +195,19 @@ async def require_view(request: web.Request, room: str, publishers_too: bool = F
     raise error(403, "forbidden", "the view token is not valid for this room")
 
 
+def require_publish(request: web.Request, record: RoomRecord, needs: str) -> None:
+    """Publishing into a room, or changing it, needs its publish token (or the server's): 401
+    without one (``needs`` says what for), 403 with a wrong one; refusals are logged."""
+    token = bearer(request)
+    path = shown(request.path, 120)
+    if token is None:
+        log.warning("refused %s %s: no publish token", request.method, path)
+        raise error(401, "unauthorized", needs, headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'})
+    if not request.app[STATE].access.may_publish(record, token):
+        log.warning("refused %s %s: wrong publish token", request.method, path)
+        raise error(403, "forbidden", "the publish token is not valid for this room")
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The Host check before anything else; a descriptor shortage met anyway is a 503, not a 500."""

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
-from server.guard import admit, require_view
+from server.guard import admit, require_publish, require_view
 from server.http import error, parse_json, read_body
 from server.outputs import OutputError, check_outputs, shown
 from server.room_words import RoomWords, WordsError
@@ -220,18 +220,9 @@ async def patch_room(request: web.Request) -> web.Response:
         raise error(
             404, "unknown_room", f"room {name!r} was not created with POST /rooms; it has no settings"
         )
-    token = bearer(request)
-    if token is None:
-        log.warning("refused PATCH /rooms/%s: no publish token", name)
-        raise error(
-            401,
-            "unauthorized",
-            "changing a room needs its publish token as 'Authorization: Bearer <publish token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
-        )
-    if not state.access.may_publish(record, token):
-        log.warning("refused PATCH /rooms/%s: wrong publish token", name)
-        raise error(403, "forbidden", "the publish token is not valid for this room")
+    require_publish(
+        request, record, "changing a room needs its publish token as 'Authorization: Bearer <publish token>'"
+    )
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", "send Content-Type: application/json; " + PATCH_HELP)
     admit(request)

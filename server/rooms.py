@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.translation import Emit
 from pipeline.types import Caption
 from server.auth import InvalidRoomName, check_room_name, hash_token
 from server.messages import CaptionMessage, Message, SettingsMessage, StatusMessage
@@ -291,56 +292,31 @@ class Room:
             hook(message)
         return message
 
-    def translated(
-        self,
-        segment: int,
-        lang: str,
-        final: bool,
-        text: str,
-        source_lang: str,
-        start: float,
-        end: float,
-        stable: str = "",
-        credit: CaptionMessage | None = None,
-    ) -> CaptionMessage:
-        """Number a translated line into the room and send it to the viewers of ``lang``;
+    def translated(self, line: Emit, credit: CaptionMessage | None = None) -> CaptionMessage:
+        """Number a translated line into the room and send it to the viewers of its language;
         ``credit``: its source line, whose speaker it keeps."""
         self.seq += 1
-        message = self.translated_line(
-            self.seq, segment, lang, final, text, source_lang, start, end, stable, credit
-        )
+        message = self.translated_line(self.seq, line, credit)
         self.deliver(message)
-        if final and text:
+        if line.final and line.text:
             for hook in self.on_final:
                 hook(message)
         return message
 
-    def translated_line(
-        self,
-        seq: int,
-        segment: int,
-        lang: str,
-        final: bool,
-        text: str,
-        source_lang: str,
-        start: float,
-        end: float,
-        stable: str,
-        credit: CaptionMessage | None = None,
-    ) -> CaptionMessage:
-        """A translated line's message: its source's segment, times and speaker, in ``lang``,
-        with the room's replacements applied (a profanity list may well be in ``lang``)."""
+    def translated_line(self, seq: int, line: Emit, credit: CaptionMessage | None = None) -> CaptionMessage:
+        """A translated line's message: its source's segment, times and speaker, in its language,
+        with the room's replacements applied (a profanity list may well be in that language)."""
         return CaptionMessage(
             room=self.name,
             seq=seq,
-            segment=segment,
-            final=final,
-            text=self.words.apply(text),
-            start=start,
-            end=end,
-            lang=lang,
-            stable=None if final else self.words.apply(stable),
-            source_lang=source_lang,
+            segment=line.segment,
+            final=line.final,
+            text=self.words.apply(line.text),
+            start=line.start,
+            end=line.end,
+            lang=line.lang,
+            stable=None if line.final else self.words.apply(line.stable),
+            source_lang=line.source_lang,
             speaker=credit.speaker if credit else None,
             publisher=credit.publisher if credit else None,
         )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.translation import Emit
 from pipeline.types import Caption
 from server.auth import check_room_name, hash_token
 from server.messages import CaptionMessage, StatusMessage
@@ -56,20 +57,9 @@ class SharedRoom(Room):
         for hook in self.on_caption:
             hook(message)
 
-    def translated(
-        self,
-        segment: int,
-        lang: str,
-        final: bool,
-        text: str,
-        source_lang: str,
-        start: float,
-        end: float,
-        stable: str = "",
-        credit: CaptionMessage | None = None,
-    ) -> CaptionMessage:
-        """Sent to Redis under its source's segment; every gateway's viewers of ``lang`` get it back."""
-        message = self.translated_line(0, segment, lang, final, text, source_lang, start, end, stable, credit)
+    def translated(self, line: Emit, credit: CaptionMessage | None = None) -> CaptionMessage:
+        """Sent to Redis under its source's segment; every gateway's viewers of its language get it back."""
+        message = self.translated_line(0, line, credit)
         self._bus().send_translated(self, message)
         return message
 

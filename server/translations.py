@@ -205,17 +205,7 @@ class RoomTranslations:
                 self._tasks[task] = action.final
                 task.add_done_callback(lambda done: self._tasks.pop(done, None))
             elif isinstance(action, Emit):
-                self.room.translated(
-                    action.segment,
-                    action.lang,
-                    action.final,
-                    action.text,
-                    action.source_lang,
-                    action.start,
-                    action.end,
-                    action.stable,
-                    credit=self._sources.get(action.segment),
-                )
+                self.room.translated(action, credit=self._sources.get(action.segment))
         self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -14,7 +14,7 @@ from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
 from server.auth import InvalidRoomName, bearer, check_room_name
-from server.guard import admit, refused
+from server.guard import admit, refused, require_publish
 from server.http import error, read_body, shown
 from server.logs import bind
 from server.offers import receive_first_audio, restore, set_aside
@@ -35,18 +35,7 @@ async def authorize(request: web.Request, state: AppState, room_name: str) -> Ro
         if not record.known and not (state.settings.loopback or state.settings.open_rooms):
             raise error(404, "unknown_room", f"room {room_name!r} does not exist; create it with POST /rooms")
         return record
-    token = bearer(request)
-    if token is None:
-        log.warning("refused POST /whip/%s: no publish token", room_name)
-        raise error(
-            401,
-            "unauthorized",
-            "this room needs 'Authorization: Bearer <publish token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
-        )
-    if not state.access.may_publish(record, token):
-        log.warning("refused POST /whip/%s: wrong publish token", room_name)
-        raise error(403, "forbidden", "the publish token is not valid for this room")
+    require_publish(request, record, "this room needs 'Authorization: Bearer <publish token>'")
     return record
 
 

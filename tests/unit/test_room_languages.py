@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.translation import Emit
 from pipeline.types import Caption
 from server.rooms import RoomRegistry
 from server.transcripts import TranscriptStore, for_language, to_vtt
@@ -27,8 +28,8 @@ def test_languages_backlogs_and_transcripts_survive_a_restart(tmp_path: Path) ->
     room.listen("es", spanish, "es")
     room.join_publisher("p")
     msg = room.caption("p", Caption(0, True, "Your country.", 0.5, 1.5, "en"))
-    room.translated(msg.segment, "es", False, "Vuestro", "en", msg.start, msg.end, "")
-    room.translated(msg.segment, "es", True, "Vuestro país.", "en", msg.start, msg.end)
+    room.translated(Emit(msg.segment, "es", False, "Vuestro", "en", msg.start, msg.end, ""))
+    room.translated(Emit(msg.segment, "es", True, "Vuestro país.", "en", msg.start, msg.end))
     assert [m["text"] for m in source.messages] == ["Your country."]  # no translation leaks
     assert [(m["text"], m["final"]) for m in spanish.messages] == [
         ("Vuestro", False),
