@@ -60,8 +60,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-async def dictate(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
-    """Run it to its end with stdout a pipe: (exit code, stdout, stderr)."""
+@asynccontextmanager
+async def started(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``nova-voice dictate`` running with stdout and stderr pipes; killed if still running after."""
     proc = await asyncio.create_subprocess_exec(
         str(NOVA_VOICE),
         "dictate",
@@ -71,11 +72,22 @@ async def dictate(*args: str, env: dict[str, str] | None = None, timeout: float 
         env=env or child_env(),
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-        raise AssertionError(f"dictate did not end within {timeout} s:\n{err.decode()}") from None
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def dictate(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    """Run it to its end with stdout a pipe: (exit code, stdout, stderr)."""
+    async with started(*args, env=env) as proc:
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+            raise AssertionError(f"dictate did not end within {timeout} s:\n{err.decode()}") from None
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -183,15 +195,7 @@ async def test_push_to_talk_sends_audio_only_while_the_hotkey_is_held(
 
         keys = Controller()
         args = ["--server", base, "--room", "ptt", "--input", str(path), "--hotkey", "<ctrl>+<alt>+space"]
-        proc = await asyncio.create_subprocess_exec(
-            str(NOVA_VOICE),
-            "dictate",
-            *args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env(DISPLAY=display),
-        )
-        try:
+        async with started(*args, env=child_env(DISPLAY=display)) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             said = b""
             while b"connected" not in said:
@@ -209,10 +213,6 @@ async def test_push_to_talk_sends_audio_only_while_the_hotkey_is_held(
                 del keys  # its X connection closes now, while the X server still runs
                 gc.collect()
             rest, err = await asyncio.wait_for(proc.communicate(), 20)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
     assert proc.returncode == 0, err.decode()
     # Held late, the clip starts after more silence than elsewhere: tiny.en hears it a little differently.
     assert wer(reference, (first + rest).decode()) <= 0.35, first + rest
@@ -227,13 +227,7 @@ async def test_ctrl_c_stops_the_microphone_deletes_the_session_and_exits_0(nova)
     server = await nova()
     base = str(server.make_url("")).rstrip("/")
     state = server.app[STATE]
-    proc = await asyncio.create_subprocess_exec(
-        *[str(NOVA_VOICE), "dictate", "--server", base, "--room", "mic", "--device", "alsa:null"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
-    try:
+    async with started("--server", base, "--room", "mic", "--device", "alsa:null") as proc:
         assert proc.stderr is not None
         line = await asyncio.wait_for(proc.stderr.readline(), 20)
         assert b"connected" in line, line  # its data channel is open: audio flows
@@ -241,10 +235,6 @@ async def test_ctrl_c_stops_the_microphone_deletes_the_session_and_exits_0(nova)
         await wait_until(lambda: bool(publisher.tasks), 10, "its audio track arrived")
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(proc.communicate(), 15)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert proc.returncode == 0, err.decode()
     assert out == b""  # nothing was said, nothing printed
     assert state.publishers == {} and state.ended == {}  # its DELETE ended it
@@ -258,13 +248,7 @@ async def test_dictate_retries_until_the_server_is_up_then_captions(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     path, reference = speech(tmp_path, 1)
-    proc = await asyncio.create_subprocess_exec(
-        *[str(NOVA_VOICE), "dictate", "--server", base, "--room", "later", "--input", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
-    try:
+    async with started("--server", base, "--room", "later", "--input", str(path)) as proc:
         assert proc.stderr is not None
         retries = []
         async with asyncio.timeout(20):
@@ -276,10 +260,6 @@ async def test_dictate_retries_until_the_server_is_up_then_captions(
         app = create_app(Settings(data_dir=str(tmp_path / "data")), inference)
         await aiohttp_server(app, host="127.0.0.1", port=port)
         stdout, rest = await asyncio.wait_for(proc.communicate(), 40)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert proc.returncode == 0, rest.decode()
     assert wer(reference, stdout.decode()) <= 0.10, stdout
 
