@@ -358,15 +358,9 @@ class RoomBus:
         except Failure as exc:
             raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
         if result[0] == b"refused":
-            code, holder = result[1].decode(), result[2].decode() or None
-            if code == "speaker_taken":
-                message = (
-                    f"{speaker!r} is already speaking in this room; choose another name, "
-                    "or take over that session (?takeover=1)"
-                )
-            else:
-                message = f"this room takes at most {max_speakers} speakers at once, all live now"
-            raise SpeakerRefused(code, message, holder)
+            if result[1] == b"speaker_taken":
+                raise SpeakerRefused.taken(speaker, result[2].decode() or None)
+            raise SpeakerRefused.full(max_speakers)
         offset, session, opened, _epoch, _now = result
         return float(offset), int(session), bool(opened)
 

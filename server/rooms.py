@@ -54,22 +54,29 @@ class SpeakerRefused(Exception):
         super().__init__(message)
         self.code, self.message, self.holder = code, message, holder
 
+    @classmethod
+    def taken(cls, speaker: str | None, holder: Hashable | None) -> SpeakerRefused:
+        message = (
+            f"{speaker!r} is already speaking in this room; choose another name, "
+            "or take over that session (?takeover=1)"
+        )
+        return cls("speaker_taken", message, holder)
+
+    @classmethod
+    def full(cls, max_speakers: int | None) -> SpeakerRefused:
+        return cls(
+            "too_many_speakers", f"this room takes at most {max_speakers} speakers at once, all live now"
+        )
+
 
 def check_room_space(room: Room, speaker: str | None) -> None:
     """Whether one more publisher, named ``speaker``, may join ``room`` now."""
     if speaker:
         holder = room.speaker_of(speaker)
         if holder is not None:
-            raise SpeakerRefused(
-                "speaker_taken",
-                f"{speaker!r} is already speaking in this room; choose another name, "
-                "or take over that session (?takeover=1)",
-                holder,
-            )
+            raise SpeakerRefused.taken(speaker, holder)
     if room.max_speakers is not None and room.live_publishers() >= room.max_speakers:
-        raise SpeakerRefused(
-            "too_many_speakers", f"this room takes at most {room.max_speakers} speakers at once, all live now"
-        )
+        raise SpeakerRefused.full(room.max_speakers)
 
 
 @dataclass(frozen=True)
