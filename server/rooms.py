@@ -263,22 +263,13 @@ class Room:
         if changed:
             self.send(SettingsMessage(self.name, changed, len(words.vocabulary), len(words.replacements)))
 
-    def _credit(self, publisher: Hashable) -> dict[str, str | None]:
-        """Who a caption of ``publisher`` is from, as its message says it."""
-        return {"speaker": self.speakers.get(publisher), "publisher": public_id(str(publisher))}
-
-    def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
-        """Number a publisher's caption into the room and send it to every listener."""
-        key = (publisher, caption.segment)
-        if key not in self._segments:
-            self._segments[key] = self._next_segment
-            self._next_segment += 1
-        segment = self._segments[key]
+    def _source_line(self, publisher: Hashable, caption: Caption, seq: int, segment: int) -> CaptionMessage:
+        """A publisher's caption as the room shows it: on room time, with the room's replacements,
+        and who said it."""
         offset = self._offsets.get(publisher, 0.0)
-        self.seq += 1
-        message = CaptionMessage(
+        return CaptionMessage(
             room=self.name,
-            seq=self.seq,
+            seq=seq,
             segment=segment,
             final=caption.final,
             text=self.words.apply(caption.text),
@@ -287,8 +278,18 @@ class Room:
             lang=caption.lang,
             stable=None if caption.final else self.words.apply(caption.stable),
             origin=str(publisher),
-            **self._credit(publisher),
+            speaker=self.speakers.get(publisher),
+            publisher=public_id(str(publisher)),
         )
+
+    def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
+        """Number a publisher's caption into the room and send it to every listener."""
+        key = (publisher, caption.segment)
+        if key not in self._segments:
+            self._segments[key] = self._next_segment
+            self._next_segment += 1
+        self.seq += 1
+        message = self._source_line(publisher, caption, self.seq, self._segments[key])
         if caption.final:
             del self._segments[key]
         self.deliver(message)

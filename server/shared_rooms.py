@@ -35,19 +35,7 @@ class SharedRoom(Room):
 
     def caption(self, publisher: Hashable, caption: Caption) -> CaptionMessage:
         """Sent to Redis, which numbers it; listeners here get it back from the room's stream."""
-        offset = self._offsets.get(publisher, 0.0)
-        message = CaptionMessage(
-            room=self.name,
-            seq=0,
-            segment=-1,
-            final=caption.final,
-            text=self.words.apply(caption.text),
-            start=caption.start + offset,
-            end=caption.end + offset,
-            lang=caption.lang,
-            stable=None if caption.final else self.words.apply(caption.stable),
-            **self._credit(publisher),
-        )
+        message = self._source_line(publisher, caption, seq=0, segment=-1)
         self._bus().send_caption(self, str(publisher), caption.segment, message)
         return message
 
