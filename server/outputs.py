@@ -108,14 +108,19 @@ class _Poster:
 
     _task: asyncio.Task[None] | None
 
-    @property
-    def busy(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    async def retire(self) -> None:
+        """Send what is queued (the task ends once the queue is empty), then close; cancelled
+        (shutdown), close at once."""
+        try:
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            await self.aclose()
 
 
 @dataclass
@@ -300,8 +305,8 @@ class Outputs:
     metrics: OutputCounter
     rooms: dict[str, list[Any]] = field(default_factory=dict)
     configs: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
-    # Posters of outputs a PATCH replaced: they send what they hold, then are closed at exit.
-    retired: list[Any] = field(default_factory=list)
+    # Posters of outputs a PATCH replaced, sending what they hold before they close.
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -317,8 +322,9 @@ class Outputs:
             return
         for poster in self.rooms.pop(room.name, []):
             room.on_final.remove(poster.on_final)
-            self.retired.append(poster)
-        self.retired = [p for p in self.retired if p.busy]
+            task = asyncio.get_running_loop().create_task(poster.retire(), name="output-retired")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         self.configs[room.name] = outputs
         if not outputs:
             return
@@ -333,7 +339,10 @@ class Outputs:
             room.on_final.append(poster.on_final)
 
     async def aclose(self) -> None:
-        for poster in [p for posters in self.rooms.values() for p in posters] + self.retired:
+        for task in list(self._retiring):
+            task.cancel()  # the poster closes as its retire() is cancelled
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        for poster in [p for posters in self.rooms.values() for p in posters]:
             await poster.aclose()
         if self._http is not None:
             await self._http.close()

@@ -51,6 +51,7 @@ class ObsPeer:
         self.identified = 0
         self.refused = 0
         self.problems: list[str] = []
+        self.ended = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("obswebsocket.json",))
@@ -98,6 +99,7 @@ class ObsPeer:
             )
             if len(self.captions) == 2 and self.identified == 1:
                 await ws.close()  # OBS restarts: the output must reconnect and carry on
+        self.ended.set()  # the output's connection is gone
         return ws
 
 
@@ -248,3 +250,28 @@ async def test_a_live_room_moves_its_youtube_output_with_a_patch(nova, aiohttp_s
         assert new.requests[0]["query"]["cid"] == "NEWKEY"
         async with http.get("/rooms/event") as resp:
             assert "NEWKEY" not in await resp.text()
+
+
+async def test_an_obs_output_patched_away_sends_what_it_holds_and_closes_its_connection(
+    nova, aiohttp_server: Any
+) -> None:
+    peer = ObsPeer()
+    app = web.Application()
+    app.router.add_get("/obs", peer.handle)
+    obs = await aiohttp_server(app, host="127.0.0.1")
+    server = await nova()
+    async with aiohttp.ClientSession(server.make_url("")) as http:
+        first = [{"type": "obs", "url": f"ws://127.0.0.1:{obs.port}/obs", "password": PASSWORD}]
+        async with http.post("/rooms", json={"name": "stage", "outputs": first}) as resp:
+            token = (await resp.json())["publish_token"]
+        room = server.app[STATE].rooms.get("stage")
+        room.join_publisher("pub")
+        room.caption("pub", Caption(segment=0, final=True, text="Last words.", start=0.0, end=1.0, lang="en"))
+        async with http.patch(
+            "/rooms/stage", json={"outputs": []}, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+        # The final queued before the PATCH still reaches OBS; then the connection is closed,
+        # not left open until the server stops.
+        await asyncio.wait_for(peer.ended.wait(), 10)
+        assert peer.captions == ["Last words."] and peer.problems == []
