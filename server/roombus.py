@@ -31,6 +31,7 @@ from pipeline.streams import cancel_all, connect, id_ms, redis_now_ms
 from server.messages import CaptionMessage
 from server.room_words import RoomWords
 from server.rooms import RoomsUnavailable, SpeakerRefused
+from server.speakers import speaker_keys
 
 if TYPE_CHECKING:
     from server.shared_rooms import SharedRoom
@@ -82,12 +83,17 @@ local now = now_ms / 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 local live = redis.call('ZCARD', KEYS[2])
 if ARGV[7] ~= '' then
+  -- A name's two keys (server/speakers.py), tab-separated: one equal, and it is the same name.
+  local shape, case = string.match(ARGV[7], '^([^\t]*)\t(.*)$')
   local names = redis.call('HGETALL', KEYS[5])
   for i = 1, #names, 2 do
     if not redis.call('ZSCORE', KEYS[2], names[i]) then
       redis.call('HDEL', KEYS[5], names[i])
-    elseif names[i + 1] == ARGV[7] then
-      return {'refused', 'speaker_taken', names[i]}
+    else
+      local their_shape, their_case = string.match(names[i + 1], '^([^\t]*)\t(.*)$')
+      if names[i + 1] == ARGV[7] or their_shape == shape or their_case == case then
+        return {'refused', 'speaker_taken', names[i]}
+      end
     end
   end
 end
@@ -349,7 +355,7 @@ class RoomBus:
             room.session,
             self.gateway,
             self.maxlen,
-            speaker.casefold() if speaker else "",
+            "\t".join(speaker_keys(speaker)) if speaker else "",
             speaker or "",
             max_speakers or 0,
         ]

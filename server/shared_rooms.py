@@ -18,6 +18,7 @@ from server.messages import CaptionMessage, StatusMessage
 from server.room_words import NO_WORDS, RoomWords
 from server.roombus import Failure, RoomBus, read_caption
 from server.rooms import Room, RoomHistory, RoomRecord, RoomRegistry, RoomsUnavailable, SessionMark
+from server.speakers import same_speaker
 from server.transcripts import TranscriptStore
 
 
@@ -77,6 +78,13 @@ class SharedRoom(Room):
     def live_speakers(self) -> tuple[str, ...]:
         names = set(self.speakers.values()) | set(self.remote_speakers.values())
         return tuple(sorted(names, key=str.casefold))
+
+    def speaker_of(self, name: str) -> Hashable | None:
+        """The live publisher, on this gateway or another, that goes by ``name``, if any."""
+        here = super().speaker_of(name)
+        if here is not None:
+            return here
+        return next((k for k, n in self.remote_speakers.items() if same_speaker(n, name)), None)
 
     def leave_publisher(self, key: Hashable) -> None:
         super().leave_publisher(key)

@@ -159,10 +159,16 @@ async def test_names_and_room_words_hold_across_gateways(
             await listener.connect(on_b)
             status, _ = await whip(on_a, "duo", token, speaker="Ana")
             assert status == 201
-            status, body = await whip(on_b, "duo", token, speaker="ANA")
-            assert status == 409 and body["error"] == "speaker_taken", body
+            # Names that look like a live one are that name: any case, Cyrillic letters, fullwidth.
+            for look_alike in ("ANA", "\u0410na", "\uff21\uff4e\uff41"):
+                status, body = await whip(on_b, "duo", token, speaker=look_alike)
+                assert status == 409 and body["error"] == "speaker_taken", (look_alike, body)
+            status, body = await whip(on_b, "duo", token, speaker="Ana\u034f")  # an invisible joiner
+            assert status == 400 and body["error"] == "invalid_speaker", body
             status, _ = await whip(on_b, "duo", token, speaker="Ben")
             assert status == 201
+            status, body = await whip(on_a, "duo", token, speaker="\u0412en")  # Cyrillic capital Ve
+            assert status == 409 and body["error"] == "speaker_taken", body
             status, body = await whip(on_a, "duo", token, speaker="Cy")
             assert status == 409 and body["error"] == "too_many_speakers", body
             await listener.log.wait_for(
