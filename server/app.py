@@ -24,11 +24,12 @@ from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.loop_errors import watch as watch_loop
 from server.metrics import Metrics
-from server.outputs import Outputs
+from server.outbound import DestinationPolicy, PolicyError
+from server.outputs import OutputError, Outputs, check_outputs
 from server.peers import PeerSet, allow_loopback_candidates
 from server.roombus import RoomBus
 from server.rooms import Room, RoomRegistry
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
 from server.transcripts import TranscriptStore
@@ -43,7 +44,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     """Build the app. ``models`` lets a caller share already-loaded models (tests, embedding);
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
-    outputs = Outputs(metrics)
+    outputs = Outputs(metrics, destination_policy(settings), max_outputs=settings.max_outputs)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     if settings.vad == "silero":
         # Loaded with the app, not by the first publisher: the first ONNX session of a process
@@ -95,6 +96,12 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
                 service.attach(room)
             outputs.attach(room, room.outputs)
 
+        def on_forget(room: Room) -> None:
+            # The room object goes: so do its outputs (a room of that name made later has its own).
+            if service is not None:
+                service.detach(room)
+            outputs.detach(room)
+
         rooms = RoomRegistry(
             settings.data_path / "rooms.json",
             on_final=transcripts.append,
@@ -102,10 +109,15 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             on_session=transcripts.mark_session,
             default_languages=defaults if translation else (),
             on_room=on_room,
-            on_forget=translation.detach if translation else None,
+            on_forget=on_forget,
         )
-        default_outputs = ({"type": "youtube", "url": settings.youtube_caption_url},)
-        rooms.default_outputs = default_outputs if settings.youtube_caption_url else ()
+        if settings.youtube_caption_url:
+            try:
+                rooms.default_outputs = check_outputs(
+                    [{"type": "youtube", "url": settings.youtube_caption_url}], outputs.policy
+                )
+            except OutputError as exc:
+                raise ConfigError(f"--youtube-caption-url: {exc}") from exc
         multilingual = models.multilingual
     limits = LimitOptions(
         offers_per_minute=settings.offers_per_minute,
@@ -129,6 +141,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         admission=admission,
         descriptors=DescriptorFloor(limits),
         access=ViewAccess(settings.view_token, settings.publish_token),
+        outputs=outputs,
     )
 
     app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
@@ -189,6 +202,14 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     # Torn down in reverse: publishers finalise first, while peers, files and models still work.
     app.cleanup_ctx.extend([loop_errors, inference, room_bus, files, peers, heartbeat, publishers])
     return app
+
+
+def destination_policy(settings: Settings) -> DestinationPolicy:
+    """Where outputs may connect: public addresses, and what ``--outputs-allow`` lists."""
+    try:
+        return DestinationPolicy.parse(settings.outputs_allow)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def translation_service(

@@ -34,7 +34,7 @@ PUBLIC_CORS_PREFIXES = ("/whip/", "/rooms/", "/widget.js", "/health", "/static/"
 RESTRICTED_CORS_PATHS = ("/rooms", "/ice")
 CORS_COMMON = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match, Nova-View-Token",
     "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Nova-Publisher",
     "Access-Control-Max-Age": "86400",
 }

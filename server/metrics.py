@@ -126,6 +126,12 @@ class Metrics(InferenceMetrics):
             ["type", "outcome"],
             registry=r,
         )
+        self.output_failures = Counter(
+            "nova_output_failures_total",
+            "Failed output requests by reason (refused_destination, timeout, connect, status, ...)",
+            ["type", "reason"],
+            registry=r,
+        )
         self.loop_errors = Counter(
             "nova_loop_errors_total",
             "Exceptions no task retrieved (a defect: each kind is logged once)",
@@ -147,6 +153,9 @@ class Metrics(InferenceMetrics):
 
     def output_post(self, kind: str, outcome: str) -> None:
         self.output_posts.labels(kind, outcome).inc()
+
+    def output_failure(self, kind: str, reason: str) -> None:
+        self.output_failures.labels(kind, reason).inc()
 
     def translation_error(self, engine: str, reason: str) -> None:
         self.translation_errors.labels(engine, reason).inc()
@@ -207,8 +216,9 @@ class _RedisCollector(Collector):
         inflight = GaugeMetricFamily(
             "nova_worker_inflight", "Requests a worker holds", labels=["worker", "device"]
         )
-        for w in snap.workers:
-            labels = [str(w.get("id", "?")), str(w.get("device", "?"))]
+        # Worker ids carry host names and pids: the public metrics number them, as /health/full does.
+        for i, w in enumerate(snap.workers, 1):
+            labels = [f"worker-{i}", str(w.get("device", "?")).rsplit("/", 1)[-1]]
             load.add_metric(labels, float(w.get("load", 0.0)))
             inflight.add_metric(labels, float(w.get("inflight", 0)))
         outcomes = CounterMetricFamily(

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import aiohttp
 from yarl import URL
 
 from server.messages import CaptionMessage
+from server.outbound import DestinationPolicy, DestinationRefused, outbound_session
 from server.subtitles import CueRules, split_final
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,15 @@ TOO_OLD_S = 60.0  # a caption this late is no use to viewers of a live stream
 TIMEOUT_S = 5.0
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 YOUTUBE_RULES = CueRules(max_chars=42, max_lines=2, max_duration=7.0, min_duration=1.0)
+# What is read of an endpoint's answer: its status matters, its body does not (a 700 MB answer
+# once grew the server by 1.4 GB); the rest is discarded with the connection.
+MAX_REPLY = 4096
+MAX_OBS_MESSAGE = 64 * 1024
+MAX_ROOM_OUTPUTS = 4
+# Requests (retries included) one room's outputs may make a minute, and all rooms together:
+# a fast speaker makes ~40 posts a minute; a room pointed at a victim makes no more than this.
+ROOM_POSTS_PER_MINUTE = 120
+SERVER_POSTS_PER_MINUTE = 1200
 
 
 class OutputError(ValueError):
@@ -48,6 +59,8 @@ class OutputError(ValueError):
 class OutputCounter(Protocol):
     def output_post(self, kind: str, outcome: str) -> None: ...
 
+    def output_failure(self, kind: str, reason: str) -> None: ...
+
 
 OUTPUT_HELP = (
     'an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"} or '
@@ -55,12 +68,19 @@ OUTPUT_HELP = (
 )
 
 
-def check_outputs(raw: object) -> tuple[dict[str, str], ...]:
-    """``outputs`` of ``POST /rooms``: YouTube caption URLs and obs-websocket servers."""
+def check_outputs(raw: object, policy: DestinationPolicy | None = None) -> tuple[dict[str, str], ...]:
+    """``outputs`` of ``POST /rooms`` and ``PATCH /rooms/{room}``: YouTube caption URLs and
+    obs-websocket servers. A URL with credentials in it is refused (they would become a Basic
+    header sent wherever the URL points), and so is an address the server may not reach;
+    names are checked again when they are resolved, at every connection."""
     if raw is None:
         return ()
-    if not isinstance(raw, list) or len(raw) > 4:
-        raise OutputError('"outputs" is a list of at most 4, such as [{"type": "youtube", "url": "..."}]')
+    if not isinstance(raw, list) or len(raw) > MAX_ROOM_OUTPUTS:
+        raise OutputError(
+            f'"outputs" is a list of at most {MAX_ROOM_OUTPUTS}, '
+            'such as [{"type": "youtube", "url": "..."}]'
+        )
+    policy = policy or DestinationPolicy()
     out = []
     for item in raw:
         kind = item.get("type") if isinstance(item, dict) else None
@@ -69,15 +89,38 @@ def check_outputs(raw: object) -> tuple[dict[str, str], ...]:
             raise OutputError(OUTPUT_HELP)
         url, password = item.get("url"), item.get("password", "")  # type: ignore[union-attr]
         schemes = ("ws", "wss") if kind == "obs" else ("http", "https")
-        parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL else None
-        if parts is None or parts.scheme not in schemes or not parts.hostname:
+        host = url_host(url, schemes)
+        if host is None:
             raise OutputError(
-                f"a {kind} output's url is a {'/'.join(schemes)} URL of at most {MAX_URL} characters"
+                f"a {kind} output's url is a {'/'.join(schemes)} URL of at most {MAX_URL} characters, "
+                "with a host and without a user name or password in it"
+            )
+        reason = policy.check_host(host)
+        if reason is not None:
+            raise OutputError(
+                f"a {kind} output may not point at {reason}; the server's --outputs-allow lists "
+                "the networks and hosts outputs may reach besides public ones"
             )
         if not isinstance(password, str) or len(password) > 256:
             raise OutputError("an obs output's password is a string of at most 256 characters")
         out.append({"type": kind, "url": url, **({"password": password} if kind == "obs" else {})})
     return tuple(out)
+
+
+def url_host(url: object, schemes: tuple[str, ...]) -> str | None:
+    """The host of a well-formed URL of one of ``schemes``, without credentials; else None."""
+    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t\x00 "):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+        host = parts.hostname
+        URL(url, encoded=True)
+    except ValueError:
+        return None
+    if parts.scheme not in schemes or not host or parts.username is not None or parts.password is not None:
+        return None
+    return host
 
 
 def shown(output: dict[str, str]) -> dict[str, str]:
@@ -86,9 +129,63 @@ def shown(output: dict[str, str]) -> dict[str, str]:
 
 
 def masked(url: str) -> str:
-    """The URL as it may be shown: its host and path, the query (the stream key) hidden."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?***" if parts.query else "")
+    """The URL as it may be shown or logged: its scheme and host; the rest (a stream key may be
+    in the path as well as in the query) hidden whole."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", parts.port
+    except ValueError:
+        return "(an unreadable URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/***"
+
+
+@dataclass
+class PostRate:
+    """A token bucket of requests a minute (pure: time is an argument). ``wait`` is how long
+    until a request may go; ``take`` spends one."""
+
+    per_minute: float
+    tokens: float = -1.0
+    stamp: float = 0.0
+
+    def _fill(self, now: float) -> None:
+        burst = max(1.0, self.per_minute / 4)
+        if self.tokens < 0:
+            self.tokens, self.stamp = burst, now
+        self.tokens = min(burst, self.tokens + (now - self.stamp) * self.per_minute / 60.0)
+        self.stamp = now
+
+    def wait(self, now: float) -> float:
+        self._fill(now)
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) * 60.0 / self.per_minute
+
+    def take(self, now: float) -> None:
+        self._fill(now)
+        self.tokens -= 1.0
+
+
+@dataclass
+class Pacer:
+    """A room's request budget and the server's, both spent by every request (retries too)."""
+
+    room: PostRate
+    server: PostRate
+    monotonic: Callable[[], float] = time.monotonic
+
+    async def ready(self) -> None:
+        while True:
+            now = self.monotonic()
+            wait = max(self.room.wait(now), self.server.wait(now))
+            if wait <= 0:
+                self.room.take(now)
+                self.server.take(now)
+                return
+            await asyncio.sleep(math.ceil(wait * 100) / 100)  # the budget refills with time
+
+
+def unpaced() -> Pacer:
+    return Pacer(PostRate(ROOM_POSTS_PER_MINUTE), PostRate(SERVER_POSTS_PER_MINUTE))
 
 
 def youtube_body(at: datetime, lines: tuple[str, ...]) -> str:
@@ -103,10 +200,30 @@ class _Post:
     queued: float  # monotonic
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A failure in a word for metrics and logs (never the exception's text: it may hold the URL)."""
+    if isinstance(exc, DestinationRefused) or isinstance(getattr(exc, "os_error", None), DestinationRefused):
+        return "refused_destination"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ObsRefused):
+        return "handshake"
+    if isinstance(exc, aiohttp.RedirectClientError):
+        return "redirect"
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError | OSError):
+        return "connect"
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.WSServerHandshakeError):
+        return "status"
+    return "protocol"
+
+
 class _Poster:
-    """What both outputs share: one task that sends what is queued, in order."""
+    """What both outputs share: one task that sends what is queued, in order, within the room's
+    and the server's request budget."""
 
     _task: asyncio.Task[None] | None
+    pacer: Pacer
+    config: tuple[str, str, str] = ("", "", "")  # (type, url, password): what it was made for
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -124,15 +241,28 @@ class _Poster:
 
 
 @dataclass
+class Sequence:
+    """YouTube's ``seq``: one more per request to a URL, whichever poster sends it (a room made
+    again, or an output moved by a PATCH while the old one still sends what it holds)."""
+
+    last: int = 0
+
+    def next(self) -> int:
+        self.last += 1
+        return self.last
+
+
+@dataclass
 class YouTubeOutput(_Poster):
     """One room's caption posts to one YouTube ingestion URL, in order, from one task."""
 
     url: str
     metrics: OutputCounter
     session: Callable[[], aiohttp.ClientSession]
+    pacer: Pacer = field(default_factory=unpaced)
     wall: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
-    seq: int = 0
+    sequence: Sequence = field(default_factory=Sequence)
     _queue: asyncio.Queue[_Post] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     _task: asyncio.Task[None] | None = None
 
@@ -162,27 +292,32 @@ class YouTubeOutput(_Poster):
         for attempt, pause in enumerate((0.0, *BACKOFF_S)):
             if pause:
                 await asyncio.sleep(pause)  # backoff before a retry
+            await self.pacer.ready()
             if self.monotonic() - post.queued > TOO_OLD_S:
                 self.metrics.output_post("youtube", "dropped")
                 return
-            self.seq += 1  # one per request: YouTube wants it to grow by one each time
-            target = URL(self.url, encoded=True).update_query(seq=str(self.seq))
+            # One per request: YouTube wants it to grow by one each time.
+            target = URL(self.url, encoded=True).update_query(seq=str(self.sequence.next()))
             try:
                 async with asyncio.timeout(TIMEOUT_S):
+                    # Redirects are not followed: a 307 would re-POST the captions wherever it says.
                     async with self.session().post(
                         target,
                         data=youtube_body(post.at, post.lines).encode(),
                         headers={"Content-Type": "text/plain"},
+                        allow_redirects=False,
                     ) as resp:
-                        await resp.read()
+                        await resp.content.read(MAX_REPLY)
+                        resp.close()  # the rest of the answer is discarded with the connection
                         ok = resp.status < 300
-                        reason = f"HTTP {resp.status}"
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                ok, reason = False, type(exc).__name__
+                        reason = "status"
+            except Exception as exc:  # noqa: BLE001 - whatever the endpoint does, the room goes on
+                ok, reason = False, failure_reason(exc)
             if ok:
                 self.metrics.output_post("youtube", "ok")
                 return
             self.metrics.output_post("youtube", "retry")
+            self.metrics.output_failure("youtube", reason)
             if attempt == 0:
                 # The URL holds the stream key: only its host is named.
                 log.warning("YouTube caption post to %s failed (%s); retrying", masked(self.url), reason)
@@ -199,7 +334,21 @@ def obs_auth(password: str, salt: str, challenge: str) -> str:
 
 
 class ObsRefused(Exception):
-    """obs-websocket closed the handshake (a wrong password, say)."""
+    """obs-websocket closed the handshake (a wrong password, say), or answered it with something
+    that is not obs-websocket 5."""
+
+
+def obs_challenge(hello: object) -> tuple[str, str] | None:
+    """(salt, challenge) of obs-websocket's Hello, None when it asks for no password; a Hello
+    that is not one raises ObsRefused (a peer that is not OBS, or a hostile one)."""
+    if not isinstance(hello, dict) or hello.get("op") != 0 or not isinstance(hello.get("d"), dict):
+        raise ObsRefused("not obs-websocket: no Hello")
+    auth = hello["d"].get("authentication")
+    if auth is None:
+        return None
+    if not isinstance(auth, dict) or not all(isinstance(auth.get(k), str) for k in ("salt", "challenge")):
+        raise ObsRefused("obs-websocket's Hello has an unreadable authentication")
+    return auth["salt"], auth["challenge"]
 
 
 @dataclass
@@ -213,6 +362,7 @@ class ObsOutput(_Poster):
     password: str
     metrics: OutputCounter
     session: Callable[[], aiohttp.ClientSession]
+    pacer: Pacer = field(default_factory=unpaced)
     monotonic: Callable[[], float] = time.monotonic
     _queue: asyncio.Queue[tuple[str, float]] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     _task: asyncio.Task[None] | None = None
@@ -240,6 +390,7 @@ class ObsOutput(_Poster):
         for attempt, pause in enumerate((0.0, *BACKOFF_S)):
             if pause:
                 await asyncio.sleep(pause)  # backoff while OBS is away
+            await self.pacer.ready()
             if self.monotonic() - queued > TOO_OLD_S:
                 break
             ok = False
@@ -250,10 +401,12 @@ class ObsOutput(_Poster):
                     request = {"requestType": "SendStreamCaption", "requestId": str(self._ids)}
                     await ws.send_json({"op": 6, "d": {**request, "requestData": {"captionText": text}}})
                     ok = await self._answer(ws, str(self._ids))
-            except (TimeoutError, aiohttp.ClientError, OSError, ObsRefused, ValueError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a broken or hostile peer is retried, never fatal
                 await self._drop_connection()
+                reason = failure_reason(exc)
+                self.metrics.output_failure("obs", reason)
                 if attempt == 0:
-                    log.warning("OBS output at %s: %s; retrying", masked(self.url), type(exc).__name__)
+                    log.warning("OBS output at %s: %s; retrying", masked(self.url), reason)
             if ok:
                 self.metrics.output_post("obs", "ok")
                 return
@@ -263,20 +416,21 @@ class ObsOutput(_Poster):
     async def _connected(self) -> aiohttp.ClientWebSocketResponse:
         if self._ws is not None and not self._ws.closed:
             return self._ws
-        ws = await self.session().ws_connect(self.url, protocols=("obswebsocket.json",))
-        hello = await ws.receive_json()
-        if hello.get("op") != 0:
+        ws = await self.session().ws_connect(
+            self.url, protocols=("obswebsocket.json",), max_msg_size=MAX_OBS_MESSAGE, autoping=True
+        )
+        try:
+            challenge = obs_challenge(await ws.receive_json())
+            identify: dict[str, Any] = {"rpcVersion": 1, "eventSubscriptions": 0}
+            if challenge is not None:
+                identify["authentication"] = obs_auth(self.password, *challenge)
+            await ws.send_json({"op": 1, "d": identify})
+            reply = await ws.receive()
+            if reply.type != aiohttp.WSMsgType.TEXT or _op(reply.data) != 2:
+                raise ObsRefused(f"obs-websocket refused to identify (close code {ws.close_code})")
+        except BaseException:
             await ws.close()
-            raise ValueError("not obs-websocket: no Hello")
-        identify: dict[str, Any] = {"rpcVersion": 1, "eventSubscriptions": 0}
-        auth = hello.get("d", {}).get("authentication")
-        if auth:
-            identify["authentication"] = obs_auth(self.password, auth["salt"], auth["challenge"])
-        await ws.send_json({"op": 1, "d": identify})
-        reply = await ws.receive()
-        if reply.type != aiohttp.WSMsgType.TEXT or json.loads(reply.data).get("op") != 2:
-            await ws.close()
-            raise ObsRefused(f"obs-websocket refused to identify (close code {ws.close_code})")
+            raise
         self._ws = ws
         return ws
 
@@ -284,8 +438,10 @@ class ObsOutput(_Poster):
     async def _answer(ws: aiohttp.ClientWebSocketResponse, request_id: str) -> bool:
         while True:
             msg = await ws.receive_json()
-            if msg.get("op") == 7 and msg.get("d", {}).get("requestId") == request_id:
-                return bool(msg["d"].get("requestStatus", {}).get("result"))
+            d = msg.get("d") if isinstance(msg, dict) else None
+            if isinstance(d, dict) and msg.get("op") == 7 and d.get("requestId") == request_id:
+                status = d.get("requestStatus")
+                return isinstance(status, dict) and status.get("result") is True
 
     async def _drop_connection(self) -> None:
         if self._ws is not None:
@@ -298,51 +454,109 @@ class ObsOutput(_Poster):
         await self._drop_connection()
 
 
+def _op(data: str) -> object:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    return message.get("op") if isinstance(message, dict) else None
+
+
+class TooManyOutputs(Exception):
+    """The server carries its ``--max-outputs`` already."""
+
+
+MAX_SEQUENCES = 4096  # YouTube URLs whose seq is remembered after their rooms went
+
+
+def _config(output: dict[str, str]) -> tuple[str, str, str]:
+    return output["type"], output["url"], output.get("password", "")
+
+
 @dataclass
 class Outputs:
-    """Every room's outputs in this process; one HTTP session for all of them."""
+    """Every live room's outputs in this process, one HTTP client for all of them, reaching only
+    what the destination policy allows. A room's posters live as long as the room object does:
+    a room forgotten while idle takes its outputs with it (they send what they hold), and the
+    room made again under the same name gets its own (YouTube's ``seq`` carries on per URL)."""
 
     metrics: OutputCounter
-    rooms: dict[str, list[Any]] = field(default_factory=dict)
-    configs: dict[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
+    max_outputs: int = 64
+    rooms: dict[int, tuple[Any, list[Any]]] = field(default_factory=dict)  # id(room) -> (room, posters)
+    server_rate: PostRate = field(default_factory=lambda: PostRate(SERVER_POSTS_PER_MINUTE))
+    _room_rates: dict[int, PostRate] = field(default_factory=dict)
+    _sequences: dict[str, Sequence] = field(default_factory=dict)
     # Posters of outputs a PATCH replaced, sending what they hold before they close.
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession()
+            self._http = outbound_session(self.policy)
         return self._http
 
+    def count(self, but: Any = None) -> int:
+        """Outputs live in this process (of every room but ``but``)."""
+        return sum(len(posters) for key, (_r, posters) in self.rooms.items() if key != id(but))
+
+    def check_room(self, room: Any, outputs: tuple[dict[str, str], ...]) -> None:
+        """Raises TooManyOutputs when giving ``room`` these outputs would pass ``--max-outputs``."""
+        if outputs and self.count(but=room) + len(outputs) > self.max_outputs:
+            raise TooManyOutputs(f"the server carries its {self.max_outputs} outputs already")
+
     def attach(self, room: Any, outputs: tuple[dict[str, str], ...]) -> None:
-        """Give ``room`` its outputs. A room keeps its posters (and their seq) while its outputs
-        stay as they are; changed (``PATCH /rooms/{room}``), the old ones take no new final and
-        the new ones take every final from now on."""
-        if self.configs.get(room.name, ()) == outputs:
-            return
-        for poster in self.rooms.pop(room.name, []):
-            room.on_final.remove(poster.on_final)
-            task = asyncio.get_running_loop().create_task(poster.retire(), name="output-retired")
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
-        self.configs[room.name] = outputs
-        if not outputs:
-            return
-        posters: list[Any] = [
-            YouTubeOutput(o["url"], self.metrics, self.session)
-            if o["type"] == "youtube"
-            else ObsOutput(o["url"], o.get("password", ""), self.metrics, self.session)
-            for o in outputs
-        ]
-        self.rooms[room.name] = posters
+        """Give ``room`` its outputs. An output that stays as it was keeps its poster (and its
+        queue); one that changed (``PATCH /rooms/{room}``: a new stream key mid-event) takes no
+        new final and sends what it holds, and the new ones take every final from now on."""
+        key = id(room)
+        _old_room, old = self.rooms.pop(key, (room, []))
+        kept: dict[tuple[str, str, str], Any] = {}
+        for poster in old:
+            kept.setdefault(poster.config, poster)
+        pacer = Pacer(self._room_rates.setdefault(key, PostRate(ROOM_POSTS_PER_MINUTE)), self.server_rate)
+        posters = [kept.pop(_config(o), None) or self._poster(o, pacer) for o in outputs]
+        for poster in [p for p in old if p not in posters]:
+            self._retire(room, poster)
+        if posters:
+            self.rooms[key] = (room, posters)
         for poster in posters:
-            room.on_final.append(poster.on_final)
+            if poster.on_final not in room.on_final:
+                room.on_final.append(poster.on_final)
+
+    def _poster(self, output: dict[str, str], pacer: Pacer) -> Any:
+        if output["type"] == "youtube":
+            url = output["url"]
+            sequence = self._sequences.pop(url, None) or Sequence()
+            self._sequences[url] = sequence  # the newest last: the oldest go first past the bound
+            while len(self._sequences) > MAX_SEQUENCES:
+                del self._sequences[next(iter(self._sequences))]
+            poster: Any = YouTubeOutput(url, self.metrics, self.session, pacer, sequence=sequence)
+        else:
+            poster = ObsOutput(output["url"], output.get("password", ""), self.metrics, self.session, pacer)
+        poster.config = _config(output)
+        return poster
+
+    def detach(self, room: Any) -> None:
+        """The room object is gone (forgotten while idle): its outputs send what they hold and close."""
+        _room, posters = self.rooms.pop(id(room), (room, []))
+        for poster in posters:
+            self._retire(room, poster)
+        self._room_rates.pop(id(room), None)
+
+    def _retire(self, room: Any, poster: Any) -> None:
+        if poster.on_final in room.on_final:
+            room.on_final.remove(poster.on_final)
+        task = asyncio.get_running_loop().create_task(poster.retire(), name="output-retired")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def aclose(self) -> None:
         for task in list(self._retiring):
             task.cancel()  # the poster closes as its retire() is cancelled
         await asyncio.gather(*self._retiring, return_exceptions=True)
-        for poster in [p for posters in self.rooms.values() for p in posters]:
-            await poster.aclose()
+        for _room, posters in list(self.rooms.values()):
+            for poster in posters:
+                await poster.aclose()
         if self._http is not None:
             await self._http.close()

@@ -9,11 +9,12 @@ from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
-from server.guard import admit, require_publish, require_view
+from server.guard import admit, request_token, require_publish, require_view
 from server.http import error, parse_json, read_body
-from server.outputs import OutputError, check_outputs, shown
+from server.http import shown as shown_text
+from server.outputs import OutputError, TooManyOutputs, check_outputs, shown
 from server.room_words import RoomWords, WordsError
-from server.rooms import Room
+from server.rooms import Room, RoomRecord
 from server.speakers import MAX_SPEAKERS
 from server.state import STATE, AppState
 from server.subtitles import CueRules
@@ -34,6 +35,7 @@ PATCH_HELP = (
     '(an object of phrase -> shown text) and "outputs" (a list such as [{"type": "youtube", "url": "..."}])'
 )
 PATCHED = ("vocabulary", "replacements", "outputs")
+CHANGE_NEEDS = "changing a room needs its publish token as 'Authorization: Bearer <publish token>'"
 
 
 def room_settings(room: Room) -> dict[str, object]:
@@ -62,6 +64,26 @@ def max_speakers_of(body: dict[str, object]) -> int | None:
     if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_SPEAKERS:
         raise error(400, "bad_request", f'"max_speakers" is a number from 1 to {MAX_SPEAKERS} (or null)')
     return raw
+
+
+def outputs_of(state: AppState, raw: object, room: Room | None = None) -> tuple[dict[str, str], ...]:
+    """A body's outputs, checked: well-formed, reachable under the destination policy, and
+    within the server's ``--max-outputs``."""
+    outputs_in = state.outputs
+    try:
+        outputs = check_outputs(raw, outputs_in.policy if outputs_in is not None else None)
+    except OutputError as exc:
+        raise error(400, "bad_output", str(exc)) from exc
+    if outputs and (state.settings.redis or outputs_in is None):
+        raise error(
+            400, "outputs_unsupported", "room outputs run on the embedded server only, not yet on gateways"
+        )
+    if outputs_in is not None:
+        try:
+            outputs_in.check_room(room, outputs)
+        except TooManyOutputs as exc:
+            raise error(429, "too_many_outputs", str(exc), headers={"Retry-After": "60"}) from exc
+    return outputs
 
 
 def room_languages(state: AppState, room: Room) -> dict[str, object]:
@@ -119,14 +141,7 @@ async def create_room(request: web.Request) -> web.Response:
         if await in_use(state, name):
             raise error(409, "room_exists", f"room {name!r} already exists or is in use")
     languages, source = room_language_options(state, body)
-    try:
-        outputs = check_outputs(body.get("outputs"))
-    except OutputError as exc:
-        raise error(400, "bad_output", str(exc)) from exc
-    if outputs and state.settings.redis:
-        raise error(
-            400, "outputs_unsupported", "room outputs run on the embedded server only, not yet on gateways"
-        )
+    outputs = outputs_of(state, body.get("outputs"))
     words = words_of(body)
     max_speakers = max_speakers_of(body)
     view_token = secrets.token_urlsafe(24) if private else None
@@ -195,9 +210,19 @@ def room_language_options(
 
 
 async def room_info(request: web.Request) -> web.Response:
-    """A room's languages, for pages that let their reader pick one."""
+    """A room's languages and settings, for pages that let their reader pick one. A room that
+    is not known here and one the request may not read get the same answer (no room names to
+    enumerate)."""
     state = request.app[STATE]
-    record = await require_view(request, room_name(request), publishers_too=True)
+    name = room_name(request)
+    record = await state.rooms.record(name)
+    if not state.access.required(record) and not record.known:
+        raise no_such_room(name)
+    if state.access.required(record) and not state.access.server_wide:
+        token = request_token(request)
+        if not (state.access.may_view(record, token) or state.access.may_publish(record, token)):
+            raise no_such_room(name)
+    record = await require_view(request, name, publishers_too=True)
     room = planned_room(state, record)
     live = state.rooms.get(room.name)
     settings = room_settings(room)
@@ -209,20 +234,60 @@ async def room_info(request: web.Request) -> web.Response:
     )
 
 
+def no_such_room(name: str) -> web.HTTPException:
+    message = f"there is no room {name!r} here, or it needs a token this request lacks"
+    return error(404, "unknown_room", message)
+
+
+def may_change(request: web.Request, state: AppState, record: RoomRecord) -> None:
+    """Who may change a room: the admin token, or a publish token for it (the room's or the
+    server's). A room that was never created and one the token does not open get the same
+    answers (401 without a token, 403 with one), so PATCH tells no room names apart."""
+    token = bearer(request)
+    if token is None or not is_admin(state, token):
+        # A room never created has no token of its own: only the server's opens it.
+        require_publish(request, record if record.created else RoomRecord(record.name), CHANGE_NEEDS)
+    if not record.created:
+        raise error(
+            404, "unknown_room", f"room {record.name!r} was not created with POST /rooms; it has no settings"
+        )
+
+
+def may_redirect(request: web.Request, state: AppState, record: RoomRecord) -> None:
+    """Where a room's captions go is for those who may read them: a room that needs a view
+    token (a private room, or every room with ``--view-token``) has its outputs changed only by
+    a request that also shows one (``?token=`` or ``Nova-View-Token``), or by the admin token.
+    Else a publish token handed to a guest speaker would read the whole room through an output
+    of her own."""
+    token = bearer(request)
+    if not state.access.required(record) or (token is not None and is_admin(state, token)):
+        return
+    view = request.headers.get("Nova-View-Token") or request.query.get("token")
+    if not state.access.may_view(record, view, token):
+        path = shown_text(request.path, 120)
+        log.warning("refused %s %s: outputs without a view token", request.method, path)
+        raise error(
+            403,
+            "view_token_required",
+            "changing where this room's captions go needs its view token too (?token= or a "
+            "Nova-View-Token header), as reading them does",
+        )
+
+
+def is_admin(state: AppState, token: str) -> bool:
+    admin = state.settings.admin_token
+    return bool(admin) and token_matches(token, hash_token(admin))
+
+
 async def patch_room(request: web.Request) -> web.Response:
-    """Change a live room's vocabulary or replacements (its publish token): each publisher's
-    next utterance hears the new vocabulary, every line from now on shows the replacements,
-    and listeners get a ``settings`` message saying so."""
+    """Change a live room's vocabulary, replacements or outputs (its publish token; outputs of
+    a private room also its view token): each publisher's next utterance hears the new
+    vocabulary, every line from now on shows the replacements and goes to the new outputs, and
+    listeners get a ``settings`` message saying so."""
     state = request.app[STATE]
     name = room_name(request)
     record = await state.rooms.record(name)
-    if not record.created:
-        raise error(
-            404, "unknown_room", f"room {name!r} was not created with POST /rooms; it has no settings"
-        )
-    require_publish(
-        request, record, "changing a room needs its publish token as 'Authorization: Bearer <publish token>'"
-    )
+    may_change(request, state, record)
     if request.content_type != "application/json":
         raise error(415, "unsupported_media_type", "send Content-Type: application/json; " + PATCH_HELP)
     admit(request)
@@ -232,16 +297,8 @@ async def patch_room(request: web.Request) -> web.Response:
     words = words_of(body, record.words)
     outputs = None
     if "outputs" in body:
-        try:
-            outputs = check_outputs(body["outputs"])
-        except OutputError as exc:
-            raise error(400, "bad_output", str(exc)) from exc
-        if state.settings.redis:
-            raise error(
-                400,
-                "outputs_unsupported",
-                "room outputs run on the embedded server only, not yet on gateways",
-            )
+        may_redirect(request, state, record)
+        outputs = outputs_of(state, body["outputs"], state.rooms.get(name))
     changed = tuple(k for k in PATCHED if k in body)
     room = state.rooms.ensure(name)
     state.rooms.adopt(room, record)

@@ -12,6 +12,7 @@ from pipeline.backend import InferenceBackend
 from server.access import ViewAccess
 from server.limits import Admission, DescriptorFloor
 from server.metrics import Metrics
+from server.outputs import Outputs
 from server.peers import PeerSet
 from server.rooms import Room, RoomRegistry
 from server.settings import Settings
@@ -56,6 +57,7 @@ class AppState:
     extra: dict[str, Any] = field(default_factory=dict)
     translation: TranslationService | None = None  # None: translation is off
     multilingual: bool = False  # whether Whisper can hear other languages than English
+    outputs: Outputs | None = None  # where rooms' finals go besides listeners (embedded server)
 
     def spoken(self, room: Room) -> str | None:
         """The language a room is spoken in, when known before anyone speaks."""
