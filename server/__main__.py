@@ -53,12 +53,19 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
+def connection_limits(settings: Settings) -> dict[str, float]:
+    """aiohttp's per-connection timer runs from the connection's first byte to its first whole
+    request, and between requests: a client that sends its headers slowly (or never) or holds
+    an idle connection is closed after ``--idle-timeout`` instead of aiohttp's default hour."""
+    return {"keepalive_timeout": settings.idle_timeout}
+
+
 async def serve(app: web.Application, sock: socket.socket, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain: no new publishers (503), the current ones
     finalise their last words (bounded by --drain-timeout), and the process exits."""
     from server.app import drain
 
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, **connection_limits(settings))
     await runner.setup()
     await web.SockSite(runner, sock).start()
     print(f"Nova Voice listening on http://{settings.host}:{settings.port}", flush=True)

@@ -15,7 +15,7 @@ import uuid
 
 from aiohttp import web
 
-from server.guard import check_descriptors, descriptor_usage, require_view
+from server.guard import check_descriptors, client_of, descriptor_usage, require_view
 from server.http import error
 from server.state import STATE
 from server.viewers import backlog_seconds, planned_room, room_name, viewer_stream, watched_room
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 QUEUE = 512
 # A reader that hears nothing this long (no heartbeat either) is closed: the room went away.
 SILENCE_S = 5.0
+# A reader that does not take an event within this long is cut off (its socket's buffers are
+# full: it stopped reading), instead of holding a viewer slot and a task for ever.
+WRITE_S = 10.0
+LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
 class FeedListener:
@@ -47,7 +51,7 @@ def last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not LAST_EVENT_ID.fullmatch(raw):  # ASCII digits: str.isdigit() also takes "²"
         raise error(400, "bad_last_event_id", "Last-Event-ID is the id (a number) of the last event received")
     return int(raw)
 
@@ -72,7 +76,8 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     lang = viewer_stream(state, planned_room(state, record), request.query.get("lang"))
     after = last_event_id(request)
     check_descriptors(state, descriptor_usage())
-    room = await watched_room(state, record)
+    client = client_of(request)
+    room = await watched_room(state, record, client)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -84,24 +89,26 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     listener = FeedListener()
     # Replayed and subscribed with no await in between: nothing falls between the two.
     first = [m.to_json() for m in room.replay_messages(max_age, lang, after)]
-    room.viewers.add(key)
+    room.add_viewer(key, client)
     room.listen(key, listener, lang)
     state.metrics.viewers.inc()
     try:
         await response.prepare(request)
-        await response.write(b"retry: 1000\n\n")
-        for message in first:
-            await response.write(frame(message))
+        async with asyncio.timeout(WRITE_S):
+            await response.write(b"retry: 1000\n\n" + b"".join(frame(m) for m in first))
         while not listener.overflowed:
             try:
                 message = await asyncio.wait_for(listener.queue.get(), SILENCE_S)
             except TimeoutError:
                 break
-            await response.write(frame(message))
+            async with asyncio.timeout(WRITE_S):
+                await response.write(frame(message))
     except ConnectionResetError:
         pass  # the reader went away (a cancel, at shutdown, goes on up after the cleanup)
+    except TimeoutError:
+        log.info("feed of room %s: the reader stopped reading; closed", room.name)
     finally:
-        room.viewers.discard(key)
+        room.remove_viewer(key)
         room.unlisten(key)
         state.metrics.viewers.dec()
         state.rooms.forget_if_idle(room.name)

@@ -177,6 +177,7 @@ class Room:
     enders: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _ending: set[asyncio.Task[None]] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
+    viewer_clients: dict[Hashable, str] = field(default_factory=dict)  # viewer -> its client address
     speaking: dict[Hashable, bool] = field(default_factory=dict)
     session: int = 0
     # Room stream time: wall-clock epoch, and the latest end seen (time never goes below it).
@@ -234,6 +235,18 @@ class Room:
     @property
     def idle(self) -> bool:
         return not (self.publishers or self.viewers or self.listeners or self.created)
+
+    def add_viewer(self, key: Hashable, client: str) -> None:
+        """A viewer's peer or a feed, counted against the room's and its address's limits."""
+        self.viewers.add(key)
+        self.viewer_clients[key] = client
+
+    def remove_viewer(self, key: Hashable) -> None:
+        self.viewers.discard(key)
+        self.viewer_clients.pop(key, None)
+
+    def viewers_from(self, client: str) -> int:
+        return sum(1 for c in self.viewer_clients.values() if c == client)
 
     def live_speakers(self) -> tuple[str, ...]:
         """The names of the room's live publishers, sorted (unnamed ones are not listed)."""

@@ -55,6 +55,10 @@ class Settings:
     view_token: str = ""
     admin_token: str = ""
     youtube_caption_url: str = ""
+    outputs_allow: str = ""  # networks and hosts outputs may reach besides public addresses
+    max_outputs: int = 64  # outputs of all rooms together
+    max_viewers_per_address: int = 0  # 0: a quarter of max_viewers (at least 1)
+    idle_timeout: float = 15.0  # an idle or unfinished connection is closed after this
     trust_proxy: bool = False
     drain_timeout: float = 20.0
     log_format: str = "text"
@@ -75,6 +79,12 @@ class Settings:
         if self.translate_model:
             return "nllb"
         return "apertium" if self.translate_to else None
+
+    @property
+    def viewers_per_address(self) -> int:
+        """Viewers and feeds of one room from one address: below the room's total, so that one
+        address never takes every slot."""
+        return self.max_viewers_per_address or max(1, self.max_viewers // 4)
 
     @property
     def loopback(self) -> bool:
@@ -207,6 +217,10 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "view_token", str, "a token viewers, transcripts and /ice need (private deployments)")
     _flag(p, "admin_token", str, "a token that shows /health/full with model paths and Redis hosts")
     _flag(p, "youtube_caption_url", str, "YouTube Live caption ingestion URL for rooms not created first")
+    _flag(p, "outputs_allow", str, "networks, addresses and hosts outputs may reach besides public ones")
+    _flag(p, "max_outputs", int, "room outputs (YouTube, OBS) of the whole server")
+    _flag(p, "max_viewers_per_address", int, "viewers and feeds of a room from one address (0: a quarter)")
+    _flag(p, "idle_timeout", float, "seconds an idle connection, or one still sending its headers, is kept")
     _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(

@@ -70,21 +70,30 @@ def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
     return lang
 
 
-async def watched_room(state: AppState, record: RoomRecord) -> Room:
+async def watched_room(state: AppState, record: RoomRecord, client: str) -> Room:
     """The room a new reader (a viewer's peer, a feed) joins, its state at hand for the replay,
-    or a 429 when it has its ``--max-viewers`` already (an idle room is not kept for it)."""
+    or a 429 when it has its ``--max-viewers`` already, or ``client`` (an address) has its
+    share of them: one address never takes every slot (an idle room is not kept for it)."""
     room = state.rooms.ensure(record.name)
     state.rooms.adopt(room, record)
     await state.rooms.watch(room)
-    if len(room.viewers) >= state.settings.max_viewers:
-        state.metrics.rejected.labels("room_full").inc()
-        state.rooms.forget_if_idle(room.name)
-        raise error(
-            429,
-            "too_many_viewers",
-            f"room {room.name!r} has its {state.settings.max_viewers} viewers",
-            headers={"Retry-After": "30"},
+    settings = state.settings
+    refusal = None
+    if len(room.viewers) >= settings.max_viewers:
+        message = f"room {room.name!r} has its {settings.max_viewers} viewers"
+        refusal = ("room_full", "too_many_viewers", message)
+    elif room.viewers_from(client) >= settings.viewers_per_address:
+        refusal = (
+            "address_full",
+            "too_many_viewers_from_address",
+            f"this address has {settings.viewers_per_address} viewers of room {room.name!r} open already; "
+            "close some first",
         )
+    if refusal is not None:
+        metric, code, message = refusal
+        state.metrics.rejected.labels(metric).inc()
+        state.rooms.forget_if_idle(room.name)
+        raise error(429, code, message, headers={"Retry-After": "30"})
     return room
 
 
@@ -106,14 +115,14 @@ async def post_viewer(request: web.Request) -> web.Response:
         check_offer(sdp, want_audio=False)
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
-    room = await watched_room(state, record)
+    room = await watched_room(state, record, client)
 
     viewer_id = "viewer-" + uuid.uuid4().hex
 
     def gone() -> None:
         if viewer_id not in room.viewers:
             return
-        room.viewers.discard(viewer_id)
+        room.remove_viewer(viewer_id)
         room.unlisten(viewer_id)
         state.metrics.viewers.dec()
         state.rooms.forget_if_idle(room.name)
@@ -124,7 +133,7 @@ async def post_viewer(request: web.Request) -> web.Response:
         state.metrics.rejected.labels(exc.refusal.code).inc()
         state.rooms.forget_if_idle(room.name)
         raise refused(exc.refusal) from exc
-    room.viewers.add(viewer_id)
+    room.add_viewer(viewer_id, client)
     state.metrics.viewers.inc()
 
     @pc.on("datachannel")

@@ -63,6 +63,7 @@ async def nova(
     tmp_path: Path,
 ) -> AsyncIterator[StartServer]:
     """Start a real Nova Voice server on 127.0.0.1 with the shared model and given settings."""
+    from server.__main__ import connection_limits
     from server.app import create_app
 
     started: list[web.Application] = []
@@ -71,7 +72,7 @@ async def nova(
         settings = Settings(**{"data_dir": str(tmp_path / "data"), **overrides})  # type: ignore[arg-type]
         app: web.Application = create_app(settings, inference)
         started.append(app)
-        return await aiohttp_server(app, host="127.0.0.1")
+        return await aiohttp_server(app, host="127.0.0.1", **connection_limits(settings))
 
     yield start
     # No exception may escape a task unretrieved in any test (each is a defect the server only

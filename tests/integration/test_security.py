@@ -461,6 +461,7 @@ async def test_running_low_on_descriptors_is_a_503_logged_once_never_a_flood(tmp
                 str(tmp_path / "d"),
             ],
             *["--connect-timeout", "4", "--offers-per-minute", "0", "--max-pending", "0"],
+            *["--max-viewers-per-address", "1000"],
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=low_fd_limit,
