@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -26,19 +25,25 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 
 from server.dictate_audio import AudioError, DeviceSource, Feed, FeedTrack, FileSource, default_device
+from server.dictate_text import Bad, Caption, CleanLog, Message, Once, ServerError, clean, read_message
 from server.dictate_typing import KeyboardError, PushToTalk, Typist, parse_hotkey
 from server.dictate_whip import Backoff, Connection, Refused, Unavailable
 
 log = logging.getLogger("nova-voice.dictate")
 
 LAST_FINAL_TIMEOUT = 10.0  # after the audio stops, for the words still in flight
+MAX_PENDING = 64  # utterances waited for at the end, at most
+# A connection counts as good (the backoff starts again from its shortest) only once it lasted
+# this long: a server that accepts and then drops every session is retried with growing waits.
+STEADY_AFTER = 10.0
 SILENT_AFTER = 2.5  # the server says its status twice a second: this long without a word, it is gone
 
 
 @dataclass
 class Printer:
     """Finals as lines. On a terminal the partial is rewritten in place on one line; in a pipe
-    nothing but the finals, one a line."""
+    nothing but the finals, one a line. The server's text is ``clean``: the only escape on the
+    terminal is the printer's own line rewrite."""
 
     out: TextIO
     tty: bool
@@ -48,6 +53,7 @@ class Printer:
     def partial(self, text: str) -> None:
         if not self.tty:
             return
+        text = clean(text)
         room = max(self.width() - 1, 10)
         shown = text if len(text) <= room else "…" + text[-(room - 1) :]
         self.out.write("\r\x1b[2K" + shown)
@@ -55,7 +61,7 @@ class Printer:
         self._partial = True
 
     def final(self, text: str) -> None:
-        line = " ".join(text.split())  # one final, one line, whatever the text held
+        line = clean(text)  # one final, one line, whatever the text held
         self.out.write(("\r\x1b[2K" if self._partial else "") + line + "\n")
         self.out.flush()
         self._partial = False
@@ -69,7 +75,11 @@ class Printer:
 
 @dataclass
 class Captions:
-    """What the data channel said, sent on to the printer and the typist."""
+    """What the data channel said, sent on to the printer and the typist.
+
+    Only this session's own captions count: those carrying the public id the server gave it
+    (``mine``, from the ``Nova-Publisher`` header). One without a publisher, or any caption when
+    the server gave no id, could be anyone's words (or a hostile server's), so none is shown."""
 
     printer: Printer
     typist: Typist | None = None
@@ -79,31 +89,54 @@ class Captions:
     alive: asyncio.Event = field(default_factory=asyncio.Event)  # set by every message
     # This session's public id: in a room where others speak too, only its own words count.
     mine: str | None = None
+    once: Once = field(default_factory=lambda: Once(log))
+
+    def own(self, publisher: str | None) -> None:
+        """The id of this session's captions, from the WHIP answer (None: the server gave none)."""
+        self.mine = publisher
+        if publisher is None:
+            self.once.warn(
+                "no-publisher-id",
+                "the server did not say which captions are ours (no Nova-Publisher header): "
+                "none will be shown or typed",
+            )
 
     def on_message(self, raw: Any) -> None:
         self.alive.set()
         try:
-            msg = json.loads(raw)
-        except (TypeError, ValueError):
+            self._handle(read_message(raw))
+        except Exception as exc:  # raised here, it would end the data channel: a reconnect loop
+            self.once.warn(
+                "handler", "could not use a message from the server (%s): skipped", type(exc).__name__
+            )
+
+    def _handle(self, msg: Message) -> None:
+        if isinstance(msg, Bad):
+            self.once.warn(msg.kind, "ignoring %s (said once)", msg.why)
             return
-        if not isinstance(msg, dict):
+        if isinstance(msg, ServerError):
+            log.warning("server: %s", msg.text)
             return
-        if msg.get("type") == "error":
-            log.warning("server: %s", msg.get("message") or msg.get("code"))
-        if msg.get("type") != "caption" or msg.get("source_lang"):
+        if not isinstance(msg, Caption) or msg.translated:
             return  # statuses, settings; translations of the captions
-        if self.mine is not None and msg.get("publisher") not in (None, self.mine):
+        if self.mine is None or msg.publisher is None:
+            if msg.publisher is None:
+                self.once.warn("caption.no-publisher", "ignoring captions that do not say whose they are")
+            return
+        if msg.publisher != self.mine:
             return  # another speaker's
-        text, segment = str(msg.get("text") or "").strip(), msg.get("segment")
-        if msg.get("final"):
-            self.pending.discard(segment)  # type: ignore[arg-type]
+        text = clean(msg.text)
+        if msg.final:
+            self.pending.discard(msg.segment)
             if text:
                 self.finals += 1
                 self.printer.final(text)
                 if self.typist is not None:
-                    self.typist.type(text)
+                    self.typist.type(text, msg.lang)
         elif text:
-            self.pending.add(segment)  # type: ignore[arg-type]
+            if len(self.pending) >= MAX_PENDING:
+                self.pending.discard(min(self.pending))  # a server that never finalises: bounded
+            self.pending.add(msg.segment)
             self.printer.partial(text)
         self.changed.set()
 
@@ -122,6 +155,7 @@ class Captions:
 class Dictation:
     def __init__(self, args: argparse.Namespace, feed: Feed, captions: Captions) -> None:
         self.args, self.feed, self.captions = args, feed, captions
+        self.once = captions.once
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()
         base = args.server.rstrip("/")
@@ -140,12 +174,13 @@ class Dictation:
         backoff = Backoff()
         async with aiohttp.ClientSession() as http:
             while not self.stop.is_set():
-                conn = Connection(http, self.url, self.headers, self.args.room)
+                conn = Connection(http, self.url, self.headers, self.args.room, self.once)
+                opened = conn.open(FeedTrack(self.feed), self.captions.on_message, self.captions.own)
                 try:
-                    await first(conn.open(FeedTrack(self.feed), self.captions.on_message), self.stop.wait())
+                    await first(opened, self.stop.wait())
                 except Refused as exc:
                     await conn.close(delete=False)
-                    print(f"nova-voice dictate: {exc}", file=sys.stderr)
+                    print(f"nova-voice dictate: {clean(str(exc))}", file=sys.stderr)
                     return 2
                 except Unavailable as exc:
                     await conn.close()
@@ -156,10 +191,11 @@ class Dictation:
                 if not conn.up.is_set():  # stopped while connecting
                     await conn.close()
                     break
-                backoff.reset()
-                self.captions.mine = conn.publisher
+                connected_at = asyncio.get_running_loop().time()
                 log.info("connected: speaking into room %r", self.args.room)
                 await first(conn.down.wait(), self.stop.wait(), self.feed.ended.wait(), self.silence(conn))
+                if asyncio.get_running_loop().time() - connected_at >= STEADY_AFTER:
+                    backoff.reset()
                 if conn.down.is_set() and not self.stop.is_set():
                     self.captions.pending.clear()  # that utterance went with the connection
                     self.captions.printer.clear()
@@ -237,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--input", metavar="FILE", help="play this file (any format PyAV reads) instead")
     p.add_argument("--type", action="store_true", help="type each final into the focused window")
     p.add_argument(
+        "--newlines",
+        action="store_true",
+        help="with --type: the spoken 'new line' and 'new paragraph' press Enter (else typed as words)",
+    )
+    p.add_argument(
         "--hotkey", default="", help="push-to-talk: heard only while held, e.g. <ctrl>+<alt>+space"
     )
     return p
@@ -245,9 +286,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="nova-voice dictate: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(CleanLog())  # a log line can carry the server's words to the terminal
     log.setLevel(logging.INFO)
     if urlsplit(args.server).scheme not in ("http", "https") or not urlsplit(args.server).netloc:
         print(f"nova-voice dictate: --server takes an http(s) URL; got {args.server!r}", file=sys.stderr)
+        return 2
+    if args.newlines and not args.type:
+        print("nova-voice dictate: --newlines goes with --type (it presses Enter)", file=sys.stderr)
         return 2
     try:
         hotkey = parse_hotkey(args.hotkey) if args.hotkey else ""
@@ -263,7 +309,7 @@ async def dictate(args: argparse.Namespace, hotkey: str) -> int:
     try:
         source = FileSource(args.input) if args.input else DeviceSource(args.device or default_device())
         hold = PushToTalk(hotkey) if hotkey else None
-        typist = Typist(hold) if args.type else None
+        typist = Typist(hold, newlines=args.newlines) if args.type else None
         if hold is not None:
             hold.start()
     except (KeyboardError, AudioError) as exc:

@@ -8,6 +8,8 @@ import logging
 import threading
 from typing import Any
 
+from server.dictate_text import Enter, Position, is_plain, typing_plan
+
 log = logging.getLogger("nova-voice.dictate")
 
 # pynput's Key names (its X11, macOS and Windows backends share them), with the left-hand aliases.
@@ -62,30 +64,51 @@ def keyboard() -> Any:
 class Typist:
     """Types finals in order into whatever window has the focus: a space between two finals.
 
+    It types text, never keys: the server chooses the words, and pynput would turn a ``\\n`` or
+    ``\\t`` in them into Enter or Tab (in a terminal, Enter runs what came before). So a final
+    is typed as ``typing_plan`` says: printable characters and spaces, and Enter only for a
+    spoken "new line"/"new paragraph" when ``newlines`` is on. No other key, ever.
+
     Typing blocks (pynput sends key by key), so it runs in a thread, one final after the other.
     While push-to-talk keys are held it waits for their release: typed with Ctrl held, a final
     would turn into shortcuts."""
 
-    def __init__(self, hold: PushToTalk | None = None) -> None:
-        self._controller = keyboard().Controller()
+    def __init__(self, hold: PushToTalk | None = None, newlines: bool = False) -> None:
+        kb = keyboard()
+        self._controller = kb.Controller()
+        self._enter = kb.Key.enter
         self._hold = hold
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._typed_any = False
+        self._newlines = newlines
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._position = Position.START
         self._task: asyncio.Task[None] | None = None
 
-    def type(self, text: str) -> None:
+    def type(self, text: str, lang: str = "") -> None:
+        """Type a final (``lang``: its language, for the spoken commands)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        self._queue.put_nowait(text)
+        self._queue.put_nowait((text, lang))
 
     async def _run(self) -> None:
         while True:
-            text = await self._queue.get()
+            text, lang = await self._queue.get()
+            plan, self._position = typing_plan(text, lang, self._newlines, self._position)
             if self._hold is not None:
                 await asyncio.to_thread(self._hold.released.wait)
-            await asyncio.to_thread(self._controller.type, (" " if self._typed_any else "") + text)
-            self._typed_any = True
+            await asyncio.to_thread(self._type, plan)
             self._queue.task_done()
+
+    def _type(self, plan: list[str | Enter]) -> None:
+        for step in plan:
+            if isinstance(step, Enter):
+                for _ in range(step.times):
+                    self._controller.press(self._enter)
+                    self._controller.release(self._enter)
+            elif is_plain(step):  # always, by typing_plan; checked again where keys are made
+                try:
+                    self._controller.type(step)
+                except self._controller.InvalidCharacterException as exc:
+                    log.warning("could not type %s", exc)
 
     async def drain(self, timeout: float) -> None:
         """Until every final so far has been typed (bounded)."""

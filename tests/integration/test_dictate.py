@@ -296,14 +296,14 @@ def test_backoff_doubles_from_half_a_second_to_ten_with_jitter_and_resets() -> N
 
 def test_a_pipe_gets_one_final_a_line_and_a_terminal_sees_partials_rewritten() -> None:
     pipe = io.StringIO()
-    captions = Captions(Printer(pipe, tty=False))
+    captions = Captions(Printer(pipe, tty=False), mine="me")
     for raw in [
         '{"type":"status","room":"r","speech":true,"queue_delay":0,"publishers":1}',
-        '{"type":"caption","final":false,"text":"hello","segment":0}',
-        '{"type":"caption","final":true,"text":"Hello\\nthere.","segment":0}',
-        '{"type":"caption","final":true,"text":"Hola.","segment":0,"lang":"es","source_lang":"en"}',
-        '{"type":"caption","final":true,"text":"","segment":1}',
-        '{"type":"caption","final":false,"text":"and","segment":2}',
+        '{"type":"caption","final":false,"text":"hello","segment":0,"publisher":"me"}',
+        '{"type":"caption","final":true,"text":"Hello\\nthere.","segment":0,"publisher":"me"}',
+        '{"type":"caption","final":true,"text":"Hola.","segment":0,"lang":"es","source_lang":"en","publisher":"me"}',
+        '{"type":"caption","final":true,"text":"","segment":1,"publisher":"me"}',
+        '{"type":"caption","final":false,"text":"and","segment":2,"publisher":"me"}',
         "not json",
     ]:
         captions.on_message(raw)
@@ -340,6 +340,7 @@ def test_arguments_it_cannot_use_end_with_one_line_and_exit_2(capsys: pytest.Cap
     for args, said in [
         (["--server", "ftp://example.org"], "--server takes an http(s) URL"),
         (["--hotkey", "<ctrl>+<nokey>"], "unknown key '<nokey>'"),
+        (["--newlines"], "--newlines goes with --type"),
     ]:
         assert dictate_main(args) == 2
         out, err = capsys.readouterr()
