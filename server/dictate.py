@@ -33,9 +33,11 @@ log = logging.getLogger("nova-voice.dictate")
 
 LAST_FINAL_TIMEOUT = 10.0  # after the audio stops, for the words still in flight
 MAX_PENDING = 64  # utterances waited for at the end, at most
-# A connection counts as good (the backoff starts again from its shortest) only once it lasted
-# this long: a server that accepts and then drops every session is retried with growing waits.
+# A connection that ends sooner than this is short-lived; after a few in a row (a server that
+# accepts and then drops every session) a connection no longer resets the backoff, so the
+# client waits longer each time instead of reconnecting in a tight loop.
 STEADY_AFTER = 10.0
+SHORT_LIVED_IN_A_ROW = 3
 SILENT_AFTER = 2.5  # the server says its status twice a second: this long without a word, it is gone
 
 
@@ -172,6 +174,7 @@ class Dictation:
 
     async def run(self) -> int:
         backoff = Backoff()
+        short_lived = 0
         async with aiohttp.ClientSession() as http:
             while not self.stop.is_set():
                 conn = Connection(http, self.url, self.headers, self.args.room, self.once)
@@ -192,10 +195,12 @@ class Dictation:
                     await conn.close()
                     break
                 connected_at = asyncio.get_running_loop().time()
+                if short_lived < SHORT_LIVED_IN_A_ROW:
+                    backoff.reset()
                 log.info("connected: speaking into room %r", self.args.room)
                 await first(conn.down.wait(), self.stop.wait(), self.feed.ended.wait(), self.silence(conn))
-                if asyncio.get_running_loop().time() - connected_at >= STEADY_AFTER:
-                    backoff.reset()
+                lasted = asyncio.get_running_loop().time() - connected_at
+                short_lived = short_lived + 1 if lasted < STEADY_AFTER else 0
                 if conn.down.is_set() and not self.stop.is_set():
                     self.captions.pending.clear()  # that utterance went with the connection
                     self.captions.printer.clear()

@@ -54,7 +54,13 @@ def within(value: int, start: int, share: float = 0.05) -> bool:
 
 @pytest.mark.timeout(290)
 async def test_a_soak_of_cycles_and_ghosts_ends_where_it_started(nova) -> None:
-    server = await nova(offers_per_minute=0, max_pending=0, max_peers=0, connect_timeout=CONNECT_TIMEOUT)
+    server = await nova(
+        offers_per_minute=0,
+        max_pending=0,
+        max_peers=0,
+        connect_timeout=CONNECT_TIMEOUT,
+        max_viewers_per_address=100_000,
+    )
     state = server.app[STATE]
     base = str(server.make_url("")).rstrip("/")
     # Warm up first: first-use allocations (codecs, caches, pools), and the allocator's
