@@ -5,7 +5,7 @@
 
 Each session replays the LibriVox stream at real-time pace through the real pipeline (VAD,
 streaming policy, Whisper tiny.en int8 on the device scheduler) into a real room
-(server/rooms.py) whose translations run through server/translations.py on the same
+(server/rooms/room.py) whose translations run through server/rooms/translations.py on the same
 backend as the app builds it: NLLB (the tiny random model, built offline) beside Whisper on
 the device scheduler, Apertium on a worker of its own. Extra latency: seconds from a source
 final reaching the room's listeners to its translated final reaching them, per (segment,
@@ -41,8 +41,8 @@ from pipeline.session import CaptionSession
 from pipeline.translation import TranslationOptions
 from pipeline.types import Caption, TranslateRequest
 from server.messages import parse
-from server.rooms import Room
-from server.translations import TranslationService
+from server.rooms.room import Room
+from server.rooms.translations import TranslationService
 from tests.support.corpus import librivox
 from tests.support.tiny_nllb import tiny_nllb
 

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return models_main(args[1:])
     if args[:1] == ["dictate"]:
-        from server.dictate import main as dictate_main  # the client: no model, no server settings
+        from client.dictate import main as dictate_main  # the client: no model, no server settings
 
         return dictate_main(args[1:])
     command, settings = parse(args)
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
     from server.inference import DeviceUnavailable
-    from server.translations import LanguageError
+    from server.rooms.translations import LanguageError
 
     refusals = (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError, DeviceUnavailable)
     try:

@@ -14,26 +14,30 @@ from pipeline.backend import InferenceBackend
 from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
-from server import events, health, ice, logs, pages, room_routes, viewers, whip
-from server.access import ViewAccess
-from server.guard import cors, guard
-from server.http import json_errors
-from server.ice import server_ice_servers
+from server import logs
+from server.edge.guard import EDGE, Edge, cors, guard
+from server.edge.http import json_errors
+from server.edge.limits import Admission, DescriptorFloor, LimitOptions
+from server.edge.outbound import DestinationPolicy, PolicyError
 from server.inference import LoadedModels, load_models, local_backend, redis_backend, with_translator
-from server.limits import Admission, DescriptorFloor, LimitOptions
 from server.logs import request_ids
 from server.loop_errors import watch as watch_loop
+from server.media.peers import PeerSet, allow_loopback_candidates
 from server.metrics import Metrics
-from server.outbound import DestinationPolicy, PolicyError
-from server.outputs import OutputError, Outputs, check_outputs
-from server.peers import PeerSet, allow_loopback_candidates
-from server.roombus import RoomBus
-from server.rooms import Room, RoomRegistry
+from server.rooms.access import ViewAccess
+from server.rooms.bus import RoomBus
+from server.rooms.outputs import OutputError, Outputs, check_outputs
+from server.rooms.registry import RoomRegistry
+from server.rooms.room import Room
+from server.rooms.shared import SharedRoomRegistry, SharedTranscripts
+from server.rooms.transcripts import TranscriptStore
+from server.rooms.translations import RemoteTranslator, TranslationService, Translator
+from server.routes import events, health, ice, pages, viewers, whip
+from server.routes import rooms as room_routes
+from server.routes import transcripts as transcript_routes
+from server.routes.ice import server_ice_servers
 from server.settings import ConfigError, Settings
-from server.shared_rooms import SharedRoomRegistry, SharedTranscripts
 from server.state import STATE, AppState
-from server.transcripts import TranscriptStore
-from server.translations import RemoteTranslator, TranslationService, Translator
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +150,9 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
 
     app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
     app[STATE] = state
+    app[EDGE] = Edge(
+        settings, admission, state.descriptors, rejected=lambda code: metrics.rejected.labels(code).inc()
+    )
     app[pages.TEMPLATES] = pages.environment()
     app.add_routes(
         health.routes()
@@ -153,6 +160,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + whip.routes()
         + viewers.routes()
         + room_routes.routes()
+        + transcript_routes.routes()
         + events.routes()
         + pages.routes()
     )

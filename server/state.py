@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
-from aiortc import RTCDataChannel
 
 from pipeline.backend import InferenceBackend
-from server.access import ViewAccess
-from server.limits import Admission, DescriptorFloor
+from pipeline.session import CaptionSession
+from server.edge.limits import Admission, DescriptorFloor
+from server.media.peers import PeerSet
 from server.metrics import Metrics
-from server.outputs import Outputs
-from server.peers import PeerSet
-from server.rooms import Room, RoomRegistry
+from server.rooms.access import ViewAccess
+from server.rooms.outputs import Outputs
+from server.rooms.registry import RoomRegistry
+from server.rooms.room import Room
+from server.rooms.transcripts import TranscriptStore
+from server.rooms.translations import TranslationService
 from server.settings import Settings
-from server.transcripts import TranscriptStore
-
-if TYPE_CHECKING:
-    from server.publisher import Publisher
-    from server.translations import TranslationService
-
-# Messages pile up in SCTP buffers when a listener's network is slower than the captions;
-# past this a listener is skipped until it drains rather than growing memory without end.
-MAX_BUFFERED = 1 << 20
 
 
-class DataChannelListener:
-    def __init__(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
+class LivePublisher(Protocol):
+    """What the app asks of a live publisher (server/media/publisher.py's ``Publisher``, which
+    itself reads this state: the protocol keeps the two modules out of each other's imports)."""
 
-    def send(self, message: str) -> None:
-        if self.channel.readyState == "open" and self.channel.bufferedAmount < MAX_BUFFERED:
-            self.channel.send(message)
+    id: str
+    room: Room
+    session: CaptionSession
+
+    async def stop(self, deleted: bool = True) -> None: ...
 
 
 @dataclass
@@ -44,7 +40,7 @@ class AppState:
     peers: PeerSet
     transcripts: TranscriptStore
     rooms: RoomRegistry = field(default_factory=RoomRegistry)
-    publishers: dict[str, Publisher] = field(default_factory=dict)
+    publishers: dict[str, LivePublisher] = field(default_factory=dict)
     # Shared with ``peers``, which reports each peer's pending, connected and closed to it.
     admission: Admission = field(default_factory=Admission)
     descriptors: DescriptorFloor = field(default_factory=DescriptorFloor)

@@ -72,7 +72,7 @@ def test_ice_hands_out_turn_rest_credentials() -> None:
     import hashlib
     import hmac
 
-    from server.ice import turn_credentials
+    from server.routes.ice import turn_credentials
 
     username, credential = turn_credentials("secret", now=1000.0, ttl=60)
     assert username == "1060:nova"

@@ -20,11 +20,11 @@ import av
 import numpy as np
 import pytest
 
+from client.dictate import Captions, Printer
+from client.dictate import main as dictate_main
+from client.keyboard import parse_hotkey
+from client.whip import Backoff, refusal
 from pipeline.audio import read_audio
-from server.dictate import Captions, Printer
-from server.dictate import main as dictate_main
-from server.dictate_typing import parse_hotkey
-from server.dictate_whip import Backoff, refusal
 from server.settings import Settings
 from server.state import STATE
 from tests.support.browser import CHROMIUM

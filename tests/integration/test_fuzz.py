@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.http import JsonError, parse_json
+from server.edge.http import JsonError, parse_json
 from server.inference import LoadedModels
-from server.peers import OfferError, check_offer
+from server.media.peers import OfferError, check_offer
 from server.state import STATE
 from tests.support.probes import open_fds, wait_until
 from tests.support.redis_server import RedisServer

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 from pipeline.types import Caption
-from server.access import ViewAccess
-from server.auth import hash_token
-from server.rooms import Room, RoomRecord
+from server.edge.auth import hash_token
+from server.rooms.access import ViewAccess
+from server.rooms.registry import RoomRecord
+from server.rooms.room import Room
 
 PRIVATE = RoomRecord(
     "board", known=True, created=True, publish_hash=hash_token("pub"), view_hash=hash_token("see")

@@ -1,4 +1,4 @@
-"""What ``nova-voice dictate`` makes of a server's words (server/dictate_text.py): printable words
+"""What ``nova-voice dictate`` makes of a server's words (client/text.py): printable words
 only, line breaks only from spoken commands, every message field checked. Then the captions
 handler and the printer with those rules, on real objects (no desktop needed)."""
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.dictate import Captions, Printer
-from server.dictate_text import (
+from client.dictate import Captions, Printer
+from client.text import (
     BIDI,
     JOINERS,
     MAX_RETRY_AFTER,
@@ -35,7 +35,7 @@ from server.dictate_text import (
     read_message,
     typing_plan,
 )
-from server.dictate_whip import refusal, session_url
+from client.whip import refusal, session_url
 
 # --- clean -------------------------------------------------------------------------------------
 
@@ -439,7 +439,7 @@ def test_the_printable_words_of_the_input_survive_in_order(
 async def test_the_token_goes_with_the_delete_only_to_the_origin_the_offer_went_to() -> None:
     import aiohttp
 
-    from server.dictate_whip import Connection
+    from client.whip import Connection
 
     headers = {"Content-Type": "application/sdp", "Authorization": "Bearer secret"}
     async with aiohttp.ClientSession() as http:

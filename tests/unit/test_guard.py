@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from pipeline.clock import FakeClock
-from server.guard import host_allowed, same_origin
-from server.http import JsonError, json_depth, parse_json
+from server.edge.guard import host_allowed, same_origin
+from server.edge.http import JsonError, json_depth, parse_json
 from server.logs import CollapseRepeats
 from server.settings import Settings
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.clock import FakeClock
-from server.limits import SWEEP_AT, Admission, DescriptorFloor, LimitOptions, client_key
+from server.edge.limits import SWEEP_AT, Admission, DescriptorFloor, LimitOptions, client_key
 
 
 def test_offers_come_in_a_burst_then_at_the_rate_per_minute() -> None:

@@ -8,7 +8,7 @@ import pytest
 from aiortc import MediaStreamTrack
 from av import AudioFrame
 
-from server.publisher import next_frame
+from server.media.publisher import next_frame
 
 
 class BusyTrack(MediaStreamTrack):

@@ -1,4 +1,4 @@
-"""Where outputs may connect (server/outbound.py, server/outputs.py): the address check itself,
+"""Where outputs may connect (server/edge/outbound.py, server/rooms/outputs.py): the address check itself,
 the resolver it guards and the socket gate, tested here without a request ever leaving (the
 resolver is one the test controls; the socket gate is asked, never connected)."""
 
@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.outbound import (
+from server.edge.outbound import (
     DestinationPolicy,
     DestinationRefused,
     GuardedResolver,
@@ -20,7 +20,7 @@ from server.outbound import (
     guarded_socket_factory,
     parse_address,
 )
-from server.outputs import OutputError, PostRate, check_outputs, masked
+from server.rooms.outputs import OutputError, PostRate, check_outputs, masked
 
 REFUSED = [
     "127.0.0.1",

@@ -7,7 +7,7 @@ import json
 from pipeline.clock import FakeClock
 from pipeline.types import Caption
 from server.messages import CaptionMessage, parse
-from server.rooms import Room, RoomHistory, SessionMark
+from server.rooms.room import Room, RoomHistory, SessionMark
 
 
 class Inbox:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pipeline.translation import Emit
 from pipeline.types import Caption
-from server.rooms import RoomRegistry
-from server.transcripts import TranscriptStore, for_language, to_vtt
+from server.rooms.registry import RoomRegistry
+from server.rooms.transcripts import TranscriptStore, for_language, to_vtt
 
 
 class Inbox:

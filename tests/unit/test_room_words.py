@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.room_words import RoomWords, WordsError, check_replacements, check_vocabulary
-from server.speakers import InvalidSpeaker, check_speaker, public_id
+from server.rooms.speakers import InvalidSpeaker, check_speaker, public_id
+from server.rooms.words import RoomWords, WordsError, check_replacements, check_vocabulary
 
 
 def test_replacements_are_whole_words_in_any_case_longest_first() -> None:

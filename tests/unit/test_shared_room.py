@@ -6,8 +6,8 @@ import json
 
 from pipeline.clock import FakeClock
 from server.messages import CaptionMessage, parse
-from server.roombus import message_body, read_caption
-from server.shared_rooms import SharedRoom
+from server.rooms.bus import message_body, read_caption
+from server.rooms.shared import SharedRoom
 
 
 class Inbox:

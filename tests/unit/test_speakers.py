@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.rooms import Room, SpeakerRefused, check_room_space
-from server.speakers import InvalidSpeaker, check_speaker, same_speaker
+from server.rooms.room import Room, SpeakerRefused, check_room_space
+from server.rooms.speakers import InvalidSpeaker, check_speaker, same_speaker
 
 # "Ana" in Cyrillic letters, in fullwidth forms, and in any case: one name to a reader.
 NAMES = st.sampled_from(

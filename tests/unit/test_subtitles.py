@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.subtitles import CueRules, cues_of, split_final, wrap
+from server.rooms.subtitles import CueRules, cues_of, split_final, wrap
 
 LONG = (
     "And Mr. John Dashwood had then leisure to consider how much there might be prudently in his "

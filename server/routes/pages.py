@@ -7,10 +7,10 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
-from server.auth import InvalidRoomName, check_room_name
-from server.http import error
+from server.edge.http import error
+from server.rooms.names import InvalidRoomName, check_room_name
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+WEB = Path(__file__).resolve().parents[2] / "web"
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 

@@ -4,7 +4,7 @@ coturn's TURN REST API (``use-auth-secret``): the username is ``<expiry>:<name>`
 password is base64(HMAC-SHA1(static-auth-secret, username)), so no per-user state is kept.
 coturn checks the expiry when an allocation is made, not while it lives, so a few minutes
 (``--ice-ttl``) are enough: pages fetch them just before they connect. Only the server's own
-pages and ``--allow-origin`` get them (server/guard.py), and with ``--view-token`` only holders
+pages and ``--allow-origin`` get them (server/edge/guard.py), and with ``--view-token`` only holders
 of a token.
 
 ``GET /rooms/{room}/ice`` is the same answer for a room's viewers, under the public CORS prefix:
@@ -24,9 +24,10 @@ import time
 from aiohttp import web
 from aiortc import RTCIceServer
 
-from server.auth import InvalidRoomName, check_room_name
-from server.guard import origin_allowed, request_token
-from server.http import error
+from server.edge.guard import origin_allowed
+from server.edge.http import error
+from server.rooms.names import InvalidRoomName, check_room_name
+from server.routes.access import request_token
 from server.settings import Settings
 from server.state import STATE, AppState
 
@@ -87,7 +88,7 @@ async def ice(request: web.Request) -> web.Response:
 
 
 async def room_ice(request: web.Request) -> web.Response:
-    """A room's viewers' ICE servers. Every origin may read this path (server/guard.py), so what
+    """A room's viewers' ICE servers. Every origin may read this path (server/edge/guard.py), so what
     it holds depends on the ``Origin`` a browser sends, which no page can choose: TURN credentials
     only where ``/ice`` gives them (no ``Origin``, the server's own pages, ``--allow-origin``), and
     to any other origin an empty list, which leaves its viewers their host candidates and the

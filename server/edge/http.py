@@ -12,8 +12,6 @@ from typing import Any
 
 from aiohttp import web
 
-from server.rooms import RoomsUnavailable
-
 MAX_BODY = 64 * 1024
 # A slow client may take this long to send a body; past it the request is answered 408.
 BODY_SECONDS = 10.0
@@ -28,6 +26,14 @@ MAX_SHOWN = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """State this request needs (rooms shared through Redis, say) cannot be reached right now:
+    answered 503 with ``code`` and a retry; what failed goes to the log, not to the client."""
+
+    code = "unavailable"
+    message = "the service is unavailable right now; try again shortly"
 
 
 def shown(value: str, limit: int = MAX_SHOWN) -> str:
@@ -122,12 +128,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except JsonError:
         raise
-    except RoomsUnavailable as exc:
-        # Rooms shared through Redis while Redis is away: said plainly, retried shortly. What
-        # failed (hosts, ports) goes to the log, not to the client.
-        log.warning("rooms unavailable: %s", exc)
-        message = "room state is unavailable right now; try again shortly"
-        raise JsonError(503, "rooms_unavailable", message, headers={"Retry-After": "5"}) from None
+    except ServiceUnavailable as exc:
+        # Rooms shared through Redis while Redis is away, say: said plainly, retried shortly.
+        # What failed (hosts, ports) goes to the log, not to the client.
+        log.warning("%s: %s", exc.code, exc)
+        raise JsonError(503, exc.code, exc.message, headers={"Retry-After": "5"}) from None
     except web.HTTPException as exc:
         if exc.status < 400 or request.path == "/" or request.path.startswith(("/static/", "/overlay/")):
             raise

@@ -1,4 +1,4 @@
-"""Rooms: who listens, the caption sequence, room stream time, and what a late viewer gets first.
+"""A room: who listens, the caption sequence, room stream time, and what a late viewer gets first.
 
 Room stream time is seconds since the room first went live, on the wall clock, so it only
 moves forward: across publishers, sessions and restarts (the epoch is kept in the transcript's
@@ -9,41 +9,23 @@ none older than it asks for (an overlay asks for no more than its own fade time)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 from pipeline.translation import Emit
 from pipeline.types import Caption
-from server.auth import InvalidRoomName, check_room_name, hash_token
 from server.messages import CaptionMessage, Message, SettingsMessage, StatusMessage
-from server.room_words import NO_WORDS, RoomWords
-from server.speakers import public_id, same_speaker
+from server.rooms.speakers import public_id, same_speaker
+from server.rooms.words import NO_WORDS, RoomWords
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "InvalidRoomName",
-    "Listener",
-    "Room",
-    "RoomRecord",
-    "RoomRegistry",
-    "RoomsUnavailable",
-    "check_room_name",
-]
-
 BACKLOG_FINALS = 20
-
-
-class RoomsUnavailable(Exception):
-    """Shared room state (Redis) cannot be reached; the request should be retried later."""
 
 
 class SpeakerRefused(Exception):
@@ -77,26 +59,6 @@ def check_room_space(room: Room, speaker: str | None) -> None:
             raise SpeakerRefused.taken(speaker, holder)
     if room.max_speakers is not None and room.live_publishers() >= room.max_speakers:
         raise SpeakerRefused.full(room.max_speakers)
-
-
-@dataclass(frozen=True)
-class RoomRecord:
-    """A room as its authority keeps it (this process's registry, or Redis shared by every
-    gateway): what access and languages are decided from, read fresh for each request."""
-
-    name: str
-    known: bool = False  # created, or live (or once live) somewhere
-    created: bool = False
-    publish_hash: str | None = None
-    view_hash: str | None = None  # set: a private room, watched with its view token
-    languages: tuple[str, ...] | None = None  # None: the server's default languages
-    source_language: str | None = None
-    words: RoomWords = NO_WORDS
-    max_speakers: int | None = None  # None: as many as come
-
-    @property
-    def private(self) -> bool:
-        return self.view_hash is not None
 
 
 @dataclass(frozen=True)
@@ -151,7 +113,7 @@ class Room:
     token_hash: str | None = None
     created: bool = False
     view_hash: str | None = None
-    # Where else the room's finals go (server/outputs.py): [{"type": "youtube", "url": ...}].
+    # Where else the room's finals go (server/rooms/outputs.py): [{"type": "youtube", "url": ...}].
     outputs: tuple[dict[str, str], ...] = ()
     seq: int = 0
     languages: tuple[str, ...] = ()
@@ -433,196 +395,3 @@ class Room:
             ]
             live = list(partials.values())
         return finals + sorted(live, key=lambda m: m.seq)
-
-
-class RoomRegistry:
-    """All rooms; the created ones (name and token hash) are kept in ``path`` across restarts."""
-
-    def __init__(
-        self,
-        path: Path | None = None,
-        on_final: Callable[[CaptionMessage], None] | None = None,
-        history: Callable[[str], RoomHistory] | None = None,
-        on_session: Callable[[str, SessionMark], None] | None = None,
-        default_languages: tuple[str, ...] = (),
-        on_room: Callable[[Room], None] | None = None,
-        on_forget: Callable[[Room], None] | None = None,
-    ) -> None:
-        """``history(name)`` gives what a room kept from before a restart (its transcript), so
-        its numbering and time carry on where they were. Rooms not created with languages of
-        their own get ``default_languages``; ``on_room`` sees every room as it is added, and
-        ``on_forget`` as an idle one is dropped."""
-        self.rooms: dict[str, Room] = {}
-        self._path = path
-        self._on_final = on_final
-        self._on_session = on_session
-        self._history = history
-        self._on_room = on_room
-        self._on_forget = on_forget
-        self.default_languages = default_languages
-        self.default_outputs: tuple[dict[str, str], ...] = ()  # rooms not created first
-        if path is not None and path.exists():
-            # Private rooms' view hashes were once kept beside rooms.json, in view_tokens.json.
-            legacy = path.with_name("view_tokens.json")
-            views = json.loads(legacy.read_text()) if legacy.exists() else {}
-            for name, saved in json.loads(path.read_text()).items():
-                # Before translation a room was saved as its token hash alone.
-                info = saved if isinstance(saved, dict) else {"token_hash": saved}
-                room = Room(
-                    name,
-                    token_hash=info.get("token_hash"),
-                    created=True,
-                    view_hash=info.get("view_hash") or views.get(name),
-                    outputs=tuple(info.get("outputs", ())),
-                    languages=tuple(info.get("languages", default_languages)),
-                    source_language=info.get("source_language"),
-                    words=RoomWords.from_record(info),
-                    max_speakers=info.get("max_speakers"),
-                )
-                self._add(room)
-
-    def _add(self, room: Room) -> Room:
-        if self._on_final is not None:
-            room.on_final.append(self._on_final)
-        if self._on_session is not None:
-            room.on_session.append(self._on_session)
-        if self._history is not None:
-            room.resume(self._history(room.name))
-        self.rooms[room.name] = room
-        if self._on_room is not None:
-            self._on_room(room)
-        return room
-
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        created = {
-            r.name: {
-                "token_hash": r.token_hash,
-                "view_hash": r.view_hash,
-                "outputs": list(r.outputs),
-                "languages": list(r.languages),
-                "source_language": r.source_language,
-                "max_speakers": r.max_speakers,
-                **r.words.to_record(),
-            }
-            for r in self.rooms.values()
-            if r.created
-        }
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(created, indent=1))
-        tmp.replace(self._path)  # atomic: a crash leaves the old file or the new one
-
-    def get(self, name: str) -> Room | None:
-        return self.rooms.get(name)
-
-    def ensure(self, name: str) -> Room:
-        check_room_name(name)
-        room = self.rooms.get(name)
-        return room or self._add(Room(name, languages=self.default_languages, outputs=self.default_outputs))
-
-    def forget_if_idle(self, name: str) -> None:
-        """Drop a room nobody created, publishes to or watches: names are free to invent, and
-        each would otherwise stay in memory. Its transcript brings it back when needed."""
-        room = self.rooms.get(name)
-        if room is not None and room.idle:
-            del self.rooms[name]
-            if self._on_forget is not None:
-                self._on_forget(room)
-
-    # What request handlers await: here answered from memory, by a shared registry from Redis.
-
-    async def record(self, name: str) -> RoomRecord:
-        """The room as this process keeps it: here the registry is the one authority."""
-        room = self.rooms.get(name)
-        if room is None:
-            return RoomRecord(name)
-        return RoomRecord(
-            name,
-            known=True,
-            created=room.created,
-            publish_hash=room.token_hash,
-            view_hash=room.view_hash,
-            languages=room.languages,
-            source_language=room.source_language,
-            words=room.words,
-            max_speakers=room.max_speakers,
-        )
-
-    def adopt(self, room: Room, record: RoomRecord) -> None:
-        """Take what the room's record says into the room object; here the registry is the
-        record, so there is nothing to take (a shared registry mirrors Redis's)."""
-
-    async def create_room(
-        self,
-        name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-    ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language, view_hash, outputs, words, max_speakers)
-
-    async def join(self, room: Room, publisher: Hashable, speaker: str | None = None) -> None:
-        """Raises SpeakerRefused when the room cannot take the publisher now."""
-        check_room_space(room, speaker)
-        room.join_publisher(publisher, speaker)
-
-    async def take_over(self, room: Room, holder: Hashable) -> None:
-        """End the live publisher ``holder`` (another takes its name): here, until it has left."""
-        ender = room.enders.get(holder)
-        if ender is not None:
-            await ender()
-
-    async def set_words(self, room: Room, words: RoomWords, changed: tuple[str, ...]) -> None:
-        """The room's new vocabulary or replacements, kept with the room and applied now."""
-        room.set_words(words, changed)
-        self._save()
-
-    def set_outputs(self, room: Room, outputs: tuple[dict[str, str], ...]) -> None:
-        """Where else the room's finals go, from the next final on (``on_room`` attaches them)."""
-        room.outputs = outputs
-        self._save()
-        if self._on_room is not None:
-            self._on_room(room)
-
-    async def watch(self, room: Room) -> None:
-        """Before a listener joins: the room's state must be at hand for its replay."""
-
-    async def settle(self, room: Room) -> None:
-        """Before a publisher's channel leaves: its captions must have reached the listeners."""
-
-    def create(
-        self,
-        name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-    ) -> tuple[Room, str]:
-        """A new room with its own publish token; the token is returned once and kept hashed.
-        ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
-        its finals go; ``words`` its vocabulary and replacements."""
-        name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
-        room = self.rooms.get(name)
-        if room is not None and room.created:
-            raise KeyError(name)
-        token = secrets.token_urlsafe(24)
-        langs = self.default_languages if languages is None else languages
-        if room is None:
-            room = self._add(Room(name, languages=langs, source_language=source_language, outputs=outputs))
-        else:
-            room.languages, room.source_language, room.outputs = langs, source_language, outputs
-            if self._on_room is not None:
-                self._on_room(room)
-        room.token_hash = hash_token(token)
-        room.view_hash = view_hash
-        room.max_speakers = max_speakers
-        room.set_words(words, ())
-        room.created = True
-        self._save()
-        return room, token

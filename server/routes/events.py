@@ -15,10 +15,11 @@ import uuid
 
 from aiohttp import web
 
-from server.guard import check_descriptors, client_of, descriptor_usage, require_view
-from server.http import error
+from server.edge.guard import client_of, spare_descriptors
+from server.edge.http import error
+from server.routes.access import require_view
+from server.routes.viewers import backlog_seconds, planned_room, room_name, viewer_stream, watched_room
 from server.state import STATE
-from server.viewers import backlog_seconds, planned_room, room_name, viewer_stream, watched_room
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     max_age = backlog_seconds(request)
     lang = viewer_stream(state, planned_room(state, record), request.query.get("lang"))
     after = last_event_id(request)
-    check_descriptors(state, descriptor_usage())
+    spare_descriptors(request)
     client = client_of(request)
     room = await watched_room(state, record, client)
     response = web.StreamResponse(

@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from server.dictate_text import Enter, Position, is_plain, typing_plan
+from client.text import Enter, Position, is_plain, typing_plan
 
 log = logging.getLogger("nova-voice.dictate")
 

@@ -1,8 +1,8 @@
 """Admission on an open network: offers per client per minute, peers still connecting per
 client, a cap on all peers, and a floor of free file descriptors.
 
-Pure decisions with time as an input (pipeline/clock.py): the HTTP edge (server/guard.py) and
-the peer lifecycle (server/peers.py) ask and report; nothing here sleeps, reads /proc or logs.
+Pure decisions with time as an input (pipeline/clock.py): the HTTP edge (server/edge/guard.py) and
+the peer lifecycle (server/media/peers.py) ask and report; nothing here sleeps, reads /proc or logs.
 """
 
 from __future__ import annotations

@@ -13,13 +13,15 @@ from typing import Any
 
 from pipeline.translation import Emit
 from pipeline.types import Caption
-from server.auth import check_room_name, hash_token
+from server.edge.auth import hash_token
 from server.messages import CaptionMessage, StatusMessage
-from server.room_words import NO_WORDS, RoomWords
-from server.roombus import Failure, RoomBus, read_caption
-from server.rooms import Room, RoomHistory, RoomRecord, RoomRegistry, RoomsUnavailable, SessionMark
-from server.speakers import same_speaker
-from server.transcripts import TranscriptStore
+from server.rooms.bus import Failure, RoomBus, RoomEntry, read_caption
+from server.rooms.names import check_room_name
+from server.rooms.registry import RoomRecord, RoomRegistry, RoomsUnavailable
+from server.rooms.room import Room, RoomHistory, SessionMark
+from server.rooms.speakers import same_speaker
+from server.rooms.transcripts import TranscriptStore
+from server.rooms.words import NO_WORDS, RoomWords
 
 
 @dataclass
@@ -78,6 +80,32 @@ class SharedRoom(Room):
     def live_speakers(self) -> tuple[str, ...]:
         names = set(self.speakers.values()) | set(self.remote_speakers.values())
         return tuple(sorted(names, key=str.casefold))
+
+    def apply(self, entry: RoomEntry, replaying: bool) -> None:
+        """An event of the room's stream, read back by the bus (this gateway's own included)."""
+        kind, publisher, mine = entry.kind, entry.publisher, entry.mine
+        if kind == "caption" and entry.caption is not None:
+            message = entry.caption
+            self.deliver(message, entry.at, entry.session)
+            if mine and not replaying and message.source_lang is None:
+                # Numbered now: the gateway of its publisher translates it, once per room.
+                self.originated(message)
+        elif kind == "speech" and not mine:
+            self.remote_speech(publisher, entry.speaking, entry.queue_delay, replaying)
+        elif kind == "join":
+            self.session = max(self.session, entry.session)
+            if not mine:
+                self.remote_publishers.add(publisher)
+                if entry.speaker:
+                    self.remote_speakers[publisher] = entry.speaker
+        elif kind == "leave" and not mine:
+            self.remote_publishers.discard(publisher)
+            self.remote_speaking.pop(publisher, None)
+            self.remote_speakers.pop(publisher, None)
+        elif kind == "settings" and entry.words is not None:
+            self.set_words(entry.words, () if replaying else entry.changed)
+        elif kind == "kick" and not replaying:
+            self.kicked(publisher)
 
     def speaker_of(self, name: str) -> Hashable | None:
         """The live publisher, on this gateway or another, that goes by ``name``, if any."""

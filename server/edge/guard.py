@@ -1,8 +1,9 @@
 """The edge an open network meets first: the Host check (DNS rebinding), which origins may do
-what (CORS), per-client admission of offers and rooms, file descriptors, and view tokens.
+what (CORS), per-client admission of offers and rooms, and file descriptors.
 
-The decisions themselves are pure (server/limits.py, server/access.py); this module reads the
-request, the process's descriptors and the settings, and answers with JSON errors.
+The decisions themselves are pure (server/edge/limits.py); this module reads the request, the
+process's descriptors and the settings, and answers with JSON errors. It knows nothing of
+rooms: what it needs of the app is its own ``EDGE`` state.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import ipaddress
 import logging
 import os
 import resource
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from server.auth import bearer
-from server.http import Handler, JsonError, error, shown
-from server.limits import Refusal, client_key
-from server.rooms import RoomRecord
+from server.edge.http import Handler, JsonError, error, shown
+from server.edge.limits import Admission, DescriptorFloor, Refusal, client_key
 from server.settings import Settings
-from server.state import STATE, AppState
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,20 @@ def origin_allowed(request: web.Request, settings: Settings) -> bool:
     )
 
 
+@dataclass
+class Edge:
+    """What the edge needs of the app: the settings it checks requests against, the admission
+    counts and the descriptor floor (shared with the peers), and a counter of refusals."""
+
+    settings: Settings
+    admission: Admission
+    descriptors: DescriptorFloor
+    rejected: Callable[[str], None] = lambda code: None
+
+
+EDGE = web.AppKey("edge", Edge)
+
+
 def refused(refusal: Refusal) -> JsonError:
     return error(refusal.status, refusal.code, refusal.message, headers=refusal.headers())
 
@@ -126,24 +140,29 @@ def descriptor_usage() -> tuple[int, int] | None:
         return soft, soft  # listing needs a descriptor of its own: there is none left
 
 
-def check_descriptors(state: AppState, usage: tuple[int, int] | None) -> None:
+def check_descriptors(edge: Edge, usage: tuple[int, int] | None) -> None:
     """Refuses with 503 while descriptors are low; logs once when they run low and once when
     they recover, never once per request."""
     if usage is None:
         return
-    refusal, line = state.descriptors.check(*usage)
+    refusal, line = edge.descriptors.check(*usage)
     if line is not None:
         (log.warning if refusal else log.info)("%s", line)
     if refusal is not None:
-        state.metrics.rejected.labels(refusal.code).inc()
+        edge.rejected(refusal.code)
         raise refused(refusal)
+
+
+def spare_descriptors(request: web.Request) -> None:
+    """A request about to hold a connection open (a feed): descriptors to spare, or a 503."""
+    check_descriptors(request.app[EDGE], descriptor_usage())
 
 
 def client_of(request: web.Request) -> str:
     """The key a request's limits are kept under: its peer address, or with ``--trust-proxy``
     the address our reverse proxy appended last to ``X-Forwarded-For``."""
     address = request.remote
-    if request.app[STATE].settings.trust_proxy:
+    if request.app[EDGE].settings.trust_proxy:
         forwarded = _split(request.headers.get("X-Forwarded-For", ""))
         if forwarded:
             address = forwarded[-1]
@@ -153,59 +172,14 @@ def client_of(request: web.Request) -> str:
 def admit(request: web.Request) -> str:
     """A request about to create a peer or a room: descriptors to spare, and the client within
     its rate. Returns the client's key (pending peers are counted under it)."""
-    state = request.app[STATE]
-    check_descriptors(state, descriptor_usage())
+    edge = request.app[EDGE]
+    check_descriptors(edge, descriptor_usage())
     client = client_of(request)
-    refusal = state.admission.offer(client)
+    refusal = edge.admission.offer(client)
     if refusal is not None:
-        state.metrics.rejected.labels(refusal.code).inc()
+        edge.rejected(refusal.code)
         raise refused(refusal)
     return client
-
-
-def request_token(request: web.Request) -> str | None:
-    """A token from ``Authorization: Bearer`` or, for links and OBS URLs, ``?token=``."""
-    return bearer(request) or request.query.get("token") or None
-
-
-async def require_view(request: web.Request, room: str, publishers_too: bool = False) -> RoomRecord:
-    """Viewers, transcripts and room info of a private room (or of a server with ``--view-token``)
-    need its view token: 401 without one, 403 with a wrong one. Decided from the room's record
-    as its authority keeps it now (Redis for gateways: unreachable refuses with 503, never opens).
-    ``publishers_too``: the room's publish token also opens it (room info, which a publisher
-    reads for its languages)."""
-    state = request.app[STATE]
-    record = await state.rooms.record(room)
-    if not state.access.required(record):
-        return record
-    token = request_token(request)
-    if state.access.may_view(record, token) or (publishers_too and state.access.may_publish(record, token)):
-        return record
-    # Logged with the request's id (bound by the request_ids middleware); floods collapse.
-    path = shown(request.path, 120)
-    if token is None:
-        log.warning("refused %s %s: no view token", request.method, path)
-        raise error(
-            401,
-            "view_token_required",
-            f"room {room!r} needs its view token: 'Authorization: Bearer <view token>' or ?token=",
-            headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'},
-        )
-    log.warning("refused %s %s: wrong view token", request.method, path)
-    raise error(403, "forbidden", "the view token is not valid for this room")
-
-
-def require_publish(request: web.Request, record: RoomRecord, needs: str) -> None:
-    """Publishing into a room, or changing it, needs its publish token (or the server's): 401
-    without one (``needs`` says what for), 403 with a wrong one; refusals are logged."""
-    token = bearer(request)
-    path = shown(request.path, 120)
-    if token is None:
-        log.warning("refused %s %s: no publish token", request.method, path)
-        raise error(401, "unauthorized", needs, headers={"WWW-Authenticate": 'Bearer realm="nova-voice"'})
-    if not request.app[STATE].access.may_publish(record, token):
-        log.warning("refused %s %s: wrong publish token", request.method, path)
-        raise error(403, "forbidden", "the publish token is not valid for this room")
 
 
 @web.middleware
@@ -214,8 +188,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     host = request.headers.get("Host")
     if not host:
         raise error(400, "missing_host", "the request has no Host header")
-    state = request.app[STATE]
-    if not host_allowed(host, state.settings):
+    edge = request.app[EDGE]
+    if not host_allowed(host, edge.settings):
         raise error(
             421,
             "unknown_host",
@@ -226,7 +200,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except OSError as exc:
         if exc.errno not in (errno.EMFILE, errno.ENFILE):
             raise
-        check_descriptors(state, descriptor_usage() or (1, 1))  # logs once, raises the 503
+        check_descriptors(edge, descriptor_usage() or (1, 1))  # logs once, raises the 503
         raise error(503, "low_on_resources", "the server is low on resources; try again shortly") from exc
 
 
@@ -238,7 +212,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     headers: dict[str, str] = {}
     if path in RESTRICTED_CORS_PATHS:
-        if not origin_allowed(request, request.app[STATE].settings):
+        if not origin_allowed(request, request.app[EDGE].settings):
             raise error(
                 403,
                 "origin_not_allowed",

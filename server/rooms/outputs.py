@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from server.edge.outbound import DestinationPolicy, DestinationRefused, outbound_session
 from server.messages import CaptionMessage
-from server.outbound import DestinationPolicy, DestinationRefused, outbound_session
-from server.subtitles import CueRules, split_final
+from server.rooms.subtitles import CueRules, split_final
 
 log = logging.getLogger(__name__)
 

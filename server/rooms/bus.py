@@ -21,20 +21,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
 from pipeline.streams import cancel_all, connect, id_ms, redis_now_ms
 from server.messages import CaptionMessage
-from server.room_words import RoomWords
-from server.rooms import RoomsUnavailable, SpeakerRefused
-from server.speakers import speaker_keys
-
-if TYPE_CHECKING:
-    from server.shared_rooms import SharedRoom
+from server.rooms.registry import RoomsUnavailable
+from server.rooms.room import SpeakerRefused
+from server.rooms.speakers import speaker_keys
+from server.rooms.words import RoomWords
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ local now = now_ms / 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 local live = redis.call('ZCARD', KEYS[2])
 if ARGV[7] ~= '' then
-  -- A name's two keys (server/speakers.py), tab-separated: one equal, and it is the same name.
+  -- A name's two keys (server/rooms/speakers.py), tab-separated: one equal, and it is the same name.
   local shape, case = string.match(ARGV[7], '^([^\t]*)\t(.*)$')
   local names = redis.call('HGETALL', KEYS[5])
   for i = 1, #names, 2 do
@@ -165,6 +163,38 @@ class RoomKeys:
         return f"{self.prefix}:wake:{gateway}"
 
 
+@dataclass(frozen=True)
+class RoomEntry:
+    """One entry of a room's stream, read off the wire: what happened (``kind``: caption,
+    speech, join, leave, settings, kick), by which publisher, and whether this gateway wrote it."""
+
+    kind: str
+    publisher: str = ""
+    mine: bool = False
+    caption: CaptionMessage | None = None
+    at: float = 0.0  # monotonic seconds when it was added (captions)
+    session: int = 0
+    speaking: bool = False
+    queue_delay: float = 0.0
+    speaker: str | None = None
+    words: RoomWords | None = None
+    changed: tuple[str, ...] = ()
+
+
+class Mirror(Protocol):
+    """A gateway's copy of a room as the bus keeps it (server/rooms/shared.py's ``Mirror``):
+    what the bus writes from, and where it applies what it reads."""
+
+    name: str
+    seq: int
+    max_segment: int
+    last_end: float
+    session: int
+    publishers: set[Hashable]
+
+    def apply(self, entry: RoomEntry, replaying: bool) -> None: ...
+
+
 def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
@@ -188,7 +218,7 @@ def read_caption(room: str, fields: dict[bytes, bytes]) -> CaptionMessage:
 
 @dataclass
 class _Watch:
-    room: SharedRoom
+    room: Mirror
     stream: str
     last: bytes = b"0-0"
 
@@ -284,7 +314,7 @@ class RoomBus:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def send_caption(self, room: SharedRoom, publisher: str, segment: int, message: CaptionMessage) -> None:
+    def send_caption(self, room: Mirror, publisher: str, segment: int, message: CaptionMessage) -> None:
         name = room.name
         args = [
             self.maxlen,
@@ -301,7 +331,7 @@ class RoomBus:
         keys = [self.keys.captions(name), self.keys.meta(name), self.keys.transcript(name)]
         self._queue.put_nowait(_Op(lambda: self._caption(keys=keys, args=args), name, final=message.final))
 
-    def send_translated(self, room: SharedRoom, message: CaptionMessage) -> None:
+    def send_translated(self, room: Mirror, message: CaptionMessage) -> None:
         """A translated line, under its source line's segment (the gateway that translated it)."""
         name = room.name
         args = [
@@ -314,12 +344,12 @@ class RoomBus:
         keys = [self.keys.captions(name), self.keys.meta(name), self.keys.transcript(name)]
         self._queue.put_nowait(_Op(lambda: self._translated(keys=keys, args=args), name, final=message.final))
 
-    def send_speech(self, room: SharedRoom, publisher: str, speaking: bool, queue_delay: float) -> None:
+    def send_speech(self, room: Mirror, publisher: str, speaking: bool, queue_delay: float) -> None:
         fields = {"k": "speech", "pub": publisher, "gw": self.gateway, "speaking": int(speaking)}
         fields["queue_delay"] = round(queue_delay, 3)  # type: ignore[assignment]
         self._send(room.name, fields)
 
-    def send_leave(self, room: SharedRoom, publisher: str) -> None:
+    def send_leave(self, room: Mirror, publisher: str) -> None:
         name = room.name
 
         async def leave() -> Any:
@@ -335,7 +365,7 @@ class RoomBus:
         self._queue.put_nowait(_Op(lambda: self.client.xadd(stream, fields, maxlen=self.maxlen), name))
 
     async def join(
-        self, room: SharedRoom, publisher: str, speaker: str | None = None, max_speakers: int | None = None
+        self, room: Mirror, publisher: str, speaker: str | None = None, max_speakers: int | None = None
     ) -> tuple[float, int, bool]:
         """Place a publisher on room time: (offset, session, whether it opened the session).
         Atomically with it, across gateways: no two live publishers of a room share a name, and
@@ -414,7 +444,7 @@ class RoomBus:
                         break
                     await asyncio.sleep(0.5)  # retry period while Redis is away
 
-    async def settle(self, room: SharedRoom) -> None:
+    async def settle(self, room: Mirror) -> None:
         """Until what this gateway wrote for the room so far has been read back and delivered."""
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Op(lambda: asyncio.sleep(0), room.name, done=marker))
@@ -443,7 +473,7 @@ class RoomBus:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def watch(self, room: SharedRoom) -> None:
+    async def watch(self, room: Mirror) -> None:
         """Start reading a room: load its recent entries (the replay), then follow it."""
         if room.name in self._watched:
             return
@@ -500,38 +530,31 @@ class RoomBus:
                 self._read_more.notify_all()
 
     def _apply(
-        self, room: SharedRoom, entry_id: bytes, fields: dict[bytes, bytes], replaying: bool = False
+        self, room: Mirror, entry_id: bytes, fields: dict[bytes, bytes], replaying: bool = False
     ) -> None:
         try:
-            kind = fields.get(b"k", b"").decode()
-            mine = fields.get(b"gw", b"").decode() == self.gateway
-            publisher = fields.get(b"pub", b"").decode()
-            if kind == "caption":
-                session = int(fields.get(b"session", b"0"))
-                message = read_caption(room.name, fields)
-                room.deliver(message, self._monotonic_of(entry_id), session)
-                if mine and not replaying and message.source_lang is None:
-                    # Numbered now: the gateway of its publisher translates it, once per room.
-                    room.originated(message)
-            elif kind == "speech" and not mine:
-                room.remote_speech(
-                    publisher, fields[b"speaking"] == b"1", float(fields[b"queue_delay"]), replaying
-                )
-            elif kind == "join":
-                room.session = max(room.session, int(fields[b"session"]))
-                if not mine:
-                    room.remote_publishers.add(publisher)
-                    if fields.get(b"speaker"):
-                        room.remote_speakers[publisher] = fields[b"speaker"].decode()
-            elif kind == "leave" and not mine:
-                room.remote_publishers.discard(publisher)
-                room.remote_speaking.pop(publisher, None)
-                room.remote_speakers.pop(publisher, None)
-            elif kind == "settings":
-                changed = tuple(c for c in fields[b"changed"].decode().split(",") if c)
-                words = RoomWords.from_record(json.loads(fields[b"words"]))
-                room.set_words(words, () if replaying else changed)
-            elif kind == "kick" and not replaying:
-                room.kicked(publisher)
+            entry = self._entry(room.name, entry_id, fields)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             log.warning("room %s: unreadable entry %s: %s", room.name, entry_id, exc)
+            return
+        room.apply(entry, replaying)
+
+    def _entry(self, room: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RoomEntry:
+        """A stream entry as a typed event; raises on one that cannot be read."""
+        kind = fields.get(b"k", b"").decode()
+        mine = fields.get(b"gw", b"").decode() == self.gateway
+        entry = RoomEntry(kind, fields.get(b"pub", b"").decode(), mine)
+        if kind == "caption":
+            caption, session = read_caption(room, fields), int(fields.get(b"session", b"0"))
+            return replace(entry, caption=caption, at=self._monotonic_of(entry_id), session=session)
+        if kind == "speech":
+            return replace(
+                entry, speaking=fields[b"speaking"] == b"1", queue_delay=float(fields[b"queue_delay"])
+            )
+        if kind == "join":
+            speaker = fields[b"speaker"].decode() if fields.get(b"speaker") else None
+            return replace(entry, session=int(fields[b"session"]), speaker=speaker)
+        if kind == "settings":
+            changed = tuple(c for c in fields[b"changed"].decode().split(",") if c)
+            return replace(entry, words=RoomWords.from_record(json.loads(fields[b"words"])), changed=changed)
+        return entry

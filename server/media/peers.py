@@ -15,7 +15,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
 from aiortc.sdp import SessionDescription
 
-from server.limits import Admission, Refusal
+from server.edge.limits import Admission, Refusal
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,20 @@ from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.policy import caption_policy
 from pipeline.session import CaptionSession
-from server.auth import InvalidRoomName, bearer, check_room_name
-from server.guard import admit, refused, require_publish
-from server.http import error, read_body, shown
+from server.edge.auth import bearer
+from server.edge.guard import admit, refused
+from server.edge.http import error, read_body, shown
 from server.logs import bind
-from server.offers import receive_first_audio, restore, set_aside
-from server.peers import OfferError, PeerRefused, check_offer
-from server.publisher import Publisher
-from server.rooms import Room, RoomRecord, RoomsUnavailable, SpeakerRefused, check_room_space
-from server.speakers import InvalidSpeaker, check_speaker, public_id
-from server.state import STATE, AppState, DataChannelListener
+from server.media.channels import DataChannelListener
+from server.media.offers import receive_first_audio, restore, set_aside
+from server.media.peers import OfferError, PeerRefused, check_offer
+from server.media.publisher import Publisher
+from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.registry import RoomRecord, RoomsUnavailable
+from server.rooms.room import Room, SpeakerRefused, check_room_space
+from server.rooms.speakers import InvalidSpeaker, check_speaker, public_id
+from server.routes.access import require_publish
+from server.state import STATE, AppState
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from server.dictate_text import Once, clean, parse_retry_after
+from client.text import Once, clean, parse_retry_after
 
 log = logging.getLogger("nova-voice.dictate")
 

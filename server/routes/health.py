@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from server.auth import hash_token, token_matches
-from server.guard import request_token
-from server.http import error
+from server.edge.auth import hash_token, token_matches
+from server.edge.http import error
+from server.routes.access import request_token
 from server.state import STATE, AppState
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 A server-wide ``--view-token`` makes every room private; ``POST /rooms`` with ``"private": true``
 gives one room a view token of its own (returned once, like the publish token). Rooms keep
 their tokens hashed in their record: in ``rooms.json`` for the embedded server, in Redis for
-gateways, read fresh for every request so that every gateway decides alike (server/guard.py
+gateways, read fresh for every request so that every gateway decides alike (server/edge/guard.py
 reads them; this module only decides).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from server.auth import hash_token, token_matches
-from server.rooms import RoomRecord
+from server.edge.auth import hash_token, token_matches
+from server.rooms.registry import RoomRecord
 
 
 def _any_match(tokens: Iterable[str | None], hashes: Iterable[str | None]) -> bool:

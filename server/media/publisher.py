@@ -18,8 +18,8 @@ from pipeline.policy import SpeechChange
 from pipeline.session import CaptionSession, Event
 from pipeline.types import SAMPLE_RATE, Caption
 from server.messages import ErrorMessage
-from server.room_words import RoomWords
-from server.rooms import Room
+from server.rooms.room import Room
+from server.rooms.words import RoomWords
 from server.state import AppState
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,16 @@ import uuid
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
-from server.auth import InvalidRoomName, check_room_name
-from server.guard import admit, refused, require_view
-from server.http import error, read_json, shown
-from server.peers import OfferError, PeerRefused, check_offer
-from server.rooms import Room, RoomRecord
-from server.state import STATE, AppState, DataChannelListener
-from server.translations import LanguageError, viewer_language
+from server.edge.guard import admit, refused
+from server.edge.http import error, read_json, shown
+from server.media.channels import DataChannelListener
+from server.media.peers import OfferError, PeerRefused, check_offer
+from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.registry import RoomRecord
+from server.rooms.room import Room
+from server.rooms.translations import LanguageError, viewer_language
+from server.routes.access import require_view
+from server.state import STATE, AppState
 
 MAX_VIEWER_MESSAGE = 4096
 

@@ -24,10 +24,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
-from server.dictate_audio import AudioError, DeviceSource, Feed, FeedTrack, FileSource, default_device
-from server.dictate_text import Bad, Caption, CleanLog, Message, Once, ServerError, clean, read_message
-from server.dictate_typing import KeyboardError, PushToTalk, Typist, parse_hotkey
-from server.dictate_whip import Backoff, Connection, Refused, Unavailable
+from client.audio import AudioError, DeviceSource, Feed, FeedTrack, FileSource, default_device
+from client.keyboard import KeyboardError, PushToTalk, Typist, parse_hotkey
+from client.text import Bad, Caption, CleanLog, Message, Once, ServerError, clean, read_message
+from client.whip import Backoff, Connection, Refused, Unavailable
 
 log = logging.getLogger("nova-voice.dictate")
 

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from server.auth import check_room_name
 from server.messages import CaptionMessage
-from server.rooms import RoomHistory, SessionMark
-from server.subtitles import CueRules, cues_of
+from server.rooms.names import check_room_name
+from server.rooms.room import RoomHistory, SessionMark
+from server.rooms.subtitles import CueRules, cues_of
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _with_sessions(
 
 
 def _subtitles(items: Iterable[CaptionMessage], lang: str | None, rules: CueRules) -> list[Timed]:
-    """Finals cut into cues within the subtitle guidelines (server/subtitles.py)."""
+    """Finals cut into cues within the subtitle guidelines (server/rooms/subtitles.py)."""
     return [(c.start, c.end, c.text, c.speaker) for c in cues_of(_cues(items, lang), rules)]
 
 

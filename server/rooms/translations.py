@@ -29,7 +29,7 @@ from pipeline.translation import (
 )
 from pipeline.types import Translation
 from server.messages import CaptionMessage
-from server.rooms import Room
+from server.rooms.room import Room
 
 log = logging.getLogger(__name__)
 # Source lines remembered for their translations' speaker: far more than are ever in flight.

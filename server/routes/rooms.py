@@ -1,4 +1,4 @@
-"""Creating rooms, and their transcripts as WebVTT, SRT, JSON or text."""
+"""Rooms as a resource: creating them, reading their settings, and changing them while live."""
 
 from __future__ import annotations
 
@@ -8,23 +8,24 @@ import secrets
 from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
-from server.auth import InvalidRoomName, bearer, check_room_name, hash_token, token_matches
-from server.guard import admit, request_token, require_publish, require_view
-from server.http import error, parse_json, read_body
-from server.http import shown as shown_text
-from server.outputs import OutputError, TooManyOutputs, check_outputs, shown
-from server.room_words import RoomWords, WordsError
-from server.rooms import Room, RoomRecord
-from server.speakers import MAX_SPEAKERS
+from server.edge.auth import bearer, hash_token, token_matches
+from server.edge.guard import admit
+from server.edge.http import error, parse_json, read_body
+from server.edge.http import shown as shown_text
+from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.outputs import OutputError, TooManyOutputs, check_outputs, shown
+from server.rooms.registry import RoomRecord
+from server.rooms.room import Room
+from server.rooms.speakers import MAX_SPEAKERS
+from server.rooms.translations import LanguageError
+from server.rooms.words import RoomWords, WordsError
+from server.routes.access import request_token, require_publish, require_view
+from server.routes.transcripts import FORMATS
+from server.routes.viewers import planned_room, room_name
 from server.state import STATE, AppState
-from server.subtitles import CueRules
-from server.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
-from server.translations import LanguageError, viewer_language
-from server.viewers import planned_room, room_name
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("vtt", "srt", "json", "txt")
 BODY_HELP = (
     'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false,'
     ' "vocabulary": ["Niamh Okonkwo"], "replacements": {"elastic search": "Elasticsearch"},'
@@ -316,75 +317,9 @@ async def patch_room(request: web.Request) -> web.Response:
     return response
 
 
-async def transcript(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    name, fmt = request.match_info["room"], request.match_info["fmt"]
-    if fmt not in FORMATS:
-        raise error(404, "unknown_format", f"transcripts come as {', '.join(FORMATS)}")
-    try:
-        check_room_name(name)
-    except InvalidRoomName as exc:
-        raise error(400, "invalid_room", str(exc)) from exc
-    record = await require_view(request, name)
-    if not record.known and not await state.transcripts.has(name):
-        raise error(404, "unknown_room", f"room {name!r} has no transcript")
-    lang = None
-    if request.query.get("lang"):
-        raw = request.query["lang"]
-        room = planned_room(state, record)
-        try:
-            lang = viewer_language(room, raw, state.spoken(room)) if record.known else normalize(raw)
-        except (LanguageError, UnknownLanguage) as exc:
-            raise error(400, "language_not_carried", str(exc)) from exc
-    rules = cue_rules(request) if fmt in ("vtt", "srt") else None
-    history = await state.transcripts.read(name)
-    items, sessions = for_language(history.finals, lang), history.sessions
-    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
-    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
-    if fmt == "json":
-        return web.json_response(to_json(name, items, sessions), headers=headers)
-    if fmt == "vtt":
-        return web.Response(
-            text=to_vtt(items, None, sessions, rules), content_type="text/vtt", headers=headers
-        )
-    if fmt == "srt":
-        return web.Response(
-            text=to_srt(items, None, rules), content_type="application/x-subrip", headers=headers
-        )
-    return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
-
-
-# Each subtitle limit as a query parameter: (name, field, lowest, highest).
-CUE_LIMITS = (
-    ("max_chars", "max_chars", 16, 120),
-    ("max_lines", "max_lines", 1, 4),
-    ("max_cue", "max_duration", 1.0, 30.0),
-    ("min_cue", "min_duration", 0.0, 5.0),
-)
-
-
-def cue_rules(request: web.Request) -> CueRules:
-    """The subtitle guidelines (42 characters a line, 2 lines, 1-7 s a cue), each overridable:
-    ``?max_chars=32&max_lines=2&max_cue=6&min_cue=1``."""
-    values: dict[str, float] = {}
-    for param, field_name, low, high in CUE_LIMITS:
-        raw = request.query.get(param)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not low <= value <= high or (isinstance(low, int) and value != int(value)):
-            raise error(400, "bad_subtitle_limit", f"{param} is a number from {low} to {high}")
-        values[field_name] = int(value) if isinstance(low, int) else value
-    return CueRules(**values)  # type: ignore[arg-type]
-
-
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/rooms", create_room),
         web.get("/rooms/{room}", room_info),
         web.patch("/rooms/{room}", patch_room),
-        web.get(r"/rooms/{room}/transcript.{fmt}", transcript),
     ]

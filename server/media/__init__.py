@@ -1,0 +1,2 @@
+"""WebRTC media: the peers and their lifecycle, the offers they accept, the data channels
+captions leave by, and the publisher that turns a peer's audio into a room's captions."""

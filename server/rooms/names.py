@@ -1,0 +1,21 @@
+"""Room names: what a room may be called, since names become file names, URL parts and Redis keys."""
+
+from __future__ import annotations
+
+import re
+
+# fullmatch, never match with "$": "$" also matches before a trailing newline ("nl\n").
+ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class InvalidRoomName(ValueError):
+    pass
+
+
+def check_room_name(name: str) -> str:
+    """Names become file names, URL parts and Redis keys, so only a safe alphabet is allowed."""
+    if not ROOM_NAME.fullmatch(name):
+        raise InvalidRoomName(
+            "room names are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return name

@@ -1,0 +1,87 @@
+"""A room's transcript as WebVTT, SRT, JSON or text, cut into cues by the subtitle rules the
+request may tune."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pipeline.languages import UnknownLanguage, normalize
+from server.edge.http import error
+from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.subtitles import CueRules
+from server.rooms.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
+from server.rooms.translations import LanguageError, viewer_language
+from server.routes.access import require_view
+from server.routes.viewers import planned_room
+from server.state import STATE
+
+FORMATS = ("vtt", "srt", "json", "txt")
+
+
+async def transcript(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    name, fmt = request.match_info["room"], request.match_info["fmt"]
+    if fmt not in FORMATS:
+        raise error(404, "unknown_format", f"transcripts come as {', '.join(FORMATS)}")
+    try:
+        check_room_name(name)
+    except InvalidRoomName as exc:
+        raise error(400, "invalid_room", str(exc)) from exc
+    record = await require_view(request, name)
+    if not record.known and not await state.transcripts.has(name):
+        raise error(404, "unknown_room", f"room {name!r} has no transcript")
+    lang = None
+    if request.query.get("lang"):
+        raw = request.query["lang"]
+        room = planned_room(state, record)
+        try:
+            lang = viewer_language(room, raw, state.spoken(room)) if record.known else normalize(raw)
+        except (LanguageError, UnknownLanguage) as exc:
+            raise error(400, "language_not_carried", str(exc)) from exc
+    rules = cue_rules(request) if fmt in ("vtt", "srt") else None
+    history = await state.transcripts.read(name)
+    items, sessions = for_language(history.finals, lang), history.sessions
+    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
+    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
+    if fmt == "json":
+        return web.json_response(to_json(name, items, sessions), headers=headers)
+    if fmt == "vtt":
+        return web.Response(
+            text=to_vtt(items, None, sessions, rules), content_type="text/vtt", headers=headers
+        )
+    if fmt == "srt":
+        return web.Response(
+            text=to_srt(items, None, rules), content_type="application/x-subrip", headers=headers
+        )
+    return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
+
+
+# Each subtitle limit as a query parameter: (name, field, lowest, highest).
+CUE_LIMITS = (
+    ("max_chars", "max_chars", 16, 120),
+    ("max_lines", "max_lines", 1, 4),
+    ("max_cue", "max_duration", 1.0, 30.0),
+    ("min_cue", "min_duration", 0.0, 5.0),
+)
+
+
+def cue_rules(request: web.Request) -> CueRules:
+    """The subtitle guidelines (42 characters a line, 2 lines, 1-7 s a cue), each overridable:
+    ``?max_chars=32&max_lines=2&max_cue=6&min_cue=1``."""
+    values: dict[str, float] = {}
+    for param, field_name, low, high in CUE_LIMITS:
+        raw = request.query.get(param)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high or (isinstance(low, int) and value != int(value)):
+            raise error(400, "bad_subtitle_limit", f"{param} is a number from {low} to {high}")
+        values[field_name] = int(value) if isinstance(low, int) else value
+    return CueRules(**values)  # type: ignore[arg-type]
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get(r"/rooms/{room}/transcript.{fmt}", transcript)]
