@@ -10,6 +10,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends apertium aperti
 COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY pipeline ./pipeline
+COPY client ./client
 COPY web ./web
 RUN pip install --no-cache-dir -c constraints.txt -e . ${EXTRA_PIP}
 ENV NOVA_HOST=0.0.0.0 NOVA_PORT=8080 NOVA_DATA_DIR=/data

@@ -21,11 +21,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import Stream, espeak_passage, librivox, silence, write_wav
 from bench.e2e import start_server
 from bench.harness import write_report
+from bench.scoring import wer
 from tests.support.browser import chromium
-from tests.support.corpus import Stream, espeak_passage, librivox
-from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
 COMBOS = {

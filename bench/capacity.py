@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.corpus import Stream, Utterance, librivox
 from bench.harness import DECODE_THREADS, VARIANTS, cpu_seconds, replay_one, write_report
 from pipeline.engines.whisper import FRAME_BUCKETS, HOP, WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
@@ -34,7 +35,6 @@ from pipeline.threads import limit_blas
 from pipeline.types import TranscribeRequest
 from server.inference import batch_options, compute_type, parse_devices
 from server.settings import Settings
-from tests.support.corpus import Stream, Utterance, librivox
 
 BOUND = 2.0
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import librivox
 from bench.harness import cpu_seconds, write_report
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import FINAL_DECODE, PARTIAL_DECODE
+from pipeline.policy_options import FINAL_DECODE, PARTIAL_DECODE
 from pipeline.types import DecodeOptions, TranscribeRequest
-from tests.support.corpus import librivox
 
 RATE = 16_000
 

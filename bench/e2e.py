@@ -31,9 +31,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import Stream, librivox, silence, write_wav
 from bench.harness import write_report
-from tests.support.corpus import Stream, librivox
-from tests.support.speech import silence, wer, write_wav
+from bench.scoring import wer
 from tests.support.whip_client import WhipPublisher
 
 # Server flags of each variant: before issue 12, and now (the defaults).

@@ -31,7 +31,7 @@ import numpy as np
 from bench.harness import write_report
 from pipeline.engines.whisper import StageTimes, WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import FINAL_DECODE, PARTIAL_DECODE
+from pipeline.policy_options import FINAL_DECODE, PARTIAL_DECODE
 from pipeline.threads import limit_blas
 from pipeline.types import TranscribeRequest
 
@@ -42,7 +42,7 @@ def corpus(path: str | None) -> np.ndarray:
     """The LibriVox stream as float32: from a .npz (the GPU kit, no PyAV), else decoded here."""
     if path:
         return np.load(path)["audio"].astype(np.float32) / 32768
-    from tests.support.corpus import librivox  # decodes the clips with PyAV
+    from bench.corpus import librivox  # decodes the clips with PyAV
 
     return librivox().audio.astype(np.float32) / 32768
 

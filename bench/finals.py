@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import Stream, espeak_passage, librivox
 from bench.harness import cpu_seconds, write_report
+from bench.noise import NOISES, mix
+from bench.scoring import wer
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import FINAL_DECODE
+from pipeline.policy_options import FINAL_DECODE
 from pipeline.types import DecodeOptions, TranscribeRequest
-from tests.support.corpus import Stream, espeak_passage, librivox
-from tests.support.noise import NOISES, mix
-from tests.support.speech import wer
 
 RATE = 16_000
 

@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.corpus import librivox, silence, write_wav
 from bench.e2e import free_port, proc_rss_mb, run_sessions, start_server
 from bench.harness import write_report
-from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
-from tests.support.speech import silence, write_wav
 
 
 def start_worker(redis_url: str, device: str = "cpu", *extra: str) -> subprocess.Popen[bytes]:

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from bench.corpus import Stream
+from bench.scoring import wer
 from pipeline.backend import InferenceBackend, LocalBackend
 from pipeline.batching import BatchOptions
-from pipeline.policy import CaptionPolicy, PolicyOptions, caption_policy
+from pipeline.policy import CaptionPolicy
+from pipeline.policy_options import PolicyOptions
 from pipeline.scheduler import Scheduler
-from pipeline.session import CaptionSession
+from pipeline.session import CaptionSession, caption_policy
 from pipeline.types import Caption
-from tests.support.corpus import Stream
-from tests.support.speech import wer
 
 CHUNK = 320  # 20 ms, as WebRTC delivers it
 

@@ -32,16 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jiwer
 import numpy as np
 
+from bench.corpus import ESPEAK_SENTENCES, LIBRIVOX_DIR, Stream, build, silence, write_wav
 from bench.e2e import free_port, proc_cpu_seconds
 from bench.harness import write_report
+from bench.scoring import lost_runs, normalize, wer
 from pipeline.audio import read_audio
 from pipeline.text import collapse_loops
 from pipeline.types import Word
-from tests.support.corpus import ESPEAK_SENTENCES, LIBRIVOX, Stream, build
-from tests.support.speech import normalize, silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
 MENU = [
@@ -63,10 +62,10 @@ def espeak(text: str, tmp: Path, i: int) -> np.ndarray:
 def stream() -> Stream:
     """~80 s: LibriVox, the phone menu with 0.4 s pauses (one long utterance), espeak sentences."""
     clips: list[tuple[np.ndarray, str]] = []
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+    for line in (LIBRIVOX_DIR / "transcription").read_text().splitlines():
         m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
         if m:
-            clips.append((read_audio(str(LIBRIVOX / f"{m.group(2)}.wav")), m.group(1).strip()))
+            clips.append((read_audio(str(LIBRIVOX_DIR / f"{m.group(2)}.wav")), m.group(1).strip()))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         menu = [espeak(t, tmp, i) for i, t in enumerate(MENU)]
@@ -94,14 +93,7 @@ def gaps(s: Stream, text: str, run: int = 4) -> list[str]:
     a misheard word is one substitution, not a run)."""
     ref = normalize(s.reference).split()
     hyp = normalize(text).split() or ["<empty>"]
-    out = []
-    for chunk in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
-        lost = (chunk.ref_end_idx - chunk.ref_start_idx) - (
-            chunk.hyp_end_idx - chunk.hyp_start_idx if chunk.type == "substitute" else 0
-        )
-        if chunk.type in ("delete", "substitute") and lost >= run:
-            out.append(" ".join(ref[chunk.ref_start_idx : chunk.ref_end_idx]))
-    return out
+    return lost_runs(ref, hyp, run)
 
 
 def start(tree: Path, flags: list[str]) -> tuple[subprocess.Popen[bytes], str, Path]:

@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 import redis
 
+from bench.corpus import Stream, librivox
 from bench.harness import pct, replay_one, summary
 from pipeline.backend import InferenceBackend, LocalBackend
 from pipeline.batching import BatchOptions
-from pipeline.policy import PolicyOptions
+from pipeline.policy_options import PolicyOptions
 from pipeline.redis_backend import RedisBackend, RedisOptions
 from pipeline.scheduler import Scheduler
 from pipeline.streams import connect
@@ -48,7 +49,6 @@ from pipeline.types import TranscribeRequest, Transcript, Word
 from pipeline.worker import Worker
 from server.inference import DeviceSpec, batch_options, load_models
 from server.settings import Settings
-from tests.support.corpus import Stream, librivox
 from tests.support.redis_server import RedisServer, free_port
 
 P90_BOUND = 2.0

@@ -20,13 +20,13 @@ import threading
 import time
 from pathlib import Path
 
+from bench.corpus import librivox
 from bench.harness import cpu_seconds, pct, replay_one, rss_mb, write_report
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import PolicyOptions
+from pipeline.policy_options import PolicyOptions
 from pipeline.scheduler import NullObserver, Scheduler
-from tests.support.corpus import librivox
 
 
 class BatchSizes(NullObserver):

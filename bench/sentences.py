@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 
+from bench.corpus import LIBRIVOX
 from bench.harness import write_report
 from pipeline.audio import read_audio
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import FINAL_DECODE
+from pipeline.policy_options import FINAL_DECODE
 from pipeline.text import ends_sentence
 from pipeline.types import TranscribeRequest, Transcript
-from tests.support.speech import LIBRIVOX
 
 RATE = 16_000
 SPLIT_SENTENCES = [

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
+from bench.corpus import Stream, espeak_passage, librivox
 from bench.harness import (
     DECODE_THREADS,
     VARIANTS,
@@ -31,13 +32,12 @@ from bench.harness import (
     summary,
     write_report,
 )
+from bench.noise import mix, pink
+from bench.scoring import wer
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.scheduler import NullObserver, Scheduler
-from tests.support.corpus import Stream, espeak_passage, librivox
-from tests.support.noise import mix, pink
-from tests.support.speech import wer
 
 
 class Calls(NullObserver):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.corpus import librivox
 from bench.harness import CHUNK, cpu_seconds, pct, write_report
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
@@ -35,7 +36,8 @@ from pipeline.engines.apertium import ApertiumEngine
 from pipeline.engines.nllb import NllbConfig, NllbEngine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import CaptionPolicy, PolicyOptions
+from pipeline.policy import CaptionPolicy
+from pipeline.policy_options import PolicyOptions
 from pipeline.scheduler import NullObserver, Scheduler
 from pipeline.session import CaptionSession
 from pipeline.translation import TranslationOptions
@@ -43,7 +45,6 @@ from pipeline.types import Caption, TranslateRequest
 from server.messages import parse
 from server.rooms.room import Room
 from server.rooms.translations import TranslationService
-from tests.support.corpus import librivox
 from tests.support.tiny_nllb import tiny_nllb
 
 TARGETS = {"apertium": ["es", "es-MX", "es-AR"], "nllb": ["es", "fr", "de"]}

@@ -27,12 +27,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import librivox, silence, write_wav
 from bench.e2e import start_server
 from bench.gateway import start_worker
 from bench.harness import pct, write_report
-from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
-from tests.support.speech import silence, write_wav
 from tests.support.tiny_nllb import tiny_nllb
 from tests.support.whip_client import TimedViewer, WhipPublisher
 

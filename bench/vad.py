@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import Stream, espeak_passage, librivox
 from bench.harness import cpu_seconds, write_report
+from bench.noise import NOISES, mix, noise_only, speech_rms
 from pipeline.vad import VadOptions, VadSegmenter
-from tests.support.corpus import Stream, espeak_passage, librivox
-from tests.support.noise import NOISES, mix, noise_only, speech_rms
 
 RATE = 16_000
 CHUNK = 320  # 20 ms, as WebRTC delivers it

@@ -19,10 +19,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import librivox, silence, write_wav
 from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb
 from bench.harness import pct, write_report
-from tests.support.corpus import librivox
-from tests.support.speech import silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 

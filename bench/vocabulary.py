@@ -25,18 +25,19 @@ from pathlib import Path
 import numpy as np
 
 import pipeline.vocabulary
+from bench.corpus import Stream, Utterance, espeak, silence
 from bench.harness import replay_one, write_report
+from bench.noise import NOISES, noise_only
+from bench.scoring import wer
 from pipeline.batching import BatchOptions
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
-from pipeline.policy import CaptionPolicy, caption_policy
+from pipeline.policy import CaptionPolicy
 from pipeline.scheduler import Scheduler
+from pipeline.session import caption_policy
 from pipeline.text import normalize
 from pipeline.types import Word
 from pipeline.vocabulary import Vocabulary
-from tests.support.corpus import Stream, Utterance
-from tests.support.noise import NOISES, noise_only
-from tests.support.speech import espeak, silence, wer
 
 # (sentence, the rare terms it says)
 MEETING = [

@@ -16,15 +16,14 @@ import os
 import time
 from pathlib import Path
 
-import jiwer
 import numpy as np
 
+from bench.corpus import espeak_passage, librivox
 from bench.harness import cpu_seconds, write_report
+from bench.scoring import normalize, pooled_wer
 from pipeline.engines.whisper import HOP, WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.types import DecodeOptions, TranscribeRequest
-from tests.support.corpus import espeak_passage, librivox
-from tests.support.speech import normalize
 
 RATE = 16_000
 
@@ -51,8 +50,8 @@ def main(out: Path, windows: list[int]) -> None:
         hyps = [decode(engine, prefixes[i], frames) for i in fits]
         cpu = cpu_seconds() - c0
         same_at_1000 = [decode(engine, prefixes[i], 1000) for i in fits] if frames != 1000 else hyps
-        w = jiwer.wer([reference[i] for i in fits], hyps)
-        w1000 = jiwer.wer([reference[i] for i in fits], same_at_1000)
+        w = pooled_wer([reference[i] for i in fits], hyps)
+        w1000 = pooled_wer([reference[i] for i in fits], same_at_1000)
         rows.append(
             f"| {frames} | {len(fits)} | {w:.3f} | {w1000:.3f} | {1000 * cpu / max(1, len(fits)):.0f} |"
         )

@@ -19,11 +19,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from pipeline.actions import Action, Emit, SpeechChange, Submit
 from pipeline.backend import InferenceBackend
 from pipeline.errors import SchedulerClosed, Superseded
 from pipeline.ledger import VoiceReport
-from pipeline.policy import Action, CaptionPolicy, Emit, SpeechChange, Submit
-from pipeline.types import Caption
+from pipeline.policy import CaptionPolicy
+from pipeline.policy_options import FINAL_DECODE, PARTIAL_DECODE, PolicyOptions
+from pipeline.types import Caption, DecodeOptions
+from pipeline.vad import VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +191,44 @@ class CaptionSession:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def caption_policy(
+    vad: str = "silero",
+    vad_aggressiveness: int = 2,
+    end_silence_ms: int = 500,
+    partial_interval: float = 1.0,
+    max_utterance: float = 12.0,
+    sentence_wait: float = 0.7,
+    stale_after: float = 3.0,
+    beam_size: int = 1,
+    final_beam_size: int = 5,
+    legacy_partials: bool = False,
+    language: str = "en",
+    decode_language: str | None = None,
+) -> CaptionPolicy:
+    """The policy from the server's flat settings.
+
+    ``legacy_partials`` brings back the partials of before issue 12 (aligned, 1000-frame
+    window, every ``partial_interval`` of audio, no backoff, no final decoded ahead), so one run
+    can compare; with ``final_beam_size=1``, ``sentence_wait=0``, ``stale_after=0`` and the
+    webrtc VAD it is the old policy whole. ``language`` is what captions say they are in until
+    Whisper detects otherwise; ``decode_language`` tells a multilingual Whisper (None: detect).
+    """
+    options = PolicyOptions(
+        partial_interval=partial_interval,
+        max_utterance=max_utterance,
+        sentence_wait=sentence_wait,
+        stale_after=stale_after,
+        language=language,
+        **(
+            dict(speculate_ms=0, max_partial_interval=0.0, partials_on_voice=False) if legacy_partials else {}
+        ),
+    )
+    partial = DecodeOptions() if legacy_partials else PARTIAL_DECODE
+    return CaptionPolicy(
+        options,
+        VadOptions(engine=vad, aggressiveness=vad_aggressiveness, end_silence_ms=end_silence_ms),
+        decode=replace(partial, beam_size=beam_size, language=decode_language),
+        final_decode=replace(FINAL_DECODE, beam_size=final_beam_size, language=decode_language),
+    )

@@ -133,3 +133,16 @@ def ends_sentence(transcript: Transcript, min_probability: float) -> bool:
     if not text.endswith(TERMINAL) or text.endswith(("...", "…")):
         return False
     return not transcript.timed or transcript.sentence_end >= min_probability
+
+
+def bad_decode(transcript: Transcript, options: DecodeOptions) -> bool:
+    """Whisper's own sign of a bad decode of speech (a loop, or words it barely believes): the
+    final is decoded once more by sampling, as Whisper's fallback does."""
+    if not transcript.words:
+        return False
+    looped = transcript.compression_ratio > options.compression_ratio_threshold
+    unsure = (
+        transcript.avg_logprob < options.log_prob_threshold
+        and transcript.no_speech_prob <= options.no_speech_threshold
+    )
+    return looped or unsure

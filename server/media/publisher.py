@@ -13,8 +13,8 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from pipeline.actions import SpeechChange
 from pipeline.audio import GapTracker, Resampler
-from pipeline.policy import SpeechChange
 from pipeline.session import CaptionSession, Event
 from pipeline.types import SAMPLE_RATE, Caption
 from server.messages import ErrorMessage

@@ -11,8 +11,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
-from pipeline.policy import caption_policy
-from pipeline.session import CaptionSession
+from pipeline.session import CaptionSession, caption_policy
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_body, shown

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import espeak_passage, librivox, silence, write_wav
+from bench.scoring import wer
 from tests.support.browser import chromium
-from tests.support.corpus import espeak_passage, librivox
 from tests.support.offline import Offline
-from tests.support.speech import silence, wer, write_wav
 
 RATE = 16_000
 

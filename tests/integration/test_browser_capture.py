@@ -8,8 +8,9 @@ import aiohttp
 import numpy as np
 from playwright.async_api import Page
 
+from bench.corpus import ESPEAK_TEXT, espeak, silence, write_wav
+from bench.scoring import wer
 from tests.support.browser import captured_finals, chromium
-from tests.support.speech import ESPEAK_TEXT, espeak, silence, wer, write_wav
 
 GREEN = "rgb(30, 138, 76)"  # --ok in capture.css: good news only
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import ESPEAK_TEXT, espeak, silence, write_wav
+from bench.scoring import normalize, wer
 from tests.support.browser import chromium
-from tests.support.speech import ESPEAK_TEXT, espeak, normalize, silence, wer, write_wav
 
 FIRST = ESPEAK_TEXT
 COMMAND = "New line."

@@ -11,9 +11,9 @@ import numpy as np
 from aiohttp import web
 from playwright.async_api import Page
 
+from bench.corpus import LIBRIVOX, espeak, silence, write_wav
 from pipeline.audio import read_audio
 from tests.support.browser import chromium
-from tests.support.speech import LIBRIVOX, espeak, silence, write_wav
 from tests.support.whip_client import WhipPublisher
 
 ANA_FIRST = "Welcome to the weekly team meeting."

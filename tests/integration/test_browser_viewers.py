@@ -8,10 +8,10 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from bench.corpus import LIBRIVOX, silence, write_wav
 from pipeline.audio import read_audio
 from tests.support.browser import chromium
 from tests.support.png import decode_rgba
-from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import WhipPublisher
 
 OVERLAY_FINAL = "document.querySelector('#captions .line.final')?.textContent || ''"

@@ -20,6 +20,8 @@ import av
 import numpy as np
 import pytest
 
+from bench.corpus import LIBRIVOX, RATE, silence
+from bench.scoring import wer
 from client.dictate import Captions, Printer
 from client.dictate import main as dictate_main
 from client.keyboard import parse_hotkey
@@ -30,7 +32,6 @@ from server.state import STATE
 from tests.support.browser import CHROMIUM
 from tests.support.probes import wait_until
 from tests.support.server_process import free_port
-from tests.support.speech import LIBRIVOX, RATE, silence, wer
 
 NOVA_VOICE = Path(sys.executable).parent / "nova-voice"
 ROOT = Path(__file__).resolve().parents[2]

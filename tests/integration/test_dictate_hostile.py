@@ -23,8 +23,8 @@ from Xlib import XK, X
 from Xlib.display import Display
 from Xlib.protocol import event as xevent
 
+from bench.corpus import silence
 from tests.integration.test_dictate import child_env, flac, started, xvfb
-from tests.support.speech import silence
 
 ME = "pub-me"
 # What a terminal or a pipe may receive: printable text, spaces and line ends; no ESC, no

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import LIBRIVOX, silence, write_wav
 from pipeline.audio import read_audio
-from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import WhipPublisher
 
 

@@ -13,17 +13,18 @@ import aiohttp
 import numpy as np
 import pytest
 
+from bench.corpus import Stream, librivox, silence, write_wav
 from bench.harness import replay_one
+from bench.noise import NOISES, mix, noise_only, speech_rms
+from bench.scoring import wer
 from bench.vocabulary import TERMS
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
-from pipeline.policy import CaptionPolicy, caption_policy
+from pipeline.policy import CaptionPolicy
 from pipeline.scheduler import Scheduler
+from pipeline.session import caption_policy
 from pipeline.vocabulary import Vocabulary
-from tests.support.corpus import Stream, librivox
-from tests.support.noise import NOISES, mix, noise_only, speech_rms
 from tests.support.offline import Offline
-from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
 SNR_DB = 15

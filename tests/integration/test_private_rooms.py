@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import LIBRIVOX, silence, write_wav
+from bench.scoring import wer
 from pipeline.audio import read_audio
 from server import logs
 from server.inference import LoadedModels
@@ -19,7 +21,6 @@ from server.state import STATE
 from tests.support.probes import ghost_offer
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import worker_in_process
-from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 FORMATS = ("vtt", "srt", "json", "txt")

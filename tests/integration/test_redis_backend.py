@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import redis
 
+from bench.corpus import LIBRIVOX
+from bench.scoring import wer
 from pipeline.audio import pcm16_to_float, read_audio
 from pipeline.backend import BackendUnavailable, SchedulerClosed, Superseded
 from pipeline.redis_backend import Dropped, RedisBackend
@@ -20,7 +22,6 @@ from pipeline.worker import WorkerOptions
 from server.inference import LoadedModels
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import eventually, gateway_backend, speak, worker_in_process
-from tests.support.speech import LIBRIVOX, wer
 
 KEYS = Keys()
 FINALS = KEYS.requests("whisper", True)

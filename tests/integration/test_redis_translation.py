@@ -12,12 +12,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import librivox, silence, write_wav
 from server.inference import LoadedModels
 from server.state import STATE
-from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import WorkerProcess, eventually, gateway_backend, worker_in_process
-from tests.support.speech import silence, write_wav
 from tests.support.whip_client import TimedViewer, Viewer, WhipPublisher
 
 

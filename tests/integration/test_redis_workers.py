@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from bench.corpus import LIBRIVOX, Stream, librivox
+from bench.scoring import wer
 from pipeline.audio import pcm16_to_float, read_audio
 from pipeline.policy import CaptionPolicy
 from pipeline.session import CaptionSession
 from pipeline.streams import Keys
 from pipeline.types import Caption, TranscribeRequest
 from server.inference import LoadedModels
-from tests.support.corpus import Stream, librivox
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import WorkerProcess, eventually, gateway_backend, speak, worker_in_process
-from tests.support.speech import LIBRIVOX, wer
 
 KEYS = Keys()
 FINALS = KEYS.requests("whisper", True)

@@ -14,10 +14,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import LIBRIVOX, espeak, silence, write_wav
+from bench.scoring import wer
 from pipeline.audio import read_audio
 from tests.support.browser import chromium
 from tests.support.server_process import ENV, ServerProcess, free_port
-from tests.support.speech import LIBRIVOX, espeak, silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
 OVERLAY_LINES = "document.querySelectorAll('#captions .line').length"

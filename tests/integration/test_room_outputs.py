@@ -29,10 +29,10 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from bench.corpus import LIBRIVOX, silence, write_wav
 from pipeline.audio import read_audio
 from pipeline.types import Caption
 from server.state import STATE
-from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 KEY = "SECRETSTREAMKEY42"

@@ -11,8 +11,9 @@ import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.corpus import LIBRIVOX, silence, write_wav
+from bench.scoring import wer
 from server.state import STATE
-from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")

@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.corpus import LIBRIVOX, librivox, silence, write_wav
+from bench.scoring import wer
 from pipeline.audio import read_audio
 from pipeline.backend import InferenceBackend, LocalBackend
 from pipeline.batching import BatchOptions
@@ -21,11 +23,9 @@ from pipeline.scheduler import Scheduler
 from pipeline.session import CaptionSession
 from pipeline.types import Caption
 from server.inference import LoadedModels
-from tests.support.corpus import librivox
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import WorkerProcess, gateway_backend, worker_in_process
 from tests.support.server_process import ServerProcess
-from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import CaptionLog, Viewer, WhipPublisher
 
 

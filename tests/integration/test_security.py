@@ -19,11 +19,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from yarl import URL
 
+from bench.corpus import LIBRIVOX, silence, write_wav
 from pipeline.audio import read_audio
 from server.messages import CaptionMessage
 from server.state import STATE
 from tests.support.probes import ghost_offer, live_tasks, open_fds, raw_request, wait_until
-from tests.support.speech import LIBRIVOX, silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 SDP = {"Content-Type": "application/sdp"}

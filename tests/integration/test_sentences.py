@@ -13,14 +13,14 @@ import re
 import numpy as np
 from faster_whisper import WhisperModel
 
+from bench.corpus import LIBRIVOX, Stream, silence
 from bench.harness import replay_one
+from bench.scoring import normalize, wer
 from pipeline.audio import read_audio
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
 from pipeline.scheduler import Scheduler
-from tests.support.corpus import Stream
 from tests.support.offline import Offline
-from tests.support.speech import LIBRIVOX, normalize, silence, wer
 
 RATE = 16_000
 PAUSE = 0.7

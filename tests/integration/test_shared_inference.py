@@ -9,8 +9,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import LIBRIVOX, silence, write_wav
+from bench.scoring import wer
 from pipeline.audio import read_audio
-from tests.support.speech import LIBRIVOX, silence, wer, write_wav
 from tests.support.whip_client import WhipPublisher
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import espeak_passage, librivox, silence, write_wav
+from bench.scoring import wer
 from server.state import STATE
-from tests.support.corpus import espeak_passage, librivox
 from tests.support.offline import Offline
-from tests.support.speech import silence, wer, write_wav
 from tests.support.whip_client import CaptionLog, WhipPublisher
 
 CAPTION_KEYS = {"type", "room", "seq", "segment", "final", "text", "start", "end", "lang"}

@@ -9,10 +9,11 @@ import aiohttp
 import numpy as np
 import pytest
 
+from bench.corpus import silence, write_wav
+from bench.scoring import wer
 from pipeline.audio import read_audio
 from server.state import STATE
 from tests.support.browser import chromium
-from tests.support.speech import silence, wer, write_wav
 from tests.support.tiny_nllb import tiny_nllb
 from tests.support.whip_client import Viewer, WhipPublisher
 

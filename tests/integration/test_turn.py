@@ -7,10 +7,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import ESPEAK_TEXT, espeak, silence, write_wav
+from bench.scoring import wer
 from tests.integration.test_rooms import audio_offer
 from tests.support.browser import captured_finals, chromium
 from tests.support.coturn import coturn
-from tests.support.speech import ESPEAK_TEXT, espeak, silence, wer, write_wav
 
 # What a browser behind a symmetric NAT or a strict firewall can do: talk through TURN only.
 RELAY_ONLY = """

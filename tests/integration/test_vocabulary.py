@@ -15,13 +15,13 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench.corpus import espeak, silence, write_wav
 from pipeline.engines.whisper import WhisperEngine
-from pipeline.policy import FINAL_DECODE
+from pipeline.policy_options import FINAL_DECODE
 from pipeline.text import join_words
 from pipeline.types import TranscribeRequest
 from pipeline.vocabulary import Vocabulary
 from server.inference import LoadedModels
-from tests.support.speech import espeak, silence, write_wav
 from tests.support.whip_client import Viewer, WhipPublisher
 
 SENTENCE = "Niamh Okonkwo moved our community server last spring."

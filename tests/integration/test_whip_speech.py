@@ -8,8 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.corpus import LIBRIVOX
+from bench.scoring import wer
 from server.state import STATE
-from tests.support.speech import LIBRIVOX, wer
 from tests.support.whip_client import CaptionLog, WhipPublisher
 
 

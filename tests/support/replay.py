@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.policy import CaptionPolicy, Emit, PolicyOptions, Submit
+from pipeline.actions import Emit, Submit
+from pipeline.policy import CaptionPolicy
+from pipeline.policy_options import PolicyOptions
 from pipeline.types import SAMPLE_RATE, Caption, Transcript, Word
 from pipeline.vad import VadOptions, VadSegmenter
 

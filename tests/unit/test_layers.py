@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / "pipeline"
-FORBIDDEN = ("server", "aiohttp", "aiortc", "jinja2", "prometheus_client")
+FORBIDDEN = ("server", "client", "bench", "tests", "aiohttp", "aiortc", "jinja2", "prometheus_client")
 PROJECT = ("server", "pipeline", "client", "bench")
 
 # What each package may import of the project, besides itself and pipeline/ (a prefix each).
@@ -69,6 +69,19 @@ def test_each_package_imports_only_what_its_folder_may_touch() -> None:
             allowed = (package, "pipeline", *ALLOWED[package])
             if not any(target == a or target.startswith(a if a.endswith(".") else a + ".") for a in allowed):
                 offenders.append(f"{name} -> {target}")
+    assert offenders == []
+
+
+def test_the_server_never_imports_the_client_the_benchmarks_or_the_tests() -> None:
+    """Only the CLI's entry point reaches the client, to start ``nova-voice dictate``."""
+    known = modules()
+    offenders = [
+        f"{name} -> {target}"
+        for name, path in known.items()
+        if name.startswith("server") and name != "server.__main__"
+        for target in imports(path, known)
+        if target.split(".")[0] in ("client", "bench", "tests")
+    ]
     assert offenders == []
 
 

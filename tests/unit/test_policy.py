@@ -11,15 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.policy import (
-    FALLBACK_DECODE,
-    CaptionPolicy,
-    Emit,
-    PolicyOptions,
-    SpeechChange,
-    Submit,
-    partial_interval,
-)
+from pipeline.actions import Emit, SpeechChange, Submit
+from pipeline.backpressure import partial_interval
+from pipeline.policy import CaptionPolicy
+from pipeline.policy_options import FALLBACK_DECODE, PolicyOptions
 from pipeline.types import SAMPLE_RATE, Caption, DecodeOptions, Transcript, Word
 from pipeline.vad import VadOptions, VadSegmenter
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.ledger import VoiceLedger
-from pipeline.policy import PolicyOptions
+from pipeline.policy_options import PolicyOptions
 from pipeline.types import SAMPLE_RATE, Transcript, Word
 from tests.support.replay import Replay, SyntheticStream
 from tests.unit.test_policy import captions, hyp, make, silence, speech, submits

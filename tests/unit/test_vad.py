@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.corpus import LIBRIVOX
+from bench.noise import NOISES, mix, noise_only, speech_rms
 from pipeline.audio import read_audio
 from pipeline.silero import FRAME, SileroScorer
 from pipeline.vad import VadOptions, VadSegmenter
-from tests.support.noise import NOISES, mix, noise_only, speech_rms
-from tests.support.speech import LIBRIVOX
 
 RATE = 16_000
 ENGINES = ["webrtc", "silero"]

@@ -1,9 +1,14 @@
-"""Long-form real speech with known utterance boundaries, for the benchmarks."""
+"""Real speech the benchmarks and tests run on: LibriVox clips with their transcripts (Debian's
+pocketsphinx-testdata), espeak-ng sentences, and long streams built of them with known
+utterance boundaries; WAV writing and silence. Needs only the service's own install (PyAV
+decodes the clips) and, for espeak, the espeak-ng program."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +17,35 @@ import numpy as np
 from pipeline.audio import read_audio
 
 RATE = 16_000
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+ALSA_NOISE = Path("/usr/share/sounds/alsa/Noise.wav")
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+
+
+def _librivox() -> list[Clip]:
+    clips = []
+    transcription = LIBRIVOX_DIR / "transcription"
+    if not transcription.exists():
+        return clips
+    for line in transcription.read_text().splitlines():
+        m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
+        if m:
+            clips.append(Clip(LIBRIVOX_DIR / f"{m.group(2)}.wav", m.group(1).strip()))
+    return clips
+
+
+LIBRIVOX = _librivox()
+
+# Sentences that espeak-ng says clearly enough for tiny.en to transcribe them exactly offline.
+ESPEAK_TEXT = (
+    "Welcome to the weekly team meeting. "
+    "Today we will talk about the new release and the budget for next year."
+)
 
 ESPEAK_SENTENCES = [
     "Welcome to the weekly team meeting.",
@@ -68,14 +101,8 @@ def build(name: str, clips: list[tuple[np.ndarray, str]], gap: float = 1.2) -> S
 
 
 def librivox() -> Stream:
-    import re
-
-    clips = []
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
-        if m:
-            clips.append((read_audio(str(LIBRIVOX / f"{m.group(2)}.wav")), m.group(1).strip()))
-    return build("librivox", clips)
+    """Every LibriVox clip, in order, as one stream."""
+    return build("librivox", [(read_audio(str(c.path)), c.text) for c in LIBRIVOX])
 
 
 def espeak_passage() -> Stream:
@@ -86,3 +113,23 @@ def espeak_passage() -> Stream:
             subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), sentence], check=True)
             clips.append((read_audio(str(path)), sentence))
     return build("espeak", clips, gap=1.0)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+    return path
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.int16)
+
+
+def espeak(text: str, path: Path) -> np.ndarray:
+    """espeak-ng's en-us voice, resampled to 16 kHz mono."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+    return read_audio(str(raw))
