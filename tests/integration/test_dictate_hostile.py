@@ -24,7 +24,7 @@ from Xlib.display import Display
 from Xlib.protocol import event as xevent
 
 from bench.corpus import silence
-from tests.integration.test_dictate import child_env, flac, started, xvfb
+from tests.integration.test_dictate import child_env, dictate, flac, started, xvfb
 
 ME = "pub-me"
 # What a terminal or a pipe may receive: printable text, spaces and line ends; no ESC, no
@@ -263,15 +263,7 @@ def not_characters(keys: list[Key]) -> list[str]:
 
 async def run_to_end(*args: str, display: str | None = None, timeout: float = 30) -> tuple[int, str, str]:
     """Run the client to its end (on ``display`` if given): (exit code, stdout, stderr)."""
-    async with started(*args, env=child_env(DISPLAY=display) if display else child_env()) as proc:
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            out, err = await proc.communicate()
-            raise AssertionError(f"dictate did not end within {timeout} s:\n{err.decode()}") from None
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await dictate(*args, env=child_env(DISPLAY=display) if display else child_env(), timeout=timeout)
 
 
 def quiet(tmp_path: Path) -> Path:
