@@ -23,6 +23,7 @@ from server.inference import LoadedModels, load_models, local_backend, redis_bac
 from server.logs import request_ids
 from server.loop_errors import watch as watch_loop
 from server.media.peers import PeerSet, allow_loopback_candidates
+from server.messages import ErrorMessage
 from server.metrics import Metrics
 from server.rooms.access import ViewAccess
 from server.rooms.bus import RoomBus
@@ -49,6 +50,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     the app builds its own schedulers around them, with its own limits and metrics."""
     metrics = Metrics()
     outputs = Outputs(metrics, destination_policy(settings), max_outputs=settings.max_outputs)
+    metrics.watch_outputs(outputs.states)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     if settings.vad == "silero":
         # Loaded with the app, not by the first publisher: the first ONNX session of a process
@@ -246,6 +248,10 @@ async def beat(state: AppState) -> None:
         for room in list(state.rooms.rooms.values()):
             if room.listeners:
                 room.status(delay)
+        if state.outputs is not None:
+            # An output failing for a while is said once to the room's publishers' pages.
+            for room, words in state.outputs.alerts():
+                room.tell_publishers(ErrorMessage("output_failing", words))
 
 
 async def drain(app: web.Application, timeout: float) -> None:

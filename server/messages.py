@@ -88,7 +88,8 @@ class CaptionMessage:
 @dataclass(frozen=True)
 class StatusMessage:
     """Whether someone is speaking, how far behind inference runs (seconds), and who is live
-    (the names of the named publishers, sorted)."""
+    (the names of the named publishers, sorted). To the room's publishers only, the room's
+    ``outputs`` and how each is doing (as ``GET /rooms/{room}`` shows them)."""
 
     type: ClassVar[str] = "status"
     room: str
@@ -96,9 +97,10 @@ class StatusMessage:
     queue_delay: float
     publishers: int
     speakers: tuple[str, ...] = ()
+    outputs: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "type": self.type,
             "room": self.room,
             "speech": self.speech,
@@ -106,6 +108,9 @@ class StatusMessage:
             "publishers": self.publishers,
             "speakers": list(self.speakers),
         }
+        if self.outputs is not None:
+            out["outputs"] = list(self.outputs)
+        return out
 
     def to_json(self) -> str:
         return dumps(self.to_dict())
@@ -167,6 +172,7 @@ def parse(raw: str | dict[str, Any]) -> Message:
             queue_delay=float(data["queue_delay"]),
             publishers=int(data["publishers"]),
             speakers=tuple(str(s) for s in data.get("speakers", ())),
+            outputs=tuple(data["outputs"]) if isinstance(data.get("outputs"), list) else None,
         )
     if kind == "settings":
         return SettingsMessage(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -160,6 +160,10 @@ class Metrics(InferenceMetrics):
     def translation_error(self, engine: str, reason: str) -> None:
         self.translation_errors.labels(engine, reason).inc()
 
+    def watch_outputs(self, states: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Room outputs by type and state (idle, connected, retrying), read at scrape time."""
+        self.registry.register(_OutputsCollector(states))
+
     def watch_backend(self, backend: RedisBackend) -> None:
         """A gateway's view of the Redis queues and the workers behind them, read at scrape time."""
         self.registry.register(_RedisCollector(backend))
@@ -195,6 +199,26 @@ def queue_families(streams: Sequence[StreamStats], cluster: Mapping[str, int]) -
     for kind, value in sorted(cluster.items()):
         entries.add_metric([kind], value)
     yield entries
+
+
+class _OutputsCollector(Collector):
+    def __init__(self, states: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "nova_outputs",
+            "Room outputs by type and state: idle, connected, retrying",
+            labels=["type", "state"],
+        )
+        counts = self._states()
+        for kind in ("youtube", "obs"):
+            for state in ("idle", "connected", "retrying"):
+                gauge.add_metric([kind, state], counts.get((kind, state), 0))
+        for (kind, state), n in sorted(counts.items()):
+            if kind not in ("youtube", "obs"):
+                gauge.add_metric([kind, state], n)  # an output type added later
+        yield gauge
 
 
 class _RedisCollector(Collector):

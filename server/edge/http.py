@@ -44,18 +44,23 @@ def shown(value: str, limit: int = MAX_SHOWN) -> str:
 class JsonError(web.HTTPError):
     """An HTTP error whose body is ``{"error": code, "message": ...}``."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **fields: Any
+    ) -> None:
         self.status_code = status
         super().__init__(
-            text=json.dumps({"error": code, "message": shown(message, MAX_MESSAGE)}),
+            text=json.dumps({"error": code, "message": shown(message, MAX_MESSAGE), **fields}),
             content_type="application/json",
             headers=headers,
         )
         self.code = code
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JsonError:
-    return JsonError(status, code, message, headers)
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **fields: Any
+) -> JsonError:
+    """A JSON error; ``fields`` are added to its body (``suggestions`` of a room name, say)."""
+    return JsonError(status, code, message, headers, **fields)
 
 
 async def read_body(request: web.Request, limit: int = MAX_BODY, timeout: float = BODY_SECONDS) -> str:

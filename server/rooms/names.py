@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 # fullmatch, never match with "$": "$" also matches before a trailing newline ("nl\n").
@@ -19,3 +20,11 @@ def check_room_name(name: str) -> str:
             "room names are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return name
+
+
+def close_names(name: str, names: list[str], limit: int = 3) -> list[str]:
+    """The names in ``names`` a typo of ``name`` could have meant ("stgae" for "stage"), closest
+    first; case is not a difference worth a room of its own."""
+    folded = {n.casefold(): n for n in names if n != name}
+    found = difflib.get_close_matches(name.casefold(), list(folded), n=limit, cutoff=0.75)
+    return [folded[f] for f in found]

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from yarl import URL
 
 from server.edge.outbound import DestinationPolicy, DestinationRefused, outbound_session
 from server.messages import CaptionMessage
+from server.rooms.output_health import ALERT_AFTER, OutputHealth
 from server.rooms.subtitles import CueRules, split_final
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,17 @@ OUTPUT_HELP = (
 )
 
 
-def check_outputs(raw: object, policy: DestinationPolicy | None = None) -> tuple[dict[str, str], ...]:
+def check_outputs(
+    raw: object, policy: DestinationPolicy | None = None, current: tuple[dict[str, str], ...] = ()
+) -> tuple[dict[str, str], ...]:
     """``outputs`` of ``POST /rooms`` and ``PATCH /rooms/{room}``: YouTube caption URLs and
     obs-websocket servers. A URL with credentials in it is refused (they would become a Basic
     header sent wherever the URL points), and so is an address the server may not reach;
-    names are checked again when they are resolved, at every connection."""
+    names are checked again when they are resolved, at every connection.
+
+    Each output gets an ``id``. An item ``{"id": ...}`` names one of the room's ``current``
+    outputs and keeps it; with ``url`` or ``password`` beside it, it changes just those (the
+    page edits an output whose stream key it was never shown)."""
     if raw is None:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_ROOM_OUTPUTS:
@@ -81,10 +89,18 @@ def check_outputs(raw: object, policy: DestinationPolicy | None = None) -> tuple
             'such as [{"type": "youtube", "url": "..."}]'
         )
     policy = policy or DestinationPolicy()
+    known = {o.get("id"): o for o in current if o.get("id")}
     out = []
     for item in raw:
+        if isinstance(item, dict) and "id" in item:
+            if not isinstance(item["id"], str) or item["id"] not in known:
+                raise OutputError(f"this room has no output with id {str(item['id'])[:16]!r}")
+            base = known[item["id"]]
+            if item.get("type", base["type"]) != base["type"]:
+                raise OutputError("an output keeps its type; remove it and add one of the other type")
+            item = {**base, **item}
         kind = item.get("type") if isinstance(item, dict) else None
-        allowed = {"type", "url", "password"} if kind == "obs" else {"type", "url"}
+        allowed = {"id", "type", "url", "password"} if kind == "obs" else {"id", "type", "url"}
         if kind not in ("youtube", "obs") or set(item) - allowed:  # type: ignore[arg-type]
             raise OutputError(OUTPUT_HELP)
         url, password = item.get("url"), item.get("password", "")  # type: ignore[union-attr]
@@ -103,8 +119,22 @@ def check_outputs(raw: object, policy: DestinationPolicy | None = None) -> tuple
             )
         if not isinstance(password, str) or len(password) > 256:
             raise OutputError("an obs output's password is a string of at most 256 characters")
-        out.append({"type": kind, "url": url, **({"password": password} if kind == "obs" else {})})
+        ident = item.get("id") or new_id()  # type: ignore[union-attr]
+        out.append(
+            {"id": ident, "type": kind, "url": url, **({"password": password} if kind == "obs" else {})}
+        )
+    if len({o["id"] for o in out}) != len(out):
+        raise OutputError("each output may be named once")
     return tuple(out)
+
+
+def new_id() -> str:
+    return secrets.token_hex(4)
+
+
+def with_ids(outputs: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+    """Outputs kept before they had ids (rooms.json of an older version) get one each."""
+    return tuple(o if o.get("id") else {"id": new_id(), **o} for o in outputs)
 
 
 def url_host(url: object, schemes: tuple[str, ...]) -> str | None:
@@ -125,7 +155,7 @@ def url_host(url: object, schemes: tuple[str, ...]) -> str | None:
 
 def shown(output: dict[str, str]) -> dict[str, str]:
     """An output as it may be shown back: no stream key, no password."""
-    return {"type": output["type"], "url": masked(output["url"])}
+    return {"id": output.get("id", ""), "type": output["type"], "url": masked(output["url"])}
 
 
 def masked(url: str) -> str:
@@ -217,13 +247,27 @@ def failure_reason(exc: BaseException) -> str:
     return "protocol"
 
 
+TEST_CAPTION = "Nova Voice test caption"
+
+
 class _Poster:
-    """What both outputs share: one task that sends what is queued, in order, within the room's
-    and the server's request budget."""
+    """What every output shares: one task that sends what is queued, in order, within the
+    room's and the server's request budget, and the output's health (server/rooms/output_health.py)."""
 
     _task: asyncio.Task[None] | None
     pacer: Pacer
+    health: OutputHealth
+    kind: str = ""
     config: tuple[str, str, str] = ("", "", "")  # (type, url, password): what it was made for
+    ident: str = ""  # the output's id in the room
+
+    def start(self) -> None:
+        """Attached to a room: an output that holds a connection opens it now, so its state is
+        known before the first caption (a dead OBS address shows as retrying at once)."""
+
+    async def test(self) -> str | None:
+        """Send one test caption now, once: None when it arrived, else why not, in plain words."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -238,6 +282,10 @@ class _Poster:
                 await asyncio.gather(self._task, return_exceptions=True)
         finally:
             await self.aclose()
+
+    def _dropped(self) -> None:
+        self.metrics.output_post(self.kind, "dropped")  # type: ignore[attr-defined]
+        self.health.dropped_one()
 
 
 @dataclass
@@ -263,6 +311,8 @@ class YouTubeOutput(_Poster):
     wall: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sequence: Sequence = field(default_factory=Sequence)
+    health: OutputHealth = field(default_factory=lambda: OutputHealth("youtube"))
+    kind: str = "youtube"
     _queue: asyncio.Queue[_Post] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     _task: asyncio.Task[None] | None = None
 
@@ -280,7 +330,7 @@ class YouTubeOutput(_Poster):
     def _enqueue(self, post: _Post) -> None:
         if self._queue.full():
             self._queue.get_nowait()
-            self.metrics.output_post("youtube", "dropped")
+            self._dropped()
         self._queue.put_nowait(post)
 
     async def _run(self) -> None:
@@ -294,37 +344,54 @@ class YouTubeOutput(_Poster):
                 await asyncio.sleep(pause)  # backoff before a retry
             await self.pacer.ready()
             if self.monotonic() - post.queued > TOO_OLD_S:
-                self.metrics.output_post("youtube", "dropped")
-                return
-            # One per request: YouTube wants it to grow by one each time.
-            target = URL(self.url, encoded=True).update_query(seq=str(self.sequence.next()))
-            try:
-                async with asyncio.timeout(TIMEOUT_S):
-                    # Redirects are not followed: a 307 would re-POST the captions wherever it says.
-                    async with self.session().post(
-                        target,
-                        data=youtube_body(post.at, post.lines).encode(),
-                        headers={"Content-Type": "text/plain"},
-                        allow_redirects=False,
-                    ) as resp:
-                        await resp.content.read(MAX_REPLY)
-                        resp.close()  # the rest of the answer is discarded with the connection
-                        ok = resp.status < 300
-                        reason = "status"
-            except Exception as exc:  # noqa: BLE001 - whatever the endpoint does, the room goes on
-                ok, reason = False, failure_reason(exc)
-            if ok:
+                break
+            reason = await self._post(post)
+            if reason is None:
                 self.metrics.output_post("youtube", "ok")
                 return
             self.metrics.output_post("youtube", "retry")
-            self.metrics.output_failure("youtube", reason)
             if attempt == 0:
                 # The URL holds the stream key: only its host is named.
                 log.warning("YouTube caption post to %s failed (%s); retrying", masked(self.url), reason)
-        self.metrics.output_post("youtube", "dropped")
+        self._dropped()
+
+    async def _post(self, post: _Post) -> str | None:
+        """One request: None when YouTube took it, else the failure's reason (counted)."""
+        # One per request: YouTube wants it to grow by one each time.
+        target = URL(self.url, encoded=True).update_query(seq=str(self.sequence.next()))
+        status = None
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                # Redirects are not followed: a 307 would re-POST the captions wherever it says.
+                async with self.session().post(
+                    target,
+                    data=youtube_body(post.at, post.lines).encode(),
+                    headers={"Content-Type": "text/plain"},
+                    allow_redirects=False,
+                ) as resp:
+                    await resp.content.read(MAX_REPLY)
+                    resp.close()  # the rest of the answer is discarded with the connection
+                    status = resp.status
+                    reason = None if status < 300 else "status"
+        except Exception as exc:  # noqa: BLE001 - whatever the endpoint does, the room goes on
+            reason = failure_reason(exc)
+        if reason is None:
+            self.health.delivered()
+            return None
+        self.metrics.output_failure("youtube", reason)
+        self.health.failed(reason, status)
+        return reason
+
+    async def test(self) -> str | None:
+        await self.pacer.ready()
+        post = _Post(datetime.fromtimestamp(self.wall(), UTC), (TEST_CAPTION,), self.monotonic())
+        return None if await self._post(post) is None else self.health.last_error
 
 
 OBS_RULES = CueRules(max_chars=32, max_lines=2, max_duration=7.0, min_duration=0.0)  # CEA-608 rows
+# Reconnecting to OBS: soon after it restarts, then less and less often while it stays away
+# (a streamer's OBS is closed for days between streams).
+OBS_RECONNECT_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 def obs_auth(password: str, salt: str, challenge: str) -> str:
@@ -355,8 +422,9 @@ def obs_challenge(hello: object) -> tuple[str, str] | None:
 class ObsOutput(_Poster):
     """One room's finals into OBS's outgoing stream as CEA-608 captions (obs-websocket 5's
     ``SendStreamCaption``; YouTube and Twitch show them behind their CC button): 32 characters
-    a row, two rows a caption, in order from one task, reconnecting with backoff when OBS
-    restarts. The password is never logged nor shown back."""
+    a row, two rows a caption, in order from one task. The connection is held from the moment
+    the output is attached, by a task that alone reads it and reconnects with backoff when OBS
+    restarts or is away; the password is never logged nor shown back."""
 
     url: str
     password: str
@@ -364,10 +432,20 @@ class ObsOutput(_Poster):
     session: Callable[[], aiohttp.ClientSession]
     pacer: Pacer = field(default_factory=unpaced)
     monotonic: Callable[[], float] = time.monotonic
+    health: OutputHealth = field(default_factory=lambda: OutputHealth("obs"))
+    kind: str = "obs"
     _queue: asyncio.Queue[tuple[str, float]] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     _task: asyncio.Task[None] | None = None
+    _keeper: asyncio.Task[None] | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _answers: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request on the wire at a time
     _ids: int = 0
+
+    def start(self) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="obs-connection")
 
     def on_final(self, message: CaptionMessage) -> None:
         if not message.text.strip() or message.source_lang is not None:
@@ -376,8 +454,9 @@ class ObsOutput(_Poster):
         for cue in split_final(message.text, message.start, message.end, OBS_RULES):
             if self._queue.full():
                 self._queue.get_nowait()
-                self.metrics.output_post("obs", "dropped")
+                self._dropped()
             self._queue.put_nowait((cue.text, now))
+        self.start()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="obs-output")
 
@@ -390,32 +469,98 @@ class ObsOutput(_Poster):
         for attempt, pause in enumerate((0.0, *BACKOFF_S)):
             if pause:
                 await asyncio.sleep(pause)  # backoff while OBS is away
-            await self.pacer.ready()
             if self.monotonic() - queued > TOO_OLD_S:
                 break
-            ok = False
-            try:
-                async with asyncio.timeout(TIMEOUT_S):
-                    ws = await self._connected()
-                    self._ids += 1
-                    request = {"requestType": "SendStreamCaption", "requestId": str(self._ids)}
-                    await ws.send_json({"op": 6, "d": {**request, "requestData": {"captionText": text}}})
-                    ok = await self._answer(ws, str(self._ids))
-            except Exception as exc:  # noqa: BLE001 - a broken or hostile peer is retried, never fatal
-                await self._drop_connection()
-                reason = failure_reason(exc)
-                self.metrics.output_failure("obs", reason)
-                if attempt == 0:
-                    log.warning("OBS output at %s: %s; retrying", masked(self.url), reason)
-            if ok:
+            reason = await self._send(text)
+            if reason is None:
                 self.metrics.output_post("obs", "ok")
                 return
             self.metrics.output_post("obs", "retry")
-        self.metrics.output_post("obs", "dropped")
+            if attempt == 0 and reason != "offline":
+                log.warning("OBS output at %s: %s; retrying", masked(self.url), reason)
+        self._dropped()
 
-    async def _connected(self) -> aiohttp.ClientWebSocketResponse:
-        if self._ws is not None and not self._ws.closed:
-            return self._ws
+    async def _send(self, text: str) -> str | None:
+        """One ``SendStreamCaption`` on the held connection: None when OBS took it, else why not
+        ("offline" while the connection is down: the connecting task counts that failure)."""
+        request_id = ""
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await self._ready.wait()
+                async with self._lock:
+                    await self.pacer.ready()
+                    ws = self._ws
+                    if ws is None or ws.closed:
+                        return "offline"
+                    self._ids += 1
+                    request_id = str(self._ids)
+                    answer = asyncio.get_running_loop().create_future()
+                    self._answers[request_id] = answer
+                    request = {"requestType": "SendStreamCaption", "requestId": request_id}
+                    await ws.send_json({"op": 6, "d": {**request, "requestData": {"captionText": text}}})
+                    took = await answer
+        except TimeoutError:
+            if not self._ready.is_set():
+                return "offline"
+            reason = "timeout"
+        except Exception as exc:  # noqa: BLE001 - a broken or hostile peer is retried, never fatal
+            reason = failure_reason(exc)
+        else:
+            if took:
+                self.health.delivered()
+                return None
+            reason = "obs_refused"
+        finally:
+            self._answers.pop(request_id, None)
+        self.metrics.output_failure("obs", reason)
+        self.health.failed(reason)
+        if reason != "obs_refused":
+            await self._drop_connection()  # the connecting task opens a fresh one
+        return reason
+
+    async def test(self) -> str | None:
+        self.start()
+        if not self._ready.is_set() and self.health.state == "retrying":
+            return self.health.last_error  # OBS is away: no use waiting for the connection
+        reason = await self._send(TEST_CAPTION)
+        return None if reason is None else self.health.last_error
+
+    async def _keep(self) -> None:
+        """Hold the connection: open it, read it (answers go to the request waiting for them),
+        and when it fails or closes, open it again with backoff."""
+        failures = 0
+        while True:
+            await self.pacer.ready()
+            try:
+                async with asyncio.timeout(TIMEOUT_S):
+                    ws = await self._open()
+            except Exception as exc:  # noqa: BLE001 - OBS away, refused, or not OBS: retried
+                reason = failure_reason(exc)
+                self.metrics.output_failure("obs", reason)
+                self.health.failed(reason)
+                if failures == 0:
+                    log.warning("OBS output at %s: %s; retrying", masked(self.url), reason)
+                await asyncio.sleep(OBS_RECONNECT_S[min(failures, len(OBS_RECONNECT_S) - 1)])
+                failures += 1
+                continue
+            failures = 0
+            self._ws = ws
+            self._ready.set()
+            self.health.connected()
+            try:
+                await self._read(ws)
+            finally:
+                self._ready.clear()
+                self._ws = None
+                for answer in self._answers.values():
+                    if not answer.done():
+                        answer.set_exception(ConnectionResetError("obs-websocket closed"))
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            self.health.failed("closed")
+            await asyncio.sleep(OBS_RECONNECT_S[0])  # OBS restarting: back within a second
+
+    async def _open(self) -> aiohttp.ClientWebSocketResponse:
         ws = await self.session().ws_connect(
             self.url, protocols=("obswebsocket.json",), max_msg_size=MAX_OBS_MESSAGE, autoping=True
         )
@@ -431,17 +576,23 @@ class ObsOutput(_Poster):
         except BaseException:
             await ws.close()
             raise
-        self._ws = ws
         return ws
 
-    @staticmethod
-    async def _answer(ws: aiohttp.ClientWebSocketResponse, request_id: str) -> bool:
-        while True:
-            msg = await ws.receive_json()
-            d = msg.get("d") if isinstance(msg, dict) else None
-            if isinstance(d, dict) and msg.get("op") == 7 and d.get("requestId") == request_id:
-                status = d.get("requestStatus")
-                return isinstance(status, dict) and status.get("result") is True
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Until the connection ends: each request's answer to the request that waits for it."""
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                continue
+            d = data.get("d") if isinstance(data, dict) else None
+            if isinstance(d, dict) and data.get("op") == 7:
+                answer = self._answers.get(str(d.get("requestId")))
+                if answer is not None and not answer.done():
+                    status = d.get("requestStatus")
+                    answer.set_result(isinstance(status, dict) and status.get("result") is True)
 
     async def _drop_connection(self) -> None:
         if self._ws is not None:
@@ -451,6 +602,9 @@ class ObsOutput(_Poster):
 
     async def aclose(self) -> None:
         await super().aclose()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
         await self._drop_connection()
 
 
@@ -490,6 +644,7 @@ class Outputs:
     # Posters of outputs a PATCH replaced, sending what they hold before they close.
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
+    alert_after: float = ALERT_AFTER
 
     def session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -507,8 +662,9 @@ class Outputs:
 
     def attach(self, room: Any, outputs: tuple[dict[str, str], ...]) -> None:
         """Give ``room`` its outputs. An output that stays as it was keeps its poster (and its
-        queue); one that changed (``PATCH /rooms/{room}``: a new stream key mid-event) takes no
-        new final and sends what it holds, and the new ones take every final from now on."""
+        queue and health); one that changed (``PATCH /rooms/{room}``: a new stream key
+        mid-event) takes no new final and sends what it holds, and the new ones take every
+        final from now on."""
         key = id(room)
         _old_room, old = self.rooms.pop(key, (room, []))
         kept: dict[tuple[str, str, str], Any] = {}
@@ -520,9 +676,56 @@ class Outputs:
             self._retire(room, poster)
         if posters:
             self.rooms[key] = (room, posters)
-        for poster in posters:
+        for output, poster in zip(outputs, posters, strict=True):
+            poster.ident = output.get("id", "")
             if poster.on_final not in room.on_final:
                 room.on_final.append(poster.on_final)
+            poster.start()
+        # The room's publishers read its outputs' health in their status messages.
+        room.outputs_report = (lambda: self.report(room)) if posters else None
+
+    def posters(self, room: Any) -> list[Any]:
+        return list(self.rooms.get(id(room), (room, []))[1])
+
+    def report(self, room: Any) -> list[dict[str, Any]]:
+        """The room's outputs as they may be shown (no stream key, no password), each with its
+        health: what ``GET /rooms/{room}`` and the publishers' status messages carry."""
+        posters = {getattr(p, "ident", ""): p for p in self.posters(room)}
+        out = []
+        for output in room.outputs:
+            poster = posters.get(output.get("id", ""))
+            out.append({**shown(output), **(poster.health.to_dict() if poster is not None else {})})
+        return out
+
+    def poster(self, room: Any, ident: str) -> Any | None:
+        return next((p for p in self.posters(room) if getattr(p, "ident", "") == ident), None)
+
+    def alerts(self) -> list[tuple[Any, str]]:
+        """(room, words) for each output that has just been failing longer than
+        ``alert_after``: said once per failure to the room's publishers."""
+        out = []
+        for room, posters in list(self.rooms.values()):
+            for poster in posters:
+                if poster.health.alert_due(self.alert_after):
+                    label = "YouTube" if poster.kind == "youtube" else "OBS"
+                    seconds = int(poster.health.failing_for())
+                    out.append(
+                        (
+                            room,
+                            f"The {label} output at {masked(poster.url)} has failed for {seconds} s: "
+                            f"{poster.health.last_error or 'it keeps failing'}. It keeps trying.",
+                        )
+                    )
+        return out
+
+    def states(self) -> dict[tuple[str, str], int]:
+        """How many outputs of each type are in each state (the metrics' gauge)."""
+        counts: dict[tuple[str, str], int] = {}
+        for _room, posters in list(self.rooms.values()):
+            for poster in posters:
+                key = (poster.kind, poster.health.state)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def _poster(self, output: dict[str, str], pacer: Pacer) -> Any:
         if output["type"] == "youtube":
@@ -540,6 +743,7 @@ class Outputs:
     def detach(self, room: Any) -> None:
         """The room object is gone (forgotten while idle): its outputs send what they hold and close."""
         _room, posters = self.rooms.pop(id(room), (room, []))
+        room.outputs_report = None
         for poster in posters:
             self._retire(room, poster)
         self._room_rates.pop(id(room), None)

@@ -14,6 +14,7 @@ from server.edge.auth import hash_token
 from server.edge.http import ServiceUnavailable
 from server.messages import CaptionMessage
 from server.rooms.names import check_room_name
+from server.rooms.outputs import with_ids
 from server.rooms.room import Room, RoomHistory, SessionMark, check_room_space
 from server.rooms.words import NO_WORDS, RoomWords
 
@@ -83,7 +84,7 @@ class RoomRegistry:
                     token_hash=info.get("token_hash"),
                     created=True,
                     view_hash=info.get("view_hash") or views.get(name),
-                    outputs=tuple(info.get("outputs", ())),
+                    outputs=with_ids(tuple(info.get("outputs", ()))),
                     languages=tuple(info.get("languages", default_languages)),
                     source_language=info.get("source_language"),
                     words=RoomWords.from_record(info),

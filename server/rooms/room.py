@@ -13,9 +13,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.translation import Emit
 from pipeline.types import Caption
@@ -137,6 +137,8 @@ class Room:
     on_words: list[Callable[[RoomWords], None]] = field(default_factory=list)
     # How to end each live publisher of this process, when another takes its name over.
     enders: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    # The room's outputs and their health (server/rooms/outputs.py), for its publishers' status.
+    outputs_report: Callable[[], list[dict[str, Any]]] | None = None
     _ending: set[asyncio.Task[None]] = field(default_factory=set)
     viewers: set[Hashable] = field(default_factory=set)
     viewer_clients: dict[Hashable, str] = field(default_factory=dict)  # viewer -> its client address
@@ -220,6 +222,10 @@ class Room:
     def speaker_of(self, name: str) -> Hashable | None:
         """The live publisher of this process that goes by ``name``, if any."""
         return next((k for k, n in self.speakers.items() if same_speaker(n, name)), None)
+
+    def name_of(self, publisher: Hashable) -> str | None:
+        """The name a live publisher goes by, spelled as it gave it."""
+        return self.speakers.get(publisher)
 
     def kicked(self, publisher: Hashable) -> None:
         """Another publisher takes this one's name over: end it, if it is live here."""
@@ -328,11 +334,20 @@ class Room:
         self.status(queue_delay)
 
     def status(self, queue_delay: float) -> None:
-        """Whether anyone speaks; sent on every change and as the heartbeat listeners watch."""
+        """Whether anyone speaks; sent on every change and as the heartbeat listeners watch. The
+        publishers' own channels also hear how the room's outputs are doing."""
         speaking = any(self.speaking.values())
-        self.send(
-            StatusMessage(self.name, speaking, queue_delay, self.live_publishers(), self.live_speakers())
-        )
+        status = StatusMessage(self.name, speaking, queue_delay, self.live_publishers(), self.live_speakers())
+        report = self.outputs_report() if self.outputs_report is not None else None
+        if report is None:
+            self.send(status)
+            return
+        self.send(status, to=lambda key: key not in self.publishers)
+        self.send(replace(status, outputs=tuple(report)), to=lambda key: key in self.publishers)
+
+    def tell_publishers(self, message: Message) -> None:
+        """A word for the room's publishers only (an output failing, say)."""
+        self.send(message, to=lambda key: key in self.publishers)
 
     def listen(
         self, key: Hashable, listener: Listener, lang: str | None = None, only: str | None = None
@@ -354,13 +369,17 @@ class Room:
         self.listener_langs.pop(key, None)
         self.listener_only.pop(key, None)
 
-    def send(self, message: Message, lang: str | None | bool = True) -> None:
+    def send(
+        self, message: Message, lang: str | None | bool = True, to: Callable[[Hashable], bool] | None = None
+    ) -> None:
         """To every listener (status, errors), or only to those of one language (captions:
-        ``lang`` None for the source, else the target)."""
+        ``lang`` None for the source, else the target); ``to``: only the listeners it picks."""
         text = message.to_json()
         origin = message.origin if isinstance(message, CaptionMessage) else None
         for key, listener in list(self.listeners.items()):
             if lang is not True and self.listener_langs.get(key) != lang:
+                continue
+            if to is not None and not to(key):
                 continue
             only = self.listener_only.get(key)
             if only is not None and isinstance(message, CaptionMessage) and origin != only:

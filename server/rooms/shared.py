@@ -114,6 +114,9 @@ class SharedRoom(Room):
             return here
         return next((k for k, n in self.remote_speakers.items() if same_speaker(n, name)), None)
 
+    def name_of(self, publisher: Hashable) -> str | None:
+        return super().name_of(publisher) or self.remote_speakers.get(publisher)
+
     def leave_publisher(self, key: Hashable) -> None:
         super().leave_publisher(key)
         self._bus().send_leave(self, str(key))

@@ -19,7 +19,7 @@ from typing import Any
 from server.messages import CaptionMessage
 from server.rooms.names import check_room_name
 from server.rooms.room import RoomHistory, SessionMark
-from server.rooms.subtitles import CueRules, cues_of
+from server.rooms.subtitles import Cue, CueRules, Voice, cues_of
 
 log = logging.getLogger(__name__)
 
@@ -129,23 +129,48 @@ def _cues(items: Iterable[CaptionMessage], lang: str | None) -> list[Timed]:
 
 
 def _with_sessions(
-    cues: list[Timed], sessions: Sequence[SessionMark]
-) -> list[tuple[SessionMark | None, Timed | None]]:
+    cues: Sequence[Cue | Timed], sessions: Sequence[SessionMark]
+) -> list[tuple[SessionMark | None, Any]]:
     """Cues in time order with each session's mark before its first cue (a session may be empty)."""
-    events: list[tuple[float, int, SessionMark | None, Timed | None]] = []
+    events: list[tuple[float, int, SessionMark | None, Any]] = []
     events += [(m.start, 0, m, None) for m in sessions]
-    events += [(c[0], 1, None, c) for c in cues]
+    events += [(c.start if isinstance(c, Cue) else c[0], 1, None, c) for c in cues]
     return [(m, c) for _, _, m, c in sorted(events, key=lambda e: (e[0], e[1]))]
 
 
-def _subtitles(items: Iterable[CaptionMessage], lang: str | None, rules: CueRules) -> list[Timed]:
+# How each format marks the speaker, counted in the line it shares (server/rooms/subtitles.py):
+# SRT "Ana: " before a cue's first line and "- Ana: ..." in a dialogue cue; WebVTT a voice span.
+SRT_VOICE = Voice(first="{name}: ", line="- {name}: {text}", anonymous="- {text}")
+VTT_VOICE = Voice(first="<v {name}>", line="<v {name}>- {text}</v>", anonymous="- {text}")
+
+
+def _subtitles(
+    items: Iterable[CaptionMessage], lang: str | None, rules: CueRules, voice: Voice, dialogue: bool
+) -> list[Cue]:
     """Finals cut into cues within the subtitle guidelines (server/rooms/subtitles.py)."""
-    return [(c.start, c.end, c.text, c.speaker) for c in cues_of(_cues(items, lang), rules)]
+    return cues_of(_cues(items, lang), rules, voice, dialogue)
 
 
 def _vtt_text(text: str) -> str:
     """Cue text as WebVTT needs it: its markup characters escaped, no "-->" inside."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _vtt_body(cue: Cue) -> str:
+    if cue.turns:
+        return "\n".join(
+            VTT_VOICE.turn(None if who is None else _vtt_text(who), _vtt_text(text))
+            for who, text in cue.turns
+        )
+    # A voice span per cue (WebVTT's <v>): players show or style the speaker's name.
+    body = "\n".join(_vtt_text(line) for line in cue.lines)
+    return body if cue.speaker is None else f"<v {_vtt_text(cue.speaker)}>{body}"
+
+
+def _srt_body(cue: Cue) -> str:
+    if cue.turns:
+        return "\n".join(SRT_VOICE.turn(who, text) for who, text in cue.turns)
+    return _said_by(cue.speaker, cue.text)
 
 
 def _said_by(speaker: str | None, text: str) -> str:
@@ -158,23 +183,25 @@ def to_vtt(
     lang: str | None = None,
     sessions: Sequence[SessionMark] = (),
     rules: CueRules | None = None,
+    dialogue: bool = False,
 ) -> str:
+    """WebVTT: speakers' overlapping cues overlap (players stack them), or with ``dialogue``
+    become dialogue cues or follow one another, as in SRT."""
     lines = ["WEBVTT", ""]
-    for mark, cue in _with_sessions(_subtitles(items, lang, rules or CueRules()), sessions):
+    cues = _subtitles(items, lang, rules or CueRules(), VTT_VOICE, dialogue)
+    for mark, cue in _with_sessions(cues, sessions):
         if mark is not None:
             lines += [f"NOTE session {mark.session} started {mark.at} at {_clock(mark.start, '.')}", ""]
         elif cue is not None:
-            start, end, text, speaker = cue
-            # A voice span per cue (WebVTT's <v>): players show or style the speaker's name.
-            body = _vtt_text(text) if speaker is None else f"<v {_vtt_text(speaker)}>{_vtt_text(text)}"
-            lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", body, ""]
+            lines += [f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}", _vtt_body(cue), ""]
     return "\n".join(lines)
 
 
 def to_srt(items: list[CaptionMessage], lang: str | None = None, rules: CueRules | None = None) -> str:
+    """SRT: one cue at a time, never overlapping; two speakers at once share a dialogue cue."""
     lines = []
-    for i, (start, end, text, speaker) in enumerate(_subtitles(items, lang, rules or CueRules()), 1):
-        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", _said_by(speaker, text), ""]
+    for i, cue in enumerate(_subtitles(items, lang, rules or CueRules(), SRT_VOICE, True), 1):
+        lines += [str(i), f"{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}", _srt_body(cue), ""]
     return "\n".join(lines)
 
 

@@ -39,16 +39,23 @@ PATCHED = ("vocabulary", "replacements", "outputs")
 CHANGE_NEEDS = "changing a room needs its publish token as 'Authorization: Bearer <publish token>'"
 
 
-def room_settings(room: Room) -> dict[str, object]:
+def room_settings(room: Room, state: AppState | None = None) -> dict[str, object]:
     """What the room hears and shows: read back by its owner and its viewers alike (outputs
-    without their stream keys and passwords)."""
+    without their stream keys and passwords, each with how it is doing)."""
     return {
         "vocabulary": list(room.words.vocabulary),
         "replacements": dict(room.words.replacements),
         "max_speakers": room.max_speakers,
         "speakers": list(room.live_speakers()),
-        "outputs": [shown(o) for o in room.outputs],
+        "outputs": outputs_shown(state, room),
     }
+
+
+def outputs_shown(state: AppState | None, room: Room) -> list[dict[str, object]]:
+    """A room's outputs, masked, with their health where they run in this process."""
+    if state is not None and state.outputs is not None and state.outputs.posters(room):
+        return state.outputs.report(room)  # type: ignore[return-value]
+    return [shown(o) for o in room.outputs]
 
 
 def words_of(body: dict[str, object], current: RoomWords | None = None) -> RoomWords:
@@ -69,10 +76,12 @@ def max_speakers_of(body: dict[str, object]) -> int | None:
 
 def outputs_of(state: AppState, raw: object, room: Room | None = None) -> tuple[dict[str, str], ...]:
     """A body's outputs, checked: well-formed, reachable under the destination policy, and
-    within the server's ``--max-outputs``."""
+    within the server's ``--max-outputs``; an item ``{"id": ...}`` keeps (or edits) one of the
+    room's outputs."""
     outputs_in = state.outputs
+    current = room.outputs if room is not None else ()
     try:
-        outputs = check_outputs(raw, outputs_in.policy if outputs_in is not None else None)
+        outputs = check_outputs(raw, outputs_in.policy if outputs_in is not None else None, current)
     except OutputError as exc:
         raise error(400, "bad_output", str(exc)) from exc
     if outputs and (state.settings.redis or outputs_in is None):
@@ -163,7 +172,7 @@ async def create_room(request: web.Request) -> web.Response:
             "publish_token": token,
             **extra,
             **room_languages(state, room),
-            **room_settings(room),
+            **room_settings(room, state),
             **room_links(base, room.name, view_token),
         },
         status=201,
@@ -228,7 +237,7 @@ async def room_info(request: web.Request) -> web.Response:
     live = state.rooms.get(room.name)
     settings = room_settings(room)
     if live is not None:
-        settings.update(speakers=list(live.live_speakers()), outputs=[shown(o) for o in live.outputs])
+        settings.update(speakers=list(live.live_speakers()), outputs=outputs_shown(state, live))
     return web.json_response(
         {"room": room.name, "private": record.private, **room_languages(state, room), **settings},
         headers={"Cache-Control": "no-store"},
@@ -311,10 +320,32 @@ async def patch_room(request: web.Request) -> web.Response:
         room.words = words  # this gateway's answer shows them even before Redis's copy comes back
     log.info("room %s: %s changed", name, " and ".join(changed))
     response = web.json_response(
-        {"room": name, "changed": list(changed), **room_settings(room)}, headers={"Cache-Control": "no-store"}
+        {"room": name, "changed": list(changed), **room_settings(room, state)},
+        headers={"Cache-Control": "no-store"},
     )
     state.rooms.forget_if_idle(name)
     return response
+
+
+async def test_output(request: web.Request) -> web.Response:
+    """Send one test caption through one of the room's outputs, now, once, and say how it went
+    (the same tokens as changing the room's outputs): the capture page's Test button."""
+    state = request.app[STATE]
+    name = room_name(request)
+    record = await state.rooms.record(name)
+    may_change(request, state, record)
+    may_redirect(request, state, record)
+    room = state.rooms.get(name)
+    ident = request.match_info["output"]
+    poster = state.outputs.poster(room, ident) if state.outputs is not None and room is not None else None
+    if poster is None:
+        raise error(404, "unknown_output", f"room {name!r} has no output {shown_text(ident, 16)!r}")
+    problem = await poster.test()
+    report = next((o for o in outputs_shown(state, room) if o.get("id") == ident), {})  # type: ignore[arg-type]
+    answer: dict[str, object] = {"room": name, "ok": problem is None, "output": report}
+    if problem is not None:
+        answer["message"] = problem
+    return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
 
 def routes() -> list[web.RouteDef]:
@@ -322,4 +353,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/rooms", create_room),
         web.get("/rooms/{room}", room_info),
         web.patch("/rooms/{room}", patch_room),
+        web.post("/rooms/{room}/outputs/{output}/test", test_output),
     ]

@@ -8,6 +8,7 @@ from aiohttp import web
 from pipeline.languages import UnknownLanguage, normalize
 from server.edge.http import error
 from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.room import RoomHistory
 from server.rooms.subtitles import CueRules
 from server.rooms.transcripts import for_language, to_json, to_srt, to_txt, to_vtt
 from server.rooms.translations import LanguageError, viewer_language
@@ -30,30 +31,50 @@ async def transcript(request: web.Request) -> web.Response:
     record = await require_view(request, name)
     if not record.known and not await state.transcripts.has(name):
         raise error(404, "unknown_room", f"room {name!r} has no transcript")
+    history = await state.transcripts.read(name)
     lang = None
     if request.query.get("lang"):
         raw = request.query["lang"]
         room = planned_room(state, record)
         try:
-            lang = viewer_language(room, raw, state.spoken(room)) if record.known else normalize(raw)
+            lang = (
+                viewer_language(room, raw, state.spoken(room))
+                if record.known
+                else kept_language(history, raw)
+            )
         except (LanguageError, UnknownLanguage) as exc:
             raise error(400, "language_not_carried", str(exc)) from exc
     rules = cue_rules(request) if fmt in ("vtt", "srt") else None
-    history = await state.transcripts.read(name)
     items, sessions = for_language(history.finals, lang), history.sessions
-    # Shown in the browser, and saved under the room's name (not "transcript.vtt") when downloaded.
-    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'inline; filename="{name}.{fmt}"'}
+    # Shown in the browser without ?download=1 (SRT as plain text: browsers save
+    # application/x-subrip rather than show it); with it, saved under the room's name.
+    download = request.query.get("download", "") not in ("", "0", "false", "no")
+    disposition = "attachment" if download else "inline"
+    filename = f"{name}.{lang}.{fmt}" if lang else f"{name}.{fmt}"  # a translation says which
+    headers = {"Cache-Control": "no-cache", "Content-Disposition": f'{disposition}; filename="{filename}"'}
     if fmt == "json":
         return web.json_response(to_json(name, items, sessions), headers=headers)
     if fmt == "vtt":
+        dialogue = request.query.get("dialogue", "") not in ("", "0", "false", "no")
         return web.Response(
-            text=to_vtt(items, None, sessions, rules), content_type="text/vtt", headers=headers
+            text=to_vtt(items, None, sessions, rules, dialogue), content_type="text/vtt", headers=headers
         )
     if fmt == "srt":
-        return web.Response(
-            text=to_srt(items, None, rules), content_type="application/x-subrip", headers=headers
-        )
+        kind = "application/x-subrip" if download else "text/plain"
+        return web.Response(text=to_srt(items, None, rules), content_type=kind, headers=headers)
     return web.Response(text=to_txt(items, None, sessions), content_type="text/plain", headers=headers)
+
+
+def kept_language(history: RoomHistory, raw: str) -> str:
+    """``?lang=`` of a room known only by its transcript (published to, then idle): a language
+    its finals were spoken or translated in, else LanguageError naming those."""
+    lang = normalize(raw)
+    carried = sorted({m.lang for m in history.finals if m.lang})
+    if lang in carried:
+        return lang
+    said = raw if len(raw) <= 32 else raw[:31] + "…"
+    names = ", ".join(carried) if carried else "no language yet (it has no captions)"
+    raise LanguageError(f"this room does not carry {said!r}; it carries: {names}")
 
 
 # Each subtitle limit as a query parameter: (name, field, lowest, highest).

@@ -20,7 +20,7 @@ from server.media.channels import DataChannelListener
 from server.media.offers import receive_first_audio, restore, set_aside
 from server.media.peers import OfferError, PeerRefused, check_offer
 from server.media.publisher import Publisher
-from server.rooms.names import InvalidRoomName, check_room_name
+from server.rooms.names import InvalidRoomName, check_room_name, close_names
 from server.rooms.registry import RoomRecord, RoomsUnavailable
 from server.rooms.room import Room, SpeakerRefused, check_room_space
 from server.rooms.speakers import InvalidSpeaker, check_speaker, public_id
@@ -34,12 +34,37 @@ async def authorize(request: web.Request, state: AppState, room_name: str) -> Ro
     """May this request publish into the room? Decided from the room's record as its authority
     keeps it now (Redis for gateways), like every other access decision."""
     record = await state.rooms.record(room_name)
+    token = bearer(request)
+    if not record.created and token is not None and not state.access.may_publish(record, token):
+        # A token, and no room it could open: most likely a typo in the room's name, which
+        # would otherwise go live as a new open room without a word. (With a server-wide
+        # token, rooms need not be created: a wrong token is a 403 unless it opens a room
+        # whose name is close.)
+        refusal, meant = await no_room_for_token(state, room_name, token)
+        if meant or not state.settings.publish_token:
+            raise refusal
     if record.publish_hash is None and not state.settings.publish_token:
         if not record.known and not (state.settings.loopback or state.settings.open_rooms):
             raise error(404, "unknown_room", f"room {room_name!r} does not exist; create it with POST /rooms")
         return record
     require_publish(request, record, "this room needs 'Authorization: Bearer <publish token>'")
     return record
+
+
+async def no_room_for_token(state: AppState, name: str, token: str) -> tuple[web.HTTPException, list[str]]:
+    """404 ``unknown_room`` for a publish token sent to a room that was never created. The
+    rooms it could have meant (names close to it, among those this process knows) are named
+    only when the token opens them: nobody learns room names they hold no token of."""
+    meant = []
+    for close in close_names(name, list(state.rooms.rooms)):
+        record = await state.rooms.record(close)
+        if record.created and state.access.may_publish(record, token):
+            meant.append(close)
+    message = f"there is no room {name!r} on this server"
+    if meant:
+        message += f"; did you mean {' or '.join(repr(n) for n in meant)}?"
+    message += " Create it first (POST /rooms) to publish into it with a token."
+    return error(404, "unknown_room", message, suggestions=meant), meant
 
 
 def spoken_language(request: web.Request, state: AppState, record: RoomRecord) -> str | None:
@@ -75,22 +100,27 @@ def speaker_name(request: web.Request) -> str | None:
 TAKEOVER_WAIT = 10.0  # how long a take-over waits for the old session's gateway to end it
 
 
-async def join_room(state: AppState, room: Room, pub_id: str, speaker: str | None, takeover: bool) -> None:
+async def join_room(
+    state: AppState, room: Room, pub_id: str, speaker: str | None, takeover: bool
+) -> str | None:
     """Join the publisher to its room; with ``takeover``, a live publisher of the same name is
-    ended first (on whichever gateway it is), and the name waited for."""
+    ended first (on whichever gateway it is), and the name waited for. Returns the name it
+    speaks under: a take-over keeps the room's spelling ("cleo" taking over "Cleo" is Cleo, so
+    the transcript keeps one voice under one name)."""
     try:
         await state.rooms.join(room, pub_id, speaker)
-        return
+        return speaker
     except SpeakerRefused as exc:
         if not (takeover and exc.code == "speaker_taken" and exc.holder is not None):
             raise
         log.info("taking over speaker %r", speaker)
+        speaker = room.name_of(exc.holder) or speaker
         await state.rooms.take_over(room, exc.holder)
     async with asyncio.timeout(TAKEOVER_WAIT):
         while True:
             try:
                 await state.rooms.join(room, pub_id, speaker)
-                return
+                return speaker
             except SpeakerRefused as exc:
                 if exc.code != "speaker_taken":
                     raise
@@ -203,7 +233,7 @@ async def post_whip(request: web.Request) -> web.Response:
 
     try:
         await state.rooms.watch(room)
-        await join_room(state, room, pub_id, speaker, takeover)
+        publisher.speaker = speaker = await join_room(state, room, pub_id, speaker, takeover)
     except (RoomsUnavailable, SpeakerRefused, TimeoutError) as exc:
         await state.peers.close(pc)
         state.backend.close_session(pub_id)

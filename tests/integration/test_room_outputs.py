@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -33,6 +34,8 @@ from bench.corpus import LIBRIVOX, silence, write_wav
 from pipeline.audio import read_audio
 from pipeline.types import Caption
 from server.state import STATE
+from tests.support.probes import wait_until
+from tests.support.server_process import free_port
 from tests.support.whip_client import Viewer, WhipPublisher
 
 KEY = "SECRETSTREAMKEY42"
@@ -159,7 +162,7 @@ async def test_youtube_and_obs_outputs_get_every_final_in_order_through_failures
         ]
         made = await http.post(f"{base}/rooms", json={"name": "live", "outputs": outputs})
         assert made.status == 201, await made.text()
-        shown = (await made.json())["outputs"]
+        shown = [{k: o[k] for k in ("type", "url")} for o in (await made.json())["outputs"]]
         assert shown[0] == {"type": "youtube", "url": f"http://127.0.0.1:{youtube.port}/***"}
         assert shown[1] == {"type": "obs", "url": f"ws://127.0.0.1:{youtube.port}/***"}
         assert PASSWORD not in str(shown) and KEY not in str(shown)
@@ -235,9 +238,8 @@ async def test_a_live_room_moves_its_youtube_output_with_a_patch(nova, aiohttp_s
             "/rooms/event", json=moved, headers={"Authorization": f"Bearer {token}"}
         ) as resp:
             assert resp.status == 200, await resp.text()
-            assert (await resp.json())["outputs"] == [
-                {"type": "youtube", "url": f"http://127.0.0.1:{youtube.port}/***"}
-            ]
+            (output,) = (await resp.json())["outputs"]
+            assert (output["type"], output["url"]) == ("youtube", f"http://127.0.0.1:{youtube.port}/***")
         room = server.app[STATE].rooms.get("event")
         room.join_publisher("pub")
         room.caption(
@@ -276,3 +278,104 @@ async def test_an_obs_output_patched_away_sends_what_it_holds_and_closes_its_con
         # not left open until the server stops.
         await asyncio.wait_for(peer.ended.wait(), 10)
         assert peer.captions == ["Last words."] and peer.problems == []
+
+
+class Heard:
+    """A room listener that keeps what it is sent (a publisher's channel, or a viewer's)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, message: str) -> None:
+        self.messages.append(json.loads(message))
+
+    def last(self, kind: str) -> dict[str, Any] | None:
+        return next((m for m in reversed(self.messages) if m["type"] == kind), None)
+
+
+async def test_outputs_report_their_health_take_a_test_caption_and_are_edited_by_id(
+    nova, aiohttp_server: Any
+) -> None:
+    """What the capture page's outputs panel stands on: each output's state in GET /rooms/{room},
+    in the publishers' status messages and in the metrics (a dead OBS address is "retrying"
+    within seconds, with the reason in words), a publisher told once when an output fails for
+    longer than the alert time (shortened here from 30 s), a test caption sent on demand, and
+    an output edited or kept by its id without its stream key ever being sent back."""
+    receiver, peer = Receiver(fail=0, hang_on=0), ObsPeer()
+    app = web.Application()
+    app.router.add_post("/closedcaption", receiver.handle)
+    app.router.add_get("/obs", peer.handle)
+    ends = await aiohttp_server(app, host="127.0.0.1")
+    server = await nova(outputs_allow="127.0.0.1")
+    server.app[STATE].outputs.alert_after = 1.0
+    dead = f"ws://127.0.0.1:{free_port()}"  # nothing listens there
+    outputs = [
+        {"type": "youtube", "url": f"{ends.make_url('/closedcaption')}?cid={KEY}"},
+        {"type": "obs", "url": dead, "password": PASSWORD},
+    ]
+    async with aiohttp.ClientSession(server.make_url("")) as http:
+        async with http.post("/rooms", json={"name": "show", "outputs": outputs}) as resp:
+            made = await resp.json()
+        auth = {"Authorization": f"Bearer {made['publish_token']}"}
+        youtube, obs = (o["id"] for o in made["outputs"])
+        room = server.app[STATE].rooms.get("show")
+        publisher, viewer = Heard(), Heard()
+        room.join_publisher("pub")
+        room.listen("pub", publisher)
+        room.listen("viewer", viewer)
+
+        async def shown() -> dict[str, dict[str, Any]]:
+            async with http.get("/rooms/show") as resp:
+                return {o["id"]: o for o in (await resp.json())["outputs"]}
+
+        got: dict[str, dict[str, Any]] = {}
+        for _ in range(200):
+            got = await shown()
+            if got[obs]["state"] == "retrying":
+                break
+            await asyncio.sleep(0.05)  # polling the API as the page does
+        assert got[obs]["state"] == "retrying" and "nothing answers" in got[obs]["last_error"], got
+        assert got[youtube]["state"] == "idle" and got[youtube]["sent"] == 0
+        assert KEY not in str(got) and PASSWORD not in str(got)
+        await wait_until(lambda: publisher.last("error") is not None, 10, "the publisher told of the failure")
+        alert = publisher.last("error")
+        assert alert is not None and alert["code"] == "output_failing" and "OBS output" in alert["message"]
+        status = publisher.last("status")
+        assert status is not None and {o["id"] for o in status["outputs"]} == {youtube, obs}
+        assert viewer.last("status") is not None and "outputs" not in viewer.last("status")  # type: ignore[operator]
+        assert viewer.last("error") is None  # the room's viewers are not told
+        async with http.get("/metrics") as resp:
+            assert 'nova_outputs{state="retrying",type="obs"} 1.0' in await resp.text()
+
+        async with http.post(f"/rooms/show/outputs/{youtube}/test", headers=auth) as resp:
+            assert resp.status == 200 and (await resp.json())["ok"] is True
+        assert [lines for lines in receiver.accepted] == [["Nova Voice test caption"]]
+        assert receiver.requests[0]["query"]["cid"] == KEY
+        async with http.post(f"/rooms/show/outputs/{obs}/test", headers=auth) as resp:
+            answer = await resp.json()
+            assert answer["ok"] is False and "nothing answers" in answer["message"]
+        async with http.post(f"/rooms/show/outputs/{youtube}/test") as resp:
+            assert resp.status == 401
+        async with http.post("/rooms/show/outputs/nope/test", headers=auth) as resp:
+            assert resp.status == 404 and (await resp.json())["error"] == "unknown_output"
+        got = await shown()
+        assert got[youtube]["state"] == "connected" and got[youtube]["sent"] == 1 and got[youtube]["last_ok"]
+
+        # OBS's address fixed by id; YouTube kept by id: its key stays the server's to know.
+        edit = [{"id": youtube}, {"id": obs, "url": f"ws://127.0.0.1:{ends.port}/obs"}]
+        async with http.patch("/rooms/show", json={"outputs": edit}, headers=auth) as resp:
+            assert resp.status == 200, await resp.text()
+        for _ in range(200):
+            got = await shown()
+            if got[obs]["state"] == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert got[obs]["state"] == "connected" and peer.identified == 1, got  # its password was kept
+        async with http.post(f"/rooms/show/outputs/{youtube}/test", headers=auth) as resp:
+            assert (await resp.json())["ok"] is True
+        assert receiver.requests[-1]["query"]["cid"] == KEY
+        async with http.patch("/rooms/show", json={"outputs": [{"id": "nope"}]}, headers=auth) as resp:
+            assert resp.status == 400 and "no output with id" in (await resp.json())["message"]
+        async with http.patch("/rooms/show", json={"outputs": [{"id": youtube}]}, headers=auth) as resp:
+            assert [o["id"] for o in (await resp.json())["outputs"]] == [youtube]
+        await asyncio.wait_for(peer.ended.wait(), 10)  # the removed OBS output let go of OBS
