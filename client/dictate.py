@@ -39,6 +39,7 @@ MAX_PENDING = 64  # utterances waited for at the end, at most
 STEADY_AFTER = 10.0
 SHORT_LIVED_IN_A_ROW = 3
 SILENT_AFTER = 2.5  # the server says its status twice a second: this long without a word, it is gone
+GIVE_UP_INPUT = 30.0  # with --input, seconds without any server before the client gives up
 
 
 @dataclass
@@ -161,6 +162,9 @@ class Dictation:
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()
         base = args.server.rstrip("/")
+        self.server = base
+        # A file has an end: with nobody to hear it, the client stops rather than wait for ever.
+        self.give_up = args.give_up if args.give_up is not None else (GIVE_UP_INPUT if args.input else 0.0)
         query = {k: v for k, v in (("speaker", args.speaker), ("lang", args.lang)) if v}
         self.url = f"{base}/whip/{quote(args.room, safe='')}" + (f"?{urlencode(query)}" if query else "")
         self.headers = {"Content-Type": "application/sdp"}
@@ -175,6 +179,9 @@ class Dictation:
     async def run(self) -> int:
         backoff = Backoff()
         short_lived = 0
+        loop = asyncio.get_running_loop()
+        reachable = loop.time()  # since when no server has answered (start, or the last connection)
+        failures = 0
         async with aiohttp.ClientSession() as http:
             while not self.stop.is_set():
                 conn = Connection(http, self.url, self.headers, self.args.room, self.once)
@@ -187,8 +194,31 @@ class Dictation:
                     return 2
                 except Unavailable as exc:
                     await conn.close()
+                    failures += 1
                     delay = min(backoff.cap, max(backoff.next(), exc.retry_after))
-                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    waited = loop.time() - reachable
+                    if self.give_up and waited >= self.give_up:
+                        print(
+                            f"nova-voice dictate: no Nova Voice server answered at {self.server} for "
+                            f"{waited:.0f} s ({clean(str(exc))}); giving up. Is it running? "
+                            "Pass --server URL (or set NOVA_SERVER) for another one",
+                            file=sys.stderr,
+                        )
+                        return 2
+                    if self.give_up:
+                        delay = min(delay, self.give_up - waited)  # one last try at the deadline
+                    if failures == 1:
+                        # The first time, say which server and how to pick another: a user who
+                        # never started one, or whose server is elsewhere, learns it at once.
+                        log.warning(
+                            "%s: is a Nova Voice server running at %s? Pass --server URL (or set "
+                            "NOVA_SERVER) for another one; retrying in %.1f s",
+                            exc,
+                            self.server,
+                            delay,
+                        )
+                    else:
+                        log.warning("%s; retrying in %.1f s", exc, delay)
                     await first(asyncio.sleep(delay), self.stop.wait())
                     continue
                 if not conn.up.is_set():  # stopped while connecting
@@ -205,6 +235,7 @@ class Dictation:
                     self.captions.pending.clear()  # that utterance went with the connection
                     self.captions.printer.clear()
                     log.warning("connection lost; reconnecting")
+                    reachable = loop.time()
                     await conn.close()
                     await first(asyncio.sleep(backoff.next()), self.stop.wait())
                     continue
@@ -284,6 +315,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--hotkey", default="", help="push-to-talk: heard only while held, e.g. <ctrl>+<alt>+space"
+    )
+    p.add_argument(
+        "--give-up",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"stop with exit code 2 after S seconds without a server (default {GIVE_UP_INPUT:.0f} "
+        "with --input, never for a microphone; 0: never)",
     )
     return p
 

@@ -61,13 +61,16 @@ def refusal(status: int, body: str, room: str, url: str) -> str:
         data = json.loads(body)
         code, message = clean(str(data.get("error", ""))), clean(str(data.get("message", "")))
     except (ValueError, AttributeError, RecursionError):
-        code, message = "", ""
+        code, message, data = "", "", {}
     if status == 401:
         return f"room {room!r} needs a publish token: pass --token (or set NOVA_PUBLISH_TOKEN)"
     if status == 403:
         return f"the publish token is not valid for room {room!r}: check --token"
     if status == 404 and code == "unknown_room":
-        return f"room {room!r} does not exist on {url}: create it first (POST /rooms) or pick --room"
+        named = data.get("suggestions")  # rooms the token opens whose names are close
+        meant = [clean(n) for n in named if isinstance(n, str)][:3] if isinstance(named, list) else []
+        guess = f" (did you mean {' or '.join(repr(n) for n in meant)}?)" if meant else ""
+        return f"room {room!r} does not exist on {url}{guess}: create it first (POST /rooms) or pick --room"
     if status in (404, 405) and code in ("", "not_found", "method_not_allowed"):
         return f"{url} has no WHIP endpoint: is --server a Nova Voice server?"
     return f"the server refused to publish ({status} {code or 'error'}): {message or clean(body)[:200]}"

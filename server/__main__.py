@@ -16,6 +16,7 @@ from pipeline.engines.apertium import ApertiumError
 from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
 from server import logs
+from server.edge.tls import Certificate, certificate, open_url, ssl_context
 from server.settings import ConfigError, Settings, WorkerSettings, parse
 
 log = logging.getLogger("nova-voice")
@@ -60,15 +61,22 @@ def connection_limits(settings: Settings) -> dict[str, float]:
     return {"keepalive_timeout": settings.idle_timeout}
 
 
-async def serve(app: web.Application, sock: socket.socket, settings: Settings) -> None:
+async def serve(
+    app: web.Application, sock: socket.socket, settings: Settings, cert: Certificate | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then drain: no new publishers (503), the current ones
     finalise their last words (bounded by --drain-timeout), and the process exits."""
     from server.app import drain
 
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **connection_limits(settings))
     await runner.setup()
-    await web.SockSite(runner, sock).start()
-    print(f"Nova Voice listening on http://{settings.host}:{settings.port}", flush=True)
+    context = ssl_context(cert) if cert is not None else None
+    await web.SockSite(runner, sock, ssl_context=context).start()
+    scheme = "https" if cert is not None else "http"
+    print(f"Nova Voice listening on {scheme}://{settings.host}:{settings.port}", flush=True)
+    if cert is not None:
+        print(f"Open {open_url(settings, cert)} (certificate for {', '.join(cert.names)})", flush=True)
+        print(f"Certificate SHA-256 fingerprint: {cert.fingerprint}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,6 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nova-voice: {problem}", file=sys.stderr)
         return 2
     try:
+        cert = certificate(settings)
+        if cert is not None:
+            ssl_context(cert)  # a key that does not fit is said now, before the model loads
+    except ConfigError as exc:
+        print(f"nova-voice: {exc}", file=sys.stderr)
+        return 2
+    try:
         sock = bind(settings)
     except SystemExit as exc:
         print(exc.code, file=sys.stderr)
@@ -121,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except refusals as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(app, sock, settings))
+    asyncio.run(serve(app, sock, settings, cert))
     return 0
 
 

@@ -60,6 +60,9 @@ class Settings:
     max_viewers_per_address: int = 0  # 0: a quarter of max_viewers (at least 1)
     idle_timeout: float = 15.0  # an idle or unfinished connection is closed after this
     trust_proxy: bool = False
+    tls: str = ""  # "self-signed": make and keep a certificate for this machine's names
+    tls_cert: str = ""  # a PEM certificate (chain) to serve HTTPS with, and its key
+    tls_key: str = ""
     drain_timeout: float = 20.0
     log_format: str = "text"
     redis: str = ""
@@ -222,6 +225,11 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "max_viewers_per_address", int, "viewers and feeds of a room from one address (0: a quarter)")
     _flag(p, "idle_timeout", float, "seconds an idle connection, or one still sending its headers, is kept")
     _flag(p, "trust_proxy", bool, "limit clients by the last X-Forwarded-For address (behind a proxy)")
+    _flag(
+        p, "tls", str, "self-signed: serve HTTPS with a certificate made for this machine, kept in --data-dir"
+    )
+    _flag(p, "tls_cert", str, "serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    _flag(p, "tls_key", str, "the PEM private key of --tls-cert")
     _flag(p, "drain_timeout", float, "on SIGTERM, seconds publishers get to finalise before exit")
     _flag(
         p, "redis", str, "redis://HOST:6379/0: run as a gateway, with inference on workers and rooms in Redis"

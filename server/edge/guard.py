@@ -169,6 +169,18 @@ def client_of(request: web.Request) -> str:
     return client_key(address)
 
 
+def public_base(request: web.Request) -> str:
+    """The scheme and host a browser reached the server by, for links the server hands out:
+    with ``--trust-proxy``, the scheme our reverse proxy says (``X-Forwarded-Proto``: a proxy
+    that speaks HTTPS to browsers and HTTP to us), else the request's own."""
+    scheme = request.scheme
+    if request.app[EDGE].settings.trust_proxy:
+        forwarded = _split(request.headers.get("X-Forwarded-Proto", ""))
+        if forwarded and forwarded[-1].lower() in ("http", "https"):
+            scheme = forwarded[-1].lower()
+    return f"{scheme}://{request.host}"
+
+
 def admit(request: web.Request) -> str:
     """A request about to create a peer or a room: descriptors to spare, and the client within
     its rate. Returns the client's key (pending peers are counted under it)."""

@@ -310,7 +310,9 @@ def cues_of(
                 everyone[-1] = joined
             else:
                 everyone.append(cue)
-    least = min(rules.min_duration, rules.max_duration)
+    # A millisecond over the least time on screen: a reader that subtracts the written times in
+    # floating point (8.2 - 7.2 = 0.99999...) still finds no cue under it.
+    least = min(rules.min_duration + 0.001, rules.max_duration) if rules.min_duration > 0 else 0.0
     out: list[Cue] = []
     last_of: dict[str | None, int] = {}
     for cue in sorted(everyone, key=lambda c: c.start):

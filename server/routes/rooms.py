@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.edge.auth import bearer, hash_token, token_matches
-from server.edge.guard import admit
+from server.edge.guard import admit, public_base
 from server.edge.http import error, parse_json, read_body
 from server.edge.http import shown as shown_text
 from server.rooms.names import InvalidRoomName, check_room_name
@@ -164,7 +164,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:
         raise error(409, "room_exists", f"room {name!r} already exists") from exc
-    base = f"{request.scheme}://{request.host}"
+    base = public_base(request)
     extra = {"view_token": view_token} if view_token else {}
     return web.json_response(
         {

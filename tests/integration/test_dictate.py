@@ -265,6 +265,19 @@ async def test_dictate_retries_until_the_server_is_up_then_captions(
     assert wer(reference, stdout.decode()) <= 0.10, stdout
 
 
+async def test_with_no_server_it_says_which_it_tried_and_a_file_gives_up(tmp_path: Path) -> None:
+    """The first failure names the server tried and how to pick another; with --input the
+    client gives up (default 30 s; 1.5 here) with exit code 2 instead of retrying for ever."""
+    base = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code, out, err = await dictate(
+        "--server", base, "--input", str(LIBRIVOX[1].path), "--give-up", "1.5", timeout=30
+    )
+    assert code == 2 and out == "", err
+    first, *rest = err.splitlines()
+    assert base in first and "--server" in first and "retrying in" in first, err
+    assert "giving up" in rest[-1] and base in rest[-1], err
+
+
 async def test_refusals_that_will_not_change_end_with_one_line_and_exit_2(nova, tmp_path: Path) -> None:
     server = await nova(publish_token="sekrit")
     base = str(server.make_url("")).rstrip("/")
@@ -353,5 +366,8 @@ def test_refusals_say_what_to_do() -> None:
     assert "pass --token" in refusal(401, '{"error":"unauthorized","message":"x"}', "r", url)
     assert "not valid for room 'r'" in refusal(403, '{"error":"forbidden"}', "r", url)
     assert "create it first" in refusal(404, '{"error":"unknown_room","message":"m"}', "r", url)
+    typo = '{"error":"unknown_room","message":"m","suggestions":["stage"]}'
+    assert "(did you mean 'stage'?)" in refusal(404, typo, "stgae", url)
+    assert "did you mean" not in refusal(404, '{"error":"unknown_room","suggestions":"stage"}', "r", url)
     assert "no WHIP endpoint" in refusal(404, "404: Not Found", "r", url)
     assert "(400 bad_offer): nope" in refusal(400, '{"error":"bad_offer","message":"nope"}', "r", url)

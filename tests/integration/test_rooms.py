@@ -88,10 +88,28 @@ async def test_created_rooms_need_their_token(nova) -> None:
         )
         assert right.status == 201
         await http.delete(right.headers["Location"])
+        # A typo of the name with the room's token does not go live as a new open room: a 404
+        # naming the room meant, which only a holder of its token learns.
+        bearer = {**headers, "Authorization": f"Bearer {room['publish_token']}"}
+        typo = await http.post("/whip/stgae", data=sdp, headers=bearer)
+        body = await typo.json()
+        assert typo.status == 404 and body["error"] == "unknown_room" and body["suggestions"] == ["stage"]
+        assert "did you mean 'stage'" in body["message"]
+        other = (await (await http.post("/rooms", json={"name": "lobby"})).json())["publish_token"]
+        guess = await http.post(
+            "/whip/stgae", data=sdp, headers={**headers, "Authorization": f"Bearer {other}"}
+        )
+        assert guess.status == 404 and (await guess.json())["suggestions"] == []
+        assert "stage" not in (await guess.json())["message"]
+        assert state_rooms(server) == {"stage", "lobby", anonymous["room"]}  # no room "stgae" was made
         # The token is stored hashed, never as given.
         state = server.app[STATE]
         saved = (Path(state.settings.data_path) / "rooms.json").read_text()
         assert room["publish_token"] not in saved
+
+
+def state_rooms(server) -> set[str]:  # noqa: ANN001 - a TestServer
+    return set(server.app[STATE].rooms.rooms)
 
 
 async def test_a_server_token_guards_every_room(nova) -> None:
@@ -218,3 +236,59 @@ async def test_viewers_get_every_final_and_late_ones_the_backlog_and_transcripts
         assert resp.status == 401
         assert (await http.get("/rooms/other/transcript.vtt")).status == 404
         assert (await http.get("/rooms/..%2F..%2Fetc/transcript.txt")).status in (400, 404)
+
+
+async def test_a_published_rooms_transcripts_download_on_request_and_refuse_languages_it_never_had(
+    nova,
+) -> None:
+    """A room made by publishing (never POSTed), idle again and so known only by its transcript:
+    a language it never carried is a 400, as for any room; its files open in the browser unless
+    ``?download=1``; its SRT of two speakers talking over each other has no overlapping cue and
+    no line over 42 characters with the name."""
+    from pipeline.types import Caption
+
+    server = await nova()
+    state = server.app[STATE]
+    room = state.rooms.ensure("talk")
+    room.join_publisher("a", "Ana")
+    room.join_publisher("b", "Bartholomew")
+    said = [
+        ("a", Caption(0, True, "Welcome everyone to the evening panel on public transport.", 0.0, 4.6, "en")),
+        ("b", Caption(0, True, "Thanks Ana, it is a pleasure to be here with all of you.", 3.9, 7.5, "en")),
+        ("a", Caption(1, True, "Great.", 7.2, 7.5, "en")),
+        ("b", Caption(1, True, "Let us begin with the budget and then the new timetable.", 7.8, 12.0, "en")),
+    ]
+    for who, caption in said:
+        room.caption(who, caption)
+    for who in ("a", "b"):
+        room.leave_publisher(who)
+    state.rooms.forget_if_idle("talk")
+    assert state.rooms.get("talk") is None
+    async with aiohttp.ClientSession(server.make_url("")) as http:
+        async with http.get("/rooms/talk/transcript.txt?lang=de") as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["error"] == "language_not_carried" and "en" in body["message"]
+        async with http.get("/rooms/talk/transcript.txt?lang=en") as resp:
+            assert resp.status == 200 and "Ana: Great." in await resp.text()
+        async with http.get("/rooms/talk/transcript.srt") as resp:
+            assert resp.content_type == "text/plain" and resp.headers["Content-Disposition"].startswith(
+                "inline"
+            )
+            srt = await resp.text()
+        async with http.get("/rooms/talk/transcript.srt?download=1") as resp:
+            assert resp.content_type == "application/x-subrip"
+            assert resp.headers["Content-Disposition"] == 'attachment; filename="talk.srt"'
+        async with http.get("/rooms/talk/transcript.vtt?dialogue=1") as resp:
+            vtt = await resp.text()
+    for text, stamp in ((srt, r"(\d\d):(\d\d):(\d\d),(\d\d\d)"), (vtt, r"(\d\d):(\d\d):(\d\d)\.(\d\d\d)")):
+        blocks = [b.splitlines() for b in text.strip().split("\n\n") if "-->" in b]
+        spans = []
+        for block in blocks:
+            head = next(i for i, line in enumerate(block) if "-->" in line)
+            (h1, m1, s1, ms1), (h2, m2, s2, ms2) = re.findall(stamp, block[head])
+            spans.append((int(h1) * 3600 + int(m1) * 60 + int(s1) + int(ms1) / 1000,
+                          int(h2) * 3600 + int(m2) * 60 + int(s2) + int(ms2) / 1000))  # fmt: skip
+            assert all(len(line) <= 42 for line in block[head + 1 :]), block
+        assert all(end - start >= 1.0 for start, end in spans), spans
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    assert "Bartholomew: " in srt

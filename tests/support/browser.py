@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,9 +26,13 @@ FLAGS = [
 
 
 @asynccontextmanager
-async def chromium(fake_audio: Path | None = None, grant_microphone: bool = True) -> AsyncIterator[Browser]:
-    """``grant_microphone=False`` leaves the permission prompt to headless Chromium, which denies it."""
+async def chromium(
+    fake_audio: Path | None = None, grant_microphone: bool = True, extra_args: Sequence[str] = ()
+) -> AsyncIterator[Browser]:
+    """``grant_microphone=False`` leaves the permission prompt to headless Chromium, which denies
+    it; ``extra_args``: more command-line flags (a host mapping, a certificate to trust)."""
     args = [f for f in FLAGS if grant_microphone or f != "--use-fake-ui-for-media-stream"]
+    args += list(extra_args)
     if fake_audio is not None:
         args.append(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")
     # Playwright's launch() gives every run a fresh, temporary profile of its own.

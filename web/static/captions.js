@@ -11,13 +11,19 @@
 
   // How many speaker colours lines.css and capture.css define (data-voice="0".."5").
   const VOICES = 6;
+  // A final stays up at least this long (or its fade, if shorter), even when newer finals come
+  // in: two speakers finishing sentences 1.2-1.5 s apart pushed a line off the overlay within
+  // 1.5-2.8 s, before anyone could read it. Past twice ``lines`` finals the oldest goes anyway.
+  const READ_MS = 4500;
 
   class NovaCaptionView {
     /**
      * @param {HTMLElement} container  receives one .line element per segment
      * @param {{lines?: number|string, fade?: number|string, lang?: string, names?: string,
      *          onStatus?: Function, onError?: Function}} [opts]
-     *   lines: how many lines to keep (0: all, a scrolling log); fade: seconds a final
+     *   lines: how many final lines to keep (0: all, a scrolling log); the partial lines of the
+     *   speakers talking now come on top of them and never push a final out, and a final stays
+     *   at least READ_MS (or its fade) before a newer final replaces it; fade: seconds a final
      *   stays (0: until pushed out); names: "auto" (the default: a speaker's name before their
      *   lines once more than one person has spoken), "always" or "never". The server sends a
      *   viewer only the language it asked for (normalised: es-MX is served as es), so the view
@@ -75,6 +81,7 @@
       // Decide before changing the DOM: afterwards the new height hides where the reader was.
       const stick = this.atBottom();
       if (msg.final) {
+        if (!this.closed.has(key) && this.lines.has(key)) this.lines.get(key)._finalAt = performance.now();
         this.closed.add(key);
         if (this.closed.size > CLOSED_MEMORY) this.closed.delete(this.closed.values().next().value);
       }
@@ -85,6 +92,7 @@
         const named = this.showNames();
         if (who && !this.people.has(who)) this.people.set(who, this.people.size % VOICES);
         const line = this.lines.get(key) || this.insert(key, Number(msg.segment));
+        if (msg.final && !line._finalAt) line._finalAt = performance.now();
         this.fill(line, msg, text);
         // The second person to speak: everyone's lines get their names, the earlier ones too.
         if (this.showNames() !== named) this.relabel();
@@ -170,21 +178,37 @@
       this.lines.delete(key);
     }
 
-    // Finals go first: a partial removed here would reappear out of place on its next update.
+    // ``lines`` counts finals: the speakers' partials never push one out (a partial removed
+    // here would reappear out of place on its next update anyway). The oldest finals past
+    // ``lines`` go once they have been up READ_MS (or their fade); until then they stay, up to
+    // twice ``lines`` finals, and a timer comes back for them.
     trim() {
       if (!this.maxLines) return;
-      let excess = this.lines.size - this.maxLines;
-      for (const line of [...this.el.children]) {
+      clearTimeout(this._trimTimer);
+      const finals = [...this.el.children].filter((l) => l.classList.contains("final"));
+      let excess = finals.length - this.maxLines;
+      if (excess <= 0) return;
+      let forced = finals.length - 2 * this.maxLines;
+      const hold = this.fade > 0 ? Math.min(READ_MS, this.fade * 1000) : READ_MS;
+      const now = performance.now();
+      let wait = Infinity;
+      for (const line of finals.sort((a, b) => (a._finalAt || 0) - (b._finalAt || 0))) {
         if (excess <= 0) break;
-        if (line.classList.contains("final")) {
+        const shown = now - (line._finalAt || 0);
+        if (shown >= hold || forced > 0) {
           this.remove(line.dataset.key);
           excess -= 1;
+          forced -= 1;
+        } else {
+          wait = Math.min(wait, hold - shown);
         }
       }
+      if (excess > 0 && wait < Infinity) this._trimTimer = setTimeout(() => this.trim(), wait + 20);
     }
 
     /** Forget everything shown: a new connection starts from what the server replays. */
     clear() {
+      clearTimeout(this._trimTimer);
       for (const line of this.lines.values()) clearTimeout(line._fade);
       this.el.replaceChildren();
       this.lines.clear();

@@ -25,7 +25,7 @@
   const ui = {
     form: $('capture'), room: $('room'), share: $('share'), stop: $('stop'),
     state: $('state'), level: $('level'), activity: $('activity'), error: $('error'),
-    errorText: $('error-text'), errorAction: $('error-action'),
+    errorText: $('error-text'), errorAction: $('error-action'), errorOther: $('error-other'),
     captions: $('captions'), logs: $('logs'), token: $('token'), speaker: $('speaker'), links: $('share-links'),
     watch: $('watch-lang'), watchRow: $('watch-row'),
     vocab: $('vocab'), vocabulary: $('vocabulary'), replacements: $('replacements'), vocabApply: $('vocab-apply'), vocabHint: $('vocab-hint'),
@@ -42,6 +42,7 @@
   let session = null;
   let mode = 'captions';
   let errorAction = null;
+  let errorOther = null;
 
   function remember(key, value) {
     try { localStorage.setItem(key, value); } catch { /* storage off: nothing is remembered */ }
@@ -57,7 +58,7 @@
     return new window.NovaCaptionView(el, {
       lines: 0, // the capture page keeps the whole session as a log
       onStatus: showActivity,
-      onError: (m) => showError(m.message || m.code || 'The server reported an error.'),
+      onError: serverSaid,
     });
   }
   views.set('', { el: ui.captions, view: makeView(ui.captions) });
@@ -116,7 +117,16 @@
     ui.state.textContent = STATE_TEXT[name] || name;
     ui.state.dataset.state = name;
     updateVocabulary();
+    ui.dict.placeholder = DICTATION_HINT[name] || DICTATION_HINT.idle;
   }
+
+  // The dictation area says what to do now, not what to do before sharing.
+  const DICTATION_HINT = {
+    idle: 'Press Share microphone and speak: each finished sentence is typed at the cursor. Click anywhere in the text to move the cursor.',
+    connecting: 'Connecting the microphone…',
+    live: 'Speak: each finished sentence is typed at the cursor. Click anywhere in the text to move the cursor.',
+    lost: 'Connection lost: reconnecting. What you say until it is back is not typed.',
+  };
 
   function setBusy(busy) {
     ui.share.disabled = busy;
@@ -126,16 +136,19 @@
     ui.token.disabled = busy;
   }
 
-  /** ``action``: {label, run} for a button beside the message (Take over). ``field``: the input
-   *  the message asks the speaker to fill, marked and focused. ``notice``: a question or a
-   *  situation (a name in use), not a failure: shown in the warning colour. */
-  function showError(text, { action = null, field = null, notice = false } = {}) {
+  /** ``action``: {label, run} for a button beside the message (Take over); ``other``: a second
+   *  one. ``field``: the input the message asks the speaker to fill, marked and focused.
+   *  ``notice``: a question or a situation (a name in use), not a failure: the warning colour. */
+  function showError(text, { action = null, other = null, field = null, notice = false } = {}) {
     ui.errorText.textContent = text;
     ui.error.hidden = false;
     ui.error.dataset.kind = notice ? 'notice' : 'error';
     errorAction = action ? action.run : null;
     ui.errorAction.hidden = !action;
     ui.errorAction.textContent = action ? action.label : '';
+    errorOther = other ? other.run : null;
+    ui.errorOther.hidden = !other;
+    ui.errorOther.textContent = other ? other.label : '';
     if (field) {
       field.setAttribute('aria-invalid', 'true');
       field.focus();
@@ -146,11 +159,24 @@
     ui.errorText.textContent = '';
     ui.error.hidden = true;
     ui.errorAction.hidden = true;
+    ui.errorOther.hidden = true;
     errorAction = null;
+    errorOther = null;
     for (const f of [ui.room, ui.token, ui.speaker]) f.removeAttribute('aria-invalid');
   }
 
+  // A message the server sent on the captions channel: an output failing for a while is a
+  // notice with the way to the outputs panel, anything else an error.
+  function serverSaid(m) {
+    if (m.code === 'output_failing') {
+      showError(m.message, { notice: true, action: { label: 'Show outputs', run: () => outputs.open() } });
+      return;
+    }
+    showError(m.message || m.code || 'The server reported an error.');
+  }
+
   function showActivity(m) {
+    if (Array.isArray(m.outputs)) outputs.fromStatus(m.outputs);
     let text = m.speech ? 'Hearing speech' : 'Listening';
     // Only worth mentioning when the server is falling behind enough for people to notice.
     if (m.queue_delay >= 0.5) text += ` · server ${m.queue_delay.toFixed(1)} s behind`;
@@ -161,21 +187,22 @@
     delete ui.activity.dataset.kind;
   }
 
-  // The server's JSON error body: {"error": "code", "message": "..."} (server/http.py), or
-  // {"error": {"code", "message"}}; anything else gives empty strings.
+  // The server's JSON error body: {"error": "code", "message": "...", ...} (server/edge/http.py),
+  // or {"error": {"code", "message"}}; anything else gives empty strings.
   function errorOf(body) {
     try {
       const j = JSON.parse(body);
       const e = j && j.error;
-      if (e && typeof e === 'object') return { code: String(e.code || ''), message: String(e.message || '') };
-      return { code: typeof e === 'string' ? e : '', message: String((j && j.message) || '') };
+      const suggestions = Array.isArray(j && j.suggestions) ? j.suggestions.map(String) : [];
+      if (e && typeof e === 'object') return { code: String(e.code || ''), message: String(e.message || ''), suggestions };
+      return { code: typeof e === 'string' ? e : '', message: String((j && j.message) || ''), suggestions };
     } catch {
-      return { code: '', message: '' };
+      return { code: '', message: '', suggestions: [] };
     }
   }
 
   // A refused WHIP request in the page's words: which field to fill, and what to do next.
-  function refusalText(s, status, { code, message }, reconnecting) {
+  function refusalText(s, status, { code, message, suggestions = [] }, reconnecting) {
     const who = s.speaker || 'Someone';
     if (code === 'speaker_taken') {
       const text = reconnecting
@@ -197,7 +224,21 @@
     }
     if (code === 'invalid_room') return { text: ROOM_HELP, field: ui.room };
     if (code === 'unknown_room') {
-      return { text: `There is no room called "${s.room}" on this server: check the Room field above, or create the room first.`, field: ui.room };
+      // A typo must not go live as a new room: say so, offer the room meant, and the new one.
+      const create = { label: `Create "${s.room}"`, run: () => createRoom(s.room) };
+      if (suggestions.length) {
+        const meant = suggestions[0];
+        return {
+          text: `There is no room called "${s.room}" on this server. Did you mean "${meant}"? Your token opens it.`,
+          field: ui.room, notice: true, next: 'idle',
+          action: { label: `Use "${meant}"`, run: () => { ui.room.value = meant; share(); } },
+          other: create,
+        };
+      }
+      return {
+        text: `There is no room called "${s.room}" on this server: check the Room field above, or create the room.`,
+        field: ui.room, notice: true, next: 'idle', action: create,
+      };
     }
     if (code.includes('speaker')) {
       return { text: `Check Your name above: ${message || 'the server did not accept it'}.`, field: ui.speaker };
@@ -524,11 +565,14 @@
     $('widget-snippet').value = `<script src="${base}/widget.js" data-room="${room}"${dataLang} async></` + 'script>';
     const list = $('transcripts');
     list.textContent = '';
+    // Each link downloads the file (?download=1 answers it as an attachment, named after the
+    // room); the same URL without it opens in the browser.
+    const dl = lang ? `?lang=${encodeURIComponent(lang)}&download=1` : '?download=1';
     for (const fmt of ['vtt', 'srt', 'txt', 'json']) {
       const a = document.createElement('a');
-      a.href = `${base}/rooms/${r}/transcript.${fmt}${q}`;
+      a.href = `${base}/rooms/${r}/transcript.${fmt}${dl}`;
       a.textContent = fmt.toUpperCase();
-      a.target = '_blank';
+      a.download = '';
       list.append(a, ' ');
     }
     ui.links.hidden = false;
@@ -574,6 +618,44 @@
     setState('idle');
     setBusy(false);
   }
+
+  // ---- A room made from the page (POST /rooms): its publish token shown once, in its field ----
+
+  /** ``andShare``: go live in it at once (offered after a refused share). */
+  async function createRoom(name, andShare = true) {
+    clearError();
+    const headers = { 'Content-Type': 'application/json' };
+    let res;
+    try {
+      res = await fetch('/rooms', { method: 'POST', headers, body: JSON.stringify({ name }) });
+    } catch {
+      showError('Cannot reach the Nova Voice server: the room was not created.');
+      return;
+    }
+    const body = await res.text().catch(() => '');
+    if (res.status !== 201) {
+      const { message } = errorOf(body);
+      const text = res.status === 401
+        ? 'Creating rooms on this server needs its server-wide publish token: ask whoever runs it.'
+        : `The room was not created: ${message || `HTTP ${res.status}`}`;
+      showError(text, { field: ui.room });
+      return;
+    }
+    let made = {};
+    try { made = JSON.parse(body); } catch { /* a 201 always has its body */ }
+    ui.room.value = made.room || name;
+    ui.token.value = made.publish_token || '';
+    ui.token.type = 'text'; // shown once: the speaker copies it now or never
+    if (andShare) share();
+    else outputs.refresh();
+    showError(`Room "${ui.room.value}" is created. Its publish token is in the Publish token field: copy it and keep it safe, it is shown only this once.`, { notice: true });
+  }
+
+  const outputs = new window.NovaOutputs({
+    room: () => (session ? session.room : ui.room.value.trim()),
+    token: () => (session ? session.token : ui.token.value.trim()),
+    onCreateRoom: (name) => createRoom(name, false),
+  });
 
   // ---- Vocabulary: terms the room's Whisper should expect, changed live (PATCH /rooms/{room}) ----
 
@@ -647,12 +729,12 @@
           delete ui.replacements.dataset.edited;
         }
         note = wordsNote(terms.length, Object.keys(replacements).length);
-      } else if (res.status === 401 || res.status === 403) {
-        note = 'The publish token above does not allow changing this room\'s vocabulary.';
-      } else if (res.status === 404 || res.status === 405) {
-        note = 'This server cannot change a room\'s vocabulary while it runs (it needs a newer Nova Voice).';
       } else {
-        note = errorOf(body).message || `The server did not take the vocabulary (HTTP ${res.status}).`;
+        // The server's own words: a 404 is a room that was never created, not an old server.
+        const { message } = errorOf(body);
+        if (message) note = `The vocabulary was not changed: ${message}`;
+        else if (res.status === 405) note = 'This server cannot change a room\'s vocabulary while it runs (it needs a newer Nova Voice).';
+        else note = `The server did not take the vocabulary (HTTP ${res.status}).`;
       }
     } catch {
       note = 'Cannot reach the Nova Voice server: the vocabulary was not changed.';
@@ -819,6 +901,11 @@
     clearError();
     if (run) run();
   });
+  ui.errorOther.addEventListener('click', () => {
+    const run = errorOther;
+    clearError();
+    if (run) run();
+  });
   for (const field of [ui.room, ui.token, ui.speaker]) {
     field.addEventListener('input', () => field.removeAttribute('aria-invalid'));
   }
@@ -855,6 +942,7 @@
     partial: () => shownView().partial(),
     watching: () => (watcher ? ui.watch.value : ''),
     mode: () => mode,
+    outputs: () => outputs.outputs,
     dictationPieces,
   };
 })();
