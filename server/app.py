@@ -170,6 +170,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     async def inference(app: web.Application) -> AsyncIterator[None]:
         if shared is not None:
             await shared.start()
+        outputs.start_all()  # rooms kept from before: their OBS outputs connect now
         yield
         await outputs.aclose()
         if translation is not None:

@@ -444,8 +444,12 @@ class ObsOutput(_Poster):
     _ids: int = 0
 
     def start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # rooms loaded as the app is made: Outputs.start_all() starts them with the app
         if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="obs-connection")
+            self._keeper = loop.create_task(self._keep(), name="obs-connection")
 
     def on_final(self, message: CaptionMessage) -> None:
         if not message.text.strip() or message.source_lang is not None:
@@ -683,6 +687,12 @@ class Outputs:
             poster.start()
         # The room's publishers read its outputs' health in their status messages.
         room.outputs_report = (lambda: self.report(room)) if posters else None
+
+    def start_all(self) -> None:
+        """The app has started: the outputs of the rooms it loaded connect now."""
+        for _room, posters in list(self.rooms.values()):
+            for poster in posters:
+                poster.start()
 
     def posters(self, room: Any) -> list[Any]:
         return list(self.rooms.get(id(room), (room, []))[1])

@@ -379,3 +379,46 @@ async def test_outputs_report_their_health_take_a_test_caption_and_are_edited_by
         async with http.patch("/rooms/show", json={"outputs": [{"id": youtube}]}, headers=auth) as resp:
             assert [o["id"] for o in (await resp.json())["outputs"]] == [youtube]
         await asyncio.wait_for(peer.ended.wait(), 10)  # the removed OBS output let go of OBS
+
+
+def test_outputs_kept_with_a_room_connect_when_the_server_starts(tmp_path: Path, inference: Any) -> None:
+    """A restart: the room's OBS output, kept in rooms.json (from before outputs had ids), is
+    given an id and connects as the app starts, not at the first final. The app is made outside
+    any event loop, as ``nova-voice serve`` makes it."""
+    from aiohttp.test_utils import TestServer
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    kept = {
+        "stage": {
+            "token_hash": "0" * 64,
+            "outputs": [{"type": "obs", "url": f"ws://127.0.0.1:{port}/obs", "password": PASSWORD}],
+        }
+    }
+    (data / "rooms.json").write_text(json.dumps(kept))
+    app = create_app(Settings(data_dir=str(data), outputs_allow="127.0.0.1"), inference)
+
+    async def run() -> dict[str, Any]:
+        peer = ObsPeer()
+        obs_app = web.Application()
+        obs_app.router.add_get("/obs", peer.handle)
+        async with (
+            TestServer(obs_app, host="127.0.0.1", port=port),
+            TestServer(app, host="127.0.0.1") as server,
+        ):
+            async with aiohttp.ClientSession(server.make_url("")) as http:
+                for _ in range(200):
+                    async with http.get("/rooms/stage") as resp:
+                        (output,) = (await resp.json())["outputs"]
+                    if output["state"] == "connected":
+                        break
+                    await asyncio.sleep(0.05)  # polling the API, as the page does
+            assert peer.identified == 1
+            return output
+
+    output = asyncio.run(run())
+    assert output["state"] == "connected" and len(output["id"]) == 8, output

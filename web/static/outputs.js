@@ -291,9 +291,7 @@
       const { code, message } = errorOf(body);
       if (code === 'view_token_required') {
         this.ui.viewRow.hidden = false;
-        if (this.ui.form.hidden) this.openForm(this.editing);
-        this.ui.viewRow.hidden = false;
-        this.ui.formHint.textContent = 'This room is private: where its captions go is for those who may read them. Paste its view token, then save again.';
+        say('This room is private: where its captions go is for those who may read them. Paste its view token below the list, then try again.');
         this.ui.view.focus();
         return false;
       }
@@ -313,7 +311,11 @@
         try { answer = JSON.parse(body); } catch { /* an error page */ }
         if (res.ok && answer.ok) note = { ok: true, text: `Test caption sent at ${new Date().toLocaleTimeString()}` };
         else if (res.ok) note = { ok: false, text: `Test failed: ${answer.message || 'no answer'}` };
-        else note = { ok: false, text: errorOf(body).message || `Test refused (HTTP ${res.status})` };
+        else {
+          const refused = errorOf(body);
+          if (refused.code === 'view_token_required') this.ui.viewRow.hidden = false;
+          note = { ok: false, text: refused.message || `Test refused (HTTP ${res.status})` };
+        }
       } catch {
         note = { ok: false, text: 'Cannot reach the Nova Voice server.' };
       }
