@@ -158,6 +158,24 @@
     show(outputs) {
       this.outputs = outputs.filter((o) => o && typeof o === 'object' && o.id);
       const ui = this.ui;
+      // Status messages come twice a second: the list is drawn again only when something shown
+      // changed, so a button is never replaced under the pointer that is clicking it.
+      const drawn = JSON.stringify([this.outputs.map(({ seconds, ...o }) => o), [...this.notes]]);
+      if (drawn !== this.drawn) { this.drawn = drawn; this.draw(); }
+      const failing = this.outputs.filter((o) => o.state === 'retrying').length;
+      ui.badge.hidden = !this.outputs.length;
+      ui.badge.textContent = failing ? `${this.outputs.length} · ${failing} failing` : String(this.outputs.length);
+      ui.badge.dataset.kind = failing ? 'bad' : 'ok';
+      if (!this.token()) {
+        this.hint('To add or change outputs, paste the room\'s publish token above.');
+      } else if (!this.outputs.length) {
+        this.hint('No outputs yet.');
+      } else {
+        this.hint('');
+      }
+    }
+
+    draw() {
       const items = this.outputs.map((o) => {
         const li = document.createElement('li');
         li.dataset.id = o.id;
@@ -196,18 +214,7 @@
         li.append(head, line, tools);
         return li;
       });
-      ui.list.replaceChildren(...items);
-      const failing = this.outputs.filter((o) => o.state === 'retrying').length;
-      ui.badge.hidden = !this.outputs.length;
-      ui.badge.textContent = failing ? `${this.outputs.length} · ${failing} failing` : String(this.outputs.length);
-      ui.badge.dataset.kind = failing ? 'bad' : 'ok';
-      if (!this.token()) {
-        this.hint('To add or change outputs, paste the room\'s publish token above.');
-      } else if (!this.outputs.length) {
-        this.hint('No outputs yet.');
-      } else {
-        this.hint('');
-      }
+      this.ui.list.replaceChildren(...items);
     }
 
     openForm(id) {
