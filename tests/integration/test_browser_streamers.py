@@ -152,6 +152,7 @@ async def test_a_phone_over_https_captions_catches_a_typo_and_sets_up_outputs(
             said = await page.text_content("#error-text") or ""
             assert 'no room called "stgae"' in said and 'Did you mean "stage"' in said, said
             assert await page.text_content("#error-other") == 'Create "stgae"'
+            await page.screenshot(path=str(artifacts / "capture-typo.png"))
             await page.click("#error-action")  # Use "stage"
             await page.wait_for_function("window.novaCapture.state() === 'live'", timeout=15_000)
             live_hint = await page.get_attribute("#dictation", "placeholder")
