@@ -523,10 +523,16 @@ class CaptionPolicy:
         lo, hi = utt.start_sample + utt.repair_from, utt.start_sample + utt.repair_to
         self.ledger.dropped(lo, hi, "engine_failure")
         origin = lo / SAMPLE_RATE
-        seen = tuple(
-            replace(w, start=w.start - origin, end=w.end - origin)
+        # In time order, each word once: hypotheses that agreed on skipping a stretch commit
+        # words from after it, and a later one adds them again in place (issue 30's seed).
+        shown = {
+            (w.start, normalize(w.text)): w
             for w in utt.words
             if lo <= (w.start + w.end) / 2 * SAMPLE_RATE < hi
+        }
+        seen = tuple(
+            replace(w, start=w.start - origin, end=w.end - origin)
+            for w in sorted(shown.values(), key=lambda w: w.start)
         )
         return [
             Emit(self._final_caption(utt, self._mended(utt, Transcript(words=seen, language=self._detected))))

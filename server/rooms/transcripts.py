@@ -67,7 +67,9 @@ class TranscriptStore:
         return self.path(room).exists()
 
     async def has(self, room: str) -> bool:
-        return self.exists(room)
+        """On the writing thread, after every write made before: a room whose first final is
+        still being written has a transcript already."""
+        return await asyncio.wrap_future(self._io.submit(self.exists, room))
 
     def history(self, room: str) -> RoomHistory:
         """Blocks until earlier writes are done: for a room's rare first use in this process."""

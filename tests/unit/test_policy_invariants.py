@@ -61,6 +61,27 @@ def test_every_word_said_is_in_exactly_one_final(
     empty: int,
     skip: int,
 ) -> None:
+    every_word_in_one_final(seed, utterances, busy, others, shuffled, chunk, fail, empty, skip)
+
+
+def test_a_repair_that_fails_twice_keeps_the_words_shown_once_and_in_order() -> None:
+    """The interleaving Hypothesis found (issue 30's run): two decodes ahead agreed on skipping
+    a stretch, so words from after it were committed early; the stretch's repair failed twice,
+    and the words the partials had shown there, taken in list order, doubled two of them."""
+    every_word_in_one_final(1_879_348_227, 4, 1, 50, False, 4800, 40, 0, 100)
+
+
+def every_word_in_one_final(
+    seed: int,
+    utterances: int,
+    busy: int,
+    others: int,
+    shuffled: bool,
+    chunk: int,
+    fail: int,
+    empty: int,
+    skip: int,
+) -> None:
     rnd = random.Random(seed)
     replay = Replay(
         SyntheticStream.build(_layout(rnd, utterances)),
