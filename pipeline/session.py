@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,9 @@ from pipeline.errors import SchedulerClosed, Superseded
 from pipeline.ledger import VoiceReport
 from pipeline.policy import CaptionPolicy
 from pipeline.policy_options import FINAL_DECODE, PARTIAL_DECODE, PolicyOptions
-from pipeline.types import Caption, DecodeOptions
-from pipeline.vad import VadOptions
+from pipeline.turns import SpeakerTurns, WindowRequest
+from pipeline.types import Caption, DecodeOptions, Embeddings
+from pipeline.vad import VadFrame, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,17 @@ class CaptionSession:
         backend: InferenceBackend,
         on_event: Callable[[Event], None],
         on_account: AccountHook | None = None,
+        turns: SpeakerTurns | None = None,
     ) -> None:
         """The caller has admitted ``key`` on ``backend`` (``open_session``); ``abort`` closes it.
-        ``on_account`` hears where the voiced audio went (for metrics); gaps are logged here."""
+        ``on_account`` hears where the voiced audio went (for metrics); gaps are logged here.
+        ``turns``: speaker turns on this microphone (the ``speaker`` engine embeds its voiced
+        windows; finals are held at most ``turns.options.hold`` seconds for their labels)."""
         self.key = key
+        self.turns = turns
+        self._holding = 0
+        self._last_hold: asyncio.Task[None] | None = None
+        self._answered = asyncio.Event()
         self._on_account = on_account
         self._accounted = VoiceReport()
         self.policy = policy
@@ -66,7 +75,7 @@ class CaptionSession:
             return
         if not self.offload_vad:
             self.policy.queue_delay = self.queue_delay()
-            self._apply(self.policy.feed(samples))
+            self._frames(self.policy.vad.push(samples))
             return
         self._audio.append(samples)
         self._audio_samples += len(samples)
@@ -83,9 +92,72 @@ class CaptionSession:
                 self._audio_samples = 0
                 frames = await loop.run_in_executor(None, self.policy.vad.push, chunk)
                 self.policy.queue_delay = self.queue_delay()
-                self._apply(self.policy.on_frames(frames))
+                self._frames(frames)
         finally:
             self._vad_task = None
+
+    def _frames(self, frames: list[VadFrame]) -> None:
+        if self.turns is not None:
+            for window in self.turns.on_frames(frames):
+                self._spawn(self._embed(window))
+        self._apply(self.policy.on_frames(frames))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _embed(self, window: WindowRequest) -> None:
+        """One window's speaker embedding; never dropped (a final may wait for it)."""
+        assert self.turns is not None
+        try:
+            result: Embeddings = await self.backend.submit("speaker", self.key, window.request, True)
+            self.turns.on_embeddings(window.start, result.vectors, result.step, result.span)
+        except (Superseded, SchedulerClosed):
+            self.turns.on_embeddings(window.start, np.zeros((0, 1), np.float32), 0.0, 0.0)
+        except Exception:  # noqa: BLE001 - a failed embedding costs a label, never a caption
+            log.exception("speaker embedding failed in session %s", self.key)
+            self.turns.on_embeddings(window.start, np.zeros((0, 1), np.float32), 0.0, 0.0)
+        self._answered.set()
+
+    async def _hold(self, caption: Caption, before: asyncio.Task[None] | None, deadline: float) -> None:
+        """Send a final once its speaker is known, or at ``deadline`` with what is known then;
+        in the order finals came."""
+        assert self.turns is not None
+        loop = asyncio.get_running_loop()
+        try:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            while not self.turns.ready(caption.end) and (left := deadline - loop.time()) > 0:
+                self._answered.clear()
+                try:
+                    async with asyncio.timeout(left):
+                        await self._answered.wait()
+                except TimeoutError:
+                    break
+            for piece in self.turns.final(caption):
+                self._on_event(piece)
+        finally:
+            self._holding -= 1
+            self._finals_state()
+
+    def _finals_state(self) -> None:
+        if self.policy.pending_finals or self._holding:
+            self._finals_done.clear()
+        else:
+            self._finals_done.set()
+
+    def _emit(self, caption: Caption) -> None:
+        turns = self.turns
+        if turns is None or turns.learning:
+            self._on_event(caption)
+        elif not caption.final:
+            self._on_event(turns.partial(caption))
+        else:
+            self._holding += 1
+            deadline = asyncio.get_running_loop().time() + turns.options.hold
+            self._last_hold = self._spawn(self._hold(caption, self._last_hold, deadline))
 
     async def _drain_vad(self) -> None:
         """Until the VAD has seen every sample pushed so far."""
@@ -111,13 +183,10 @@ class CaptionSession:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif isinstance(action, Emit):
-                self._on_event(action.caption)
+                self._emit(action.caption)
             elif isinstance(action, SpeechChange):
                 self._on_event(action)
-        if self.policy.pending_finals:
-            self._finals_done.clear()
-        else:
-            self._finals_done.set()
+        self._finals_state()
         self._account()
 
     def _account(self) -> None:
@@ -170,6 +239,9 @@ class CaptionSession:
             return
         self.closed = True
         await self._drain_vad()
+        if self.turns is not None:
+            for window in self.turns.flush():
+                self._spawn(self._embed(window))
         self._apply(self.policy.flush())
         reason = "session_closed"
         try:

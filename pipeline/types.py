@@ -92,6 +92,10 @@ class Caption:
     translations: dict[str, str] = field(default_factory=dict)
     # The leading part of a partial that successive hypotheses agreed on and will not change.
     stable: str = ""
+    # A final's words on stream time (speaker turns cut a final at a change of voice).
+    words: tuple[Word, ...] = ()
+    # Who spoke it, when speaker turns tell voices apart on one microphone ("Speaker 2", "Ana").
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,3 +118,20 @@ class Translation:
     text: str
     source: str
     target: str
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Voiced audio (16 kHz mono, int16 or float32) whose speaker embeddings are wanted."""
+
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One L2-normalised vector per window of a request's audio: window ``i`` covers
+    ``[i * step, i * step + span]`` seconds of it."""
+
+    vectors: np.ndarray  # (windows, dim) float32
+    step: float
+    span: float

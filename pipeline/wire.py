@@ -3,12 +3,13 @@
 An entry is three fields: ``v`` (the format version), ``h`` (a JSON header: who asked, what,
 and where the answer goes) and ``b`` (raw bytes: int16 little-endian PCM for Whisper). What an
 engine's request and result look like inside the header is its ``Codec``'s business, so a new
-engine (NLLB) adds a codec, not a format. A reader refuses any entry it cannot fully check
-(``WireError``) instead of guessing, and a newer version is refused rather than misread.
+engine (NLLB, speaker embeddings) adds a codec, not a format. A reader refuses any entry it
+cannot fully check (``WireError``) instead of guessing, and a newer version is refused rather than misread.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,16 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, TranslateRequest, Translation, Word
+from pipeline.types import (
+    DecodeOptions,
+    Embeddings,
+    EmbedRequest,
+    TranscribeRequest,
+    Transcript,
+    TranslateRequest,
+    Translation,
+    Word,
+)
 
 VERSION = 1
 # 30 s of 16 kHz int16 is what Whisper can take; a little over that is still an honest request.
@@ -176,9 +186,48 @@ class TranslationCodec:
         )
 
 
+MAX_EMBED_SAMPLES = 16_000 * 40  # a window, or an enrolled voice (at most MAX_BLOB too)
+
+
+class SpeakerCodec:
+    """``EmbedRequest`` as int16 PCM; ``Embeddings`` as little-endian float32 rows (base64)."""
+
+    def request_body(self, request: EmbedRequest) -> tuple[dict[str, Any], bytes]:
+        audio = request.audio
+        if audio.dtype != np.int16:
+            audio = np.clip(np.rint(audio * 32768.0), -32768, 32767)
+        return {}, audio.astype("<i2").tobytes()
+
+    def read_request(self, body: Mapping[str, Any], blob: bytes) -> EmbedRequest:
+        if len(blob) % 2 or not blob or len(blob) > 2 * MAX_EMBED_SAMPLES:
+            raise WireError("PCM is int16, 1 sample to a minute")
+        return EmbedRequest(np.frombuffer(blob, dtype="<i2").copy())
+
+    def result_body(self, result: Embeddings) -> dict[str, Any]:
+        rows, dim = result.vectors.shape if result.vectors.ndim == 2 else (0, 0)
+        data = base64.b64encode(result.vectors.astype("<f4").tobytes()).decode("ascii")
+        return {"rows": rows, "dim": dim, "vectors": data, "step": result.step, "span": result.span}
+
+    def read_result(self, body: Mapping[str, Any]) -> Embeddings:
+        rows, dim = int(_get(body, "rows", int)), int(_get(body, "dim", int))
+        try:
+            raw = base64.b64decode(_get(body, "vectors", str), validate=True)
+        except ValueError as exc:
+            raise WireError("vectors are base64") from exc
+        if rows < 0 or dim < 0 or rows * dim * 4 != len(raw) or rows * dim > 1 << 20:
+            raise WireError("vectors do not match rows x dim")
+        vectors = np.frombuffer(raw, dtype="<f4").reshape(rows, dim).astype(np.float32)
+        return Embeddings(vectors, _number(body, "step"), _number(body, "span"))
+
+
 # Read-only: one codec per engine that travels over Redis.
 CODECS: Mapping[str, Codec] = MappingProxyType(
-    {"whisper": WhisperCodec(), "apertium": TranslationCodec(), "nllb": TranslationCodec()}
+    {
+        "whisper": WhisperCodec(),
+        "apertium": TranslationCodec(),
+        "nllb": TranslationCodec(),
+        "speaker": SpeakerCodec(),
+    }
 )
 
 

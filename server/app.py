@@ -33,7 +33,7 @@ from server.rooms.room import Room
 from server.rooms.shared import SharedRoomRegistry, SharedTranscripts
 from server.rooms.transcripts import TranscriptStore
 from server.rooms.translations import RemoteTranslator, TranslationService, Translator
-from server.routes import events, health, ice, pages, viewers, whip
+from server.routes import events, health, ice, pages, viewers, voices, whip
 from server.routes import rooms as room_routes
 from server.routes import transcripts as transcript_routes
 from server.routes.ice import server_ice_servers
@@ -85,6 +85,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         )
         # The model runs on the workers: its name says whether it hears more than English.
         multilingual = not settings.model.endswith(".en")
+        diarize = False  # speaker turns run on embedded servers only (README: speaker turns)
         metrics.watch_backend(shared)
     else:
         models, own_engines = with_translator(models or load_models(settings), settings)
@@ -125,6 +126,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             except OutputError as exc:
                 raise ConfigError(f"--youtube-caption-url: {exc}") from exc
         multilingual = models.multilingual
+        diarize = any("speaker" in engines for _, engines in models.devices)
     limits = LimitOptions(
         offers_per_minute=settings.offers_per_minute,
         max_pending=settings.max_pending,
@@ -144,6 +146,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         rooms=rooms,
         translation=translation,
         multilingual=multilingual,
+        diarize=diarize,
         admission=admission,
         descriptors=DescriptorFloor(limits),
         access=ViewAccess(settings.view_token, settings.publish_token),
@@ -162,6 +165,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + whip.routes()
         + viewers.routes()
         + room_routes.routes()
+        + voices.routes()
         + transcript_routes.routes()
         + events.routes()
         + pages.routes()

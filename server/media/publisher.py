@@ -85,6 +85,12 @@ class Publisher:
         if isinstance(event, Caption):
             self.room.caption(self.id, event)
             self.state.metrics.captions.labels("final" if event.final else "partial").inc()
+            turns = self.session.turns
+            if event.final and self.speaker and turns is not None and turns.learning:
+                # Its own named microphone: the room learns the voice, for its shared mics.
+                voice = turns.voiceprint()
+                if voice is not None:
+                    self.room.heard_voices[self.speaker] = voice
         elif isinstance(event, SpeechChange):
             # The app's heartbeat repeats the room's status twice a second; a change goes out now.
             self.room.speech(self.id, event.speaking, self.session.queue_delay())

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+
 from pipeline.translation import Emit
 from pipeline.types import Caption
 from server.messages import CaptionMessage, Message, SettingsMessage, StatusMessage
@@ -135,6 +137,9 @@ class Room:
     publishers: set[Hashable] = field(default_factory=set)
     speakers: dict[Hashable, str] = field(default_factory=dict)  # publisher -> the name it gave
     on_words: list[Callable[[RoomWords], None]] = field(default_factory=list)
+    # Voices heard on their speakers' own named microphones (name -> unit d-vector), so that a
+    # shared microphone of the room knows them by name; enrolled voices are in ``words.voices``.
+    heard_voices: dict[str, np.ndarray] = field(default_factory=dict)
     # How to end each live publisher of this process, when another takes its name over.
     enders: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     # The room's outputs and their health (server/rooms/outputs.py), for its publishers' status.
@@ -235,6 +240,10 @@ class Room:
             self._ending.add(task)
             task.add_done_callback(self._ending.discard)
 
+    def known_voices(self) -> dict[str, np.ndarray]:
+        """Every named voice of the room: heard on named microphones, and enrolled (which win)."""
+        return {**self.heard_voices, **self.words.voice_vectors}
+
     def set_words(self, words: RoomWords, changed: tuple[str, ...]) -> None:
         """New vocabulary or replacements: each publisher's next utterance uses them, and every
         listener is told."""
@@ -259,7 +268,9 @@ class Room:
             lang=caption.lang,
             stable=None if caption.final else self.words.apply(caption.stable),
             origin=str(publisher),
-            speaker=self.speakers.get(publisher),
+            # A voice's label on a shared microphone, else the publisher's own name; either
+            # shown by the name the room gave it (PATCH speaker_names).
+            speaker=self.words.speaker(caption.speaker or self.speakers.get(publisher)),
             publisher=public_id(str(publisher)),
         )
 

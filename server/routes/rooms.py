@@ -33,9 +33,10 @@ BODY_HELP = (
 )
 PATCH_HELP = (
     'the body must be JSON with any of "vocabulary" (a list of terms), "replacements" '
-    '(an object of phrase -> shown text) and "outputs" (a list such as [{"type": "youtube", "url": "..."}])'
+    '(an object of phrase -> shown text), "outputs" (a list such as [{"type": "youtube", "url": "..."}]), '
+    '"speakers" ("auto" or "named") and "speaker_names" (an object such as {"Speaker 2": "Ben"})'
 )
-PATCHED = ("vocabulary", "replacements", "outputs")
+PATCHED = ("vocabulary", "replacements", "outputs", "speakers", "speaker_names")
 CHANGE_NEEDS = "changing a room needs its publish token as 'Authorization: Bearer <publish token>'"
 
 
@@ -47,6 +48,9 @@ def room_settings(room: Room, state: AppState | None = None) -> dict[str, object
         "replacements": dict(room.words.replacements),
         "max_speakers": room.max_speakers,
         "speakers": list(room.live_speakers()),
+        "speaker_turns": room.words.speakers,
+        "speaker_names": dict(room.words.speaker_names),
+        "voices": sorted(name for name, _ in room.words.voices),
         "outputs": outputs_shown(state, room),
     }
 

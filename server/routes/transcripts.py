@@ -3,6 +3,8 @@ request may tune."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from pipeline.languages import UnknownLanguage, normalize
@@ -46,6 +48,9 @@ async def transcript(request: web.Request) -> web.Response:
             raise error(400, "language_not_carried", str(exc)) from exc
     rules = cue_rules(request) if fmt in ("vtt", "srt") else None
     items, sessions = for_language(history.finals, lang), history.sessions
+    if record.words.speaker_names:
+        # Labels of shared microphones by the names given since (PATCH speaker_names).
+        items = [replace(m, speaker=record.words.speaker(m.speaker)) for m in items]
     # Shown in the browser without ?download=1 (SRT as plain text: browsers save
     # application/x-subrip rather than show it); with it, saved under the room's name.
     download = request.query.get("download", "") not in ("", "0", "false", "no")

@@ -12,6 +12,8 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.session import CaptionSession, caption_policy
+from pipeline.turns import SpeakerTurns
+from pipeline.voices import VoiceClusterer
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_body, shown
@@ -23,7 +25,8 @@ from server.media.publisher import Publisher
 from server.rooms.names import InvalidRoomName, check_room_name, close_names
 from server.rooms.registry import RoomRecord, RoomsUnavailable
 from server.rooms.room import Room, SpeakerRefused, check_room_space
-from server.rooms.speakers import InvalidSpeaker, check_speaker, public_id
+from server.rooms.speakers import MAX_SPEAKERS, InvalidSpeaker, check_speaker, public_id
+from server.rooms.words import SPEAKER_MODES
 from server.routes.access import require_publish
 from server.state import STATE, AppState
 
@@ -97,6 +100,36 @@ def speaker_name(request: web.Request) -> str | None:
         raise error(400, "invalid_speaker", str(exc)) from exc
 
 
+def speaker_turns(
+    request: web.Request, state: AppState, record: RoomRecord, speaker: str | None
+) -> SpeakerTurns | None:
+    """``?speakers=auto`` (or the room's ``"speakers": "auto"``) on an unnamed publisher: speaker
+    turns on its microphone, ``?max_speakers=N`` voices at most. A named publisher's voice is
+    learnt instead, for the room's shared microphones to know it by name."""
+    asked = request.query.get("speakers")
+    if asked is not None and asked not in SPEAKER_MODES:
+        raise error(400, "invalid_speakers", '"speakers" is "auto" (speaker turns) or "named"')
+    if asked == "auto" and speaker:
+        raise error(
+            400, "invalid_speakers", "a named publisher (?speaker=) is one voice: leave out speakers=auto"
+        )
+    auto = (asked or record.words.speakers) == "auto" and not speaker
+    if not state.diarize:
+        if asked == "auto":
+            message = "speaker turns are off on this server (--diarize-model off, or a gateway)"
+            raise error(400, "speaker_turns_unavailable", message)
+        return None
+    if not auto:
+        return SpeakerTurns(learning=True) if speaker else None
+    most = record.max_speakers
+    if "max_speakers" in request.query:
+        raw = request.query["max_speakers"]
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKERS:
+            raise error(400, "invalid_max_speakers", f"max_speakers is a number of voices, 1-{MAX_SPEAKERS}")
+        most = int(raw)
+    return SpeakerTurns(VoiceClusterer(max_speakers=most))
+
+
 TAKEOVER_WAIT = 10.0  # how long a take-over waits for the old session's gateway to end it
 
 
@@ -143,6 +176,7 @@ async def post_whip(request: web.Request) -> web.Response:
     reads_room = state.access.may_view(record, bearer(request), request.query.get("token"))
     spoken = spoken_language(request, state, record)
     speaker = speaker_name(request)
+    turns = speaker_turns(request, state, record, speaker)
     takeover = request.query.get("takeover", "").lower() in ("1", "true", "yes")
     live_room = state.rooms.get(room_name)
     if live_room is not None and not takeover:
@@ -199,9 +233,16 @@ async def post_whip(request: web.Request) -> web.Response:
         raise refused(exc.refusal) from exc
     room = state.rooms.ensure(room_name)
     state.rooms.adopt(room, record)  # its languages, as created on whichever gateway
+    if turns is not None:
+        turns.clusterer.known = room.known_voices  # named here, or enrolled
     # The session reports to its publisher, which owns the session: bind through a closure.
     session = CaptionSession(
-        pub_id, policy, state.backend, lambda event: publisher.on_event(event), state.metrics.voice_account
+        pub_id,
+        policy,
+        state.backend,
+        lambda event: publisher.on_event(event),
+        state.metrics.voice_account,
+        turns=turns,
     )
     publisher = Publisher(pub_id, room, state, session, pc, speaker)
 
