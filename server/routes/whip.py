@@ -100,6 +100,12 @@ def speaker_name(request: web.Request) -> str | None:
         raise error(400, "invalid_speaker", str(exc)) from exc
 
 
+def speaker_engine(state: AppState) -> bool:
+    """Whether speaker embeddings run: here, or on a live worker (``--engines ...,speaker``)."""
+    runs = getattr(state.backend, "runs", None)
+    return state.diarize and (runs is None or bool(runs("speaker")))
+
+
 def speaker_turns(
     request: web.Request, state: AppState, record: RoomRecord, speaker: str | None
 ) -> SpeakerTurns | None:
@@ -114,9 +120,9 @@ def speaker_turns(
             400, "invalid_speakers", "a named publisher (?speaker=) is one voice: leave out speakers=auto"
         )
     auto = (asked or record.words.speakers) == "auto" and not speaker
-    if not state.diarize:
+    if not speaker_engine(state):
         if asked == "auto":
-            message = "speaker turns are off on this server (--diarize-model off, or a gateway)"
+            message = "speaker turns are off (--diarize-model off, or no worker runs --engines speaker)"
             raise error(400, "speaker_turns_unavailable", message)
         return None
     if not auto:

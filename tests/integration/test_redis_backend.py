@@ -7,6 +7,7 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
@@ -16,7 +17,7 @@ from pipeline.audio import pcm16_to_float, read_audio
 from pipeline.backend import BackendUnavailable, SchedulerClosed, Superseded
 from pipeline.redis_backend import Dropped, RedisBackend
 from pipeline.streams import Keys
-from pipeline.types import DecodeOptions, TranscribeRequest, Transcript
+from pipeline.types import DecodeOptions, Embeddings, EmbedRequest, TranscribeRequest, Transcript
 from pipeline.wire import WireResult, decode_request, encode_result
 from pipeline.worker import WorkerOptions
 from server.inference import LoadedModels
@@ -228,3 +229,26 @@ async def test_redis_restarted_under_a_backend_says_unavailable_then_finals_flow
         with pytest.raises(redis.ConnectionError):
             r.ping()
         r.close()
+
+
+async def test_speaker_windows_travel_to_a_worker_that_runs_the_speaker_engine(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    """Gateways send speaker-turn windows as int16 PCM (pipeline/wire.py's speaker codec); the
+    embeddings that come back are the ones the engine makes in this process (to a cosine of
+    0.999: the int8 model quantizes its activations per call, so batch-mates move a vector by
+    ~3e-4 of cosine)."""
+    local = engines(inference)
+    async with (
+        worker_in_process(redis_server.url, local),
+        gateway_backend(redis_server.url, engines=("whisper", "speaker")) as backend,
+    ):
+        await eventually(lambda: backend.runs("speaker"), 15, "a live worker runs the speaker engine")
+        audio = read_audio(str(LIBRIVOX[1].path))
+        windows = [EmbedRequest(audio[i : i + 13_040]) for i in (0, 16_000, 32_000)]
+        remote = await asyncio.gather(*(backend.submit("speaker", "s", w, final=True) for w in windows))
+        here = local["speaker"].run_batch(windows)
+        for a, b in zip(remote, here, strict=True):
+            assert isinstance(a, Embeddings) and a.vectors.shape == b.vectors.shape
+            cosine = np.sum(a.vectors * b.vectors, axis=1)
+            assert np.all(cosine > 0.999) and (a.step, a.span) == (b.step, b.span), cosine

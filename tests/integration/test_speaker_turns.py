@@ -88,7 +88,9 @@ async def test_one_microphone_two_voices_cut_named_and_renamed(nova, tmp_path: P
         await shared.start(http)
         # The reader's first turn gets a label of its own; then the room names it.
         try:
-            await viewer.log.wait_for(lambda log: any(m.get("speaker") == "Speaker 1" for m in log.finals()), 60)
+            await viewer.log.wait_for(
+                lambda log: any(m.get("speaker") == "Speaker 1" for m in log.finals()), 60
+            )
         except TimeoutError:
             raise AssertionError(viewer.log.messages[-30:]) from None
         async with http.patch(
