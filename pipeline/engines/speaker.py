@@ -174,6 +174,8 @@ class SpeakerEngine:
             raise SpeakerModelNotFound(f"no speaker model at {path}")
         self.model_path = path
         options = ort.SessionOptions()
+        # It shares the cores with Whisper: threads that spin between calls would take them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.config.cpu_threads:
             options.intra_op_num_threads = self.config.cpu_threads
         providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]

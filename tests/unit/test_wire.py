@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.types import DecodeOptions, TranscribeRequest, Transcript, Word
+from pipeline.types import DecodeOptions, Embeddings, EmbedRequest, TranscribeRequest, Transcript, Word
 from pipeline.wire import (
     VERSION,
     WireError,
@@ -198,3 +198,19 @@ def test_a_line_to_translate_and_its_translation_round_trip_for_both_engines() -
     fields = encode_request(WireRequest("r3", "gw", "s", 1, True, "apertium", too_long, "r", 0, {}))
     with pytest.raises(WireError):
         decode_request(fields)
+
+
+def test_speaker_windows_and_their_embeddings_round_trip() -> None:
+    audio = (np.arange(13_040) % 2000 - 1000).astype(np.int16)
+    request = WireRequest("r", "g", "s", 1, True, "speaker", EmbedRequest(audio), "reply")
+    back = decode_request(encode_request(request))
+    assert np.array_equal(back.payload.audio, audio)
+    vectors = np.random.default_rng(0).standard_normal((3, 256)).astype(np.float32)
+    result = WireResult("r", "s", 1, "ok", "speaker", Embeddings(vectors, 0.4, 0.815))
+    got = decode_result(encode_result(result)).payload
+    assert np.array_equal(got.vectors, vectors) and (got.step, got.span) == (0.4, 0.815)
+    bad = encode_result(result)
+    header = json.loads(bad[b"h"])
+    header["body"]["rows"] = 4  # rows that the bytes do not hold
+    with pytest.raises(WireError):
+        decode_result({**bad, b"h": json.dumps(header).encode()})
