@@ -29,7 +29,7 @@ from bench.panel import Panel, available, dev_voices, named_mic, panel
 from bench.scoring import wer
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
-from pipeline.engines.speaker import SpeakerEngine
+from pipeline.engines.speaker import SpeakerConfig, SpeakerEngine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
 from pipeline.scheduler import Scheduler
@@ -136,14 +136,12 @@ async def main_async(out: Path) -> None:
     threads = os.cpu_count() or 1
     whisper = WhisperEngine(WhisperConfig(resolve_whisper("tiny.en").path, cpu_threads=threads))
     t0 = time.perf_counter()
-    speaker = SpeakerEngine()
+    # As the server runs it (server/inference.py): one thread, a scheduler of its own.
+    speaker = SpeakerEngine(SpeakerConfig(cpu_threads=1))
     loaded = time.perf_counter() - t0
-    scheduler = Scheduler(
-        {"whisper": whisper, "speaker": speaker},
-        BatchOptions(max_batch=8, max_wait=0.01, max_partial_batch=3),
-        engine_options={"speaker": BatchOptions(max_batch=64, max_wait=0.01)},
-    )
-    backend = LocalBackend([scheduler])
+    scheduler = Scheduler({"whisper": whisper}, BatchOptions(max_batch=8, max_wait=0.01, max_partial_batch=3))
+    own = Scheduler({"speaker": speaker}, BatchOptions(max_batch=64, max_wait=0.01))
+    backend = LocalBackend([scheduler], engine_schedulers={"speaker": own})
     p = panel()
     # Allison on her own named microphone first: the room learns her voice.
     learner = SpeakerTurns(learning=True)
@@ -216,6 +214,7 @@ async def main_async(out: Path) -> None:
         "",
     ]
     scheduler.close()
+    own.close()
     write_report(out, lines, show=True)
 
 

@@ -174,13 +174,11 @@ def with_speaker(devices: Devices, settings: Settings) -> Devices:
             log.warning("speaker turns are off: %s", exc)
             print(f"speaker turns are off: {exc}", flush=True)
             return devices
-    threads = settings.cpu_threads or (os.cpu_count() or 1)
     out: Devices = []
     for dev, engines in devices:
-        # ~12 MB and a few ms a window: loaded beside Whisper on every device it serves.
-        engine = SpeakerEngine(
-            SpeakerConfig(path, dev.device, dev.index, threads if dev.device == "cpu" else 0)
-        )
+        # 12 MB, loaded beside Whisper on every device it serves. One thread on a CPU: it runs
+        # beside Whisper's own threads (its own scheduler), not instead of them.
+        engine = SpeakerEngine(SpeakerConfig(path, dev.device, dev.index, 1 if dev.device == "cpu" else 0))
         out.append((dev, {**engines, "speaker": engine}))
     return out
 
@@ -225,6 +223,17 @@ def local_backend(
         own["apertium"] = Scheduler(
             {"apertium": apertium},
             BatchOptions(max_batch=32, max_wait=0.005),
+            device="cpu",
+            observer=observer,
+        )
+    speaker = models.devices[0][1].get("speaker")
+    if speaker is not None and models.devices[0][0].device == "cpu":
+        # The d-vector model runs on ONNX Runtime's CPU threads beside Whisper: on a scheduler
+        # of its own, a window never waits behind a Whisper batch (a final held 0.3 s at most
+        # for its speaker would otherwise lose its last windows; bench/results/diarization.md).
+        own["speaker"] = Scheduler(
+            {"speaker": speaker},
+            speaker_batch_options(settings, models.devices[0][0]),
             device="cpu",
             observer=observer,
         )
