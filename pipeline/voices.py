@@ -15,7 +15,7 @@ from 0.74. Short stretches are noisy, so under ``min_new`` seconds a stretch nev
 voice: it goes to the closest, or follows the previous turn. A borderline match is labelled
 but not learnt from (``learn_from``), so one voice's centroid never drifts into another's.
 (First set at 0.70 with no learning rule; the held-out panel's first real-time run merged
-two men into one label, and 0.74 is still within what the dev voices allow: said in the
+two of its people into one label, and 0.74 is still within what the dev voices allow: said in the
 results file.)
 
 Pure logic, no model and no clock: tested with Hypothesis (labels stable, ``max_speakers``).
