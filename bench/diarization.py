@@ -208,7 +208,7 @@ async def main_async(out: Path) -> None:
         "",
         *dev_thresholds(speaker),
         "",
-        f"## Cost of the embedding model on this CPU (loaded in {loaded:.2f} s)",
+        f"## Cost of the embedding model on this CPU, on one thread as the server runs it (loaded in {loaded:.2f} s)",
         "",
         *cost(speaker, p.audio),
         "",
