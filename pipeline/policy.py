@@ -412,8 +412,9 @@ class CaptionPolicy:
         if not utt.timed:
             # The cut needs true word times: wait for an aligned partial (asked near the cap).
             if utt.partial_ticket is None and utt.final_ticket is None:
-                if utt.requested and utt.voiced == utt.voiced_at_request:  # asked, disagreed: not again
+                if utt.cut_asked == utt.samples:  # its aligned answer for this audio disagreed
                     return self._split(utt, utt.samples, keep_words=True)
+                utt.cut_asked = utt.samples
                 return [self._submit_partial(utt, timed=True)]
             return []
         last = utt.committed[-1]

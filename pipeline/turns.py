@@ -262,11 +262,24 @@ class SpeakerTurns:
             if not left or not right:
                 continue
             scored.append((float(unit(np.mean(left, axis=0)) @ unit(np.mean(right, axis=0))), k))
+        # Only a boundary more different than both its neighbours: next to a change, the
+        # windows of a boundary one word off mix both voices and score low too.
+        local = {k: v for v, k in scored}
+        minima = [(v, k) for v, k in scored if v <= local.get(k - 1, 2.0) and v <= local.get(k + 1, 2.0)]
         cuts: list[int] = []
-        for score, k in sorted(scored):
+        for score, k in sorted(minima):
             if score >= o.change:
                 break
             at = words[k].start
-            if all(abs(at - words[c].start) >= o.min_turn for c in cuts):
+            # Two changes need a turn between them: time, and a window of its own voice.
+            if all(
+                abs(at - words[c].start) >= o.min_turn and self._heard_between(windows, at, words[c].start)
+                for c in cuts
+            ):
                 cuts.append(k)
         return sorted(cuts)
+
+    @staticmethod
+    def _heard_between(windows: list[_Window], a: float, b: float) -> bool:
+        lo, hi = min(a, b), max(a, b)
+        return any(lo - 0.1 <= w.start and w.end <= hi + 0.1 for w in windows)

@@ -37,6 +37,7 @@ class Utterance:
     committed: list[Word] = field(default_factory=list)  # stream-timed
     provisional: list[Word] = field(default_factory=list)  # stream-timed
     timed: bool = False  # the words' times come from an alignment, not a guess
+    cut_asked: int = -1  # samples an aligned partial for the length cut was last asked with
     after_cut: bool = False
     scale: float = 1.0  # partial interval multiplier, grows while nothing new is heard
     heard_until: int = 0  # utterance samples covered by the newest hypothesis

@@ -25,10 +25,17 @@ def voice(i: int) -> np.ndarray:
 
 
 def speak(turns: SpeakerTurns, start: float, end: float, who: int) -> None:
-    """Windows of voice ``who`` every 0.4 s from ``start`` to ``end`` (as if embedded)."""
-    t = start
-    while t == start or t + SPAN <= end + 1e-9:
-        turns.on_embeddings(int(round(t * SAMPLE_RATE)), voice(who)[None, :], STEP, SPAN)
+    """Voice ``who`` from ``start`` to ``end`` (one turn)."""
+    talk(turns, [(start, end, who)])
+
+
+def talk(turns: SpeakerTurns, plan: list[tuple[float, float, int]]) -> None:
+    """Windows every 0.4 s over the turns, as if embedded: a window's vector mixes the voices
+    it holds by how long each speaks in it (a window across a change holds both)."""
+    t = plan[0][0]
+    while t == plan[0][0] or t + SPAN <= plan[-1][1] + 1e-9:
+        mix = sum(max(0.0, min(t + SPAN, b) - max(t, a)) * voice(who) for a, b, who in plan)
+        turns.on_embeddings(int(round(t * SAMPLE_RATE)), np.asarray(mix, np.float32)[None, :], STEP, SPAN)
         t += STEP
 
 
@@ -50,8 +57,7 @@ def final(segment: int, start: float, end: float, every: float = 0.5) -> Caption
 
 def test_a_final_that_spans_a_change_of_voice_is_cut_there() -> None:
     turns = SpeakerTurns()
-    speak(turns, 0.0, 4.0, 0)
-    speak(turns, 4.0, 8.0, 1)
+    talk(turns, [(0.0, 4.0, 0), (4.0, 8.0, 1)])
     pieces = turns.final(final(7, 0.1, 8.0))
     assert [p.speaker for p in pieces] == ["Speaker 1", "Speaker 2"]
     assert pieces[0].segment == 7 and pieces[1].segment > SPLIT_SEGMENTS
@@ -76,8 +82,7 @@ def test_labels_hold_across_a_silence_and_a_short_reply_follows_the_turn() -> No
 
 def test_max_speakers_holds_in_a_final_too() -> None:
     turns = SpeakerTurns(VoiceClusterer(max_speakers=1))
-    speak(turns, 0.0, 4.0, 0)
-    speak(turns, 4.0, 8.0, 1)
+    talk(turns, [(0.0, 4.0, 0), (4.0, 8.0, 1)])
     pieces = turns.final(final(0, 0.1, 8.0))
     assert [p.speaker for p in pieces] == ["Speaker 1"]  # two turns of one voice join again
 
@@ -89,12 +94,13 @@ def test_max_speakers_holds_in_a_final_too() -> None:
 )
 def test_every_word_is_in_exactly_one_piece_with_one_speaker(plan: list, every: float) -> None:
     turns = SpeakerTurns()
-    t = 0.0
+    t, turns_said = 0.0, []
     for who, seconds in plan:
-        speak(turns, t, t + seconds, who)
+        turns_said.append((t, t + seconds, who))
         t += seconds
     if t < 1.0:
         return
+    talk(turns, turns_said)
     caption = final(3, 0.0, t, every)
     pieces = turns.final(caption)
     assert [w for p in pieces for w in p.words] == list(caption.words)
