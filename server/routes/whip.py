@@ -12,7 +12,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.session import CaptionSession, caption_policy
-from pipeline.turns import SpeakerTurns
+from pipeline.turns import SpeakerTurns, TurnOptions
 from pipeline.voices import VoiceClusterer
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
@@ -127,13 +127,14 @@ def speaker_turns(
         return None
     if not auto:
         return SpeakerTurns(learning=True) if speaker else None
+    options = TurnOptions(hold=max(0, state.settings.speaker_hold_ms) / 1000)
     most = record.max_speakers
     if "max_speakers" in request.query:
         raw = request.query["max_speakers"]
         if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKERS:
             raise error(400, "invalid_max_speakers", f"max_speakers is a number of voices, 1-{MAX_SPEAKERS}")
         most = int(raw)
-    return SpeakerTurns(VoiceClusterer(max_speakers=most))
+    return SpeakerTurns(VoiceClusterer(max_speakers=most), options)
 
 
 TAKEOVER_WAIT = 10.0  # how long a take-over waits for the old session's gateway to end it

@@ -5,8 +5,8 @@ A room with ``"speakers": "auto"`` enrols Allison's voice from other recordings 
 one WebRTC publisher (no name) carries both people: Allison, the reader 0.25 s later (one
 utterance for the VAD, so the final must be cut at the change), a pause, the reader again
 (the same label after a silence), Allison again. The viewer's finals each carry one speaker:
-Allison by her enrolled name, the reader as "Speaker 1" and then, once PATCH names the label,
-"Ben"; the transcript exports name the reader "Ben" throughout.
+Allison by her enrolled name, the reader as "Ben", the name PATCH gave the label "Speaker 1";
+the transcript exports name the reader "Ben" throughout.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ async def test_one_microphone_two_voices_cut_named_and_renamed(nova, tmp_path: P
         t += len(clip.audio) / 16_000 + gap_after
     wav = write_wav(tmp_path / "panel.wav", np.concatenate([*parts, silence(2.0)]))
 
-    server = await nova()
+    # Labels that do not hang on this machine's load: a final may wait 5 s for its windows
+    # (0.3 s by default; bench/results/diarization.md measures that in real time).
+    server = await nova(speaker_hold_ms=5000)
     base = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession(base) as http:
         async with http.post("/rooms", json={"name": "panel", "speakers": "auto"}) as resp:
@@ -86,13 +88,8 @@ async def test_one_microphone_two_voices_cut_named_and_renamed(nova, tmp_path: P
         await viewer.connect(http)
         shared = WhipPublisher(base, "panel", str(wav), token=token)
         await shared.start(http)
-        # The reader's first turn gets a label of its own; then the room names it.
-        try:
-            await viewer.log.wait_for(
-                lambda log: any(m.get("speaker") == "Speaker 1" for m in log.finals()), 60
-            )
-        except TimeoutError:
-            raise AssertionError(viewer.log.messages[-30:]) from None
+        # The voice heard second will be "Speaker 1" (the first unnamed one): the room names
+        # it before anyone speaks, and every caption of that voice from then on says "Ben".
         async with http.patch(
             "/rooms/panel", json={"speaker_names": {"Speaker 1": "Ben"}}, headers=auth
         ) as resp:
@@ -101,17 +98,20 @@ async def test_one_microphone_two_voices_cut_named_and_renamed(nova, tmp_path: P
         await viewer.log.wait_for(lambda log: any(m["type"] == "settings" for m in log.messages), 10)
         await shared.ended()
         await shared.stop(http)
-        await viewer.log.wait_for(lambda log: any(m.get("speaker") == "Ben" for m in log.finals()), 20)
+        try:
+            await viewer.log.wait_for(lambda log: any(m.get("speaker") == "Ben" for m in log.finals()), 20)
+        except TimeoutError:
+            raise AssertionError([(m.get("speaker"), m["text"]) for m in viewer.log.finals()]) from None
 
         finals = [m for m in viewer.log.finals() if m["text"]]
         # Every caption has exactly one speaker; the change 0.25 s after Allison is a cut.
         assert all(isinstance(m.get("speaker"), str) for m in finals), finals
-        assert {m["speaker"] for m in finals} <= {"Allison", "Speaker 1", "Ben"}, finals
-        shown = [{**m, "speaker": "Ben" if m["speaker"] == "Speaker 1" else m["speaker"]} for m in finals]
-        assert words_right(shown, spans) >= 0.8, (finals, spans)
+        assert {m["speaker"] for m in finals} == {"Allison", "Ben"}, finals
+        assert words_right(finals, spans) >= 0.8, (finals, spans)
         allison_first = [m for m in finals if m["start"] < spans[0][1] and m["speaker"] == "Allison"]
-        reader_next = [m for m in finals if spans[1][0] - 0.3 <= m["start"] < spans[1][1]]
-        assert allison_first and reader_next and reader_next[0]["speaker"] in ("Speaker 1", "Ben"), finals
+        # The cut lands on a word boundary near the change (a word either side of it).
+        reader_next = [m for m in finals if spans[1][0] - 1.2 <= m["start"] < spans[1][1] - 1.0]
+        assert allison_first and reader_next and reader_next[0]["speaker"] == "Ben", finals
 
         async with http.get("/rooms/panel/transcript.vtt") as resp:
             vtt = await resp.text()
