@@ -47,7 +47,15 @@ from pipeline.policy_options import (
     sentence_wait,
 )
 from pipeline.repair import mended, wordless
-from pipeline.text import bad_decode, collapse_loops, is_hallucination, join_words, normalize, overlap
+from pipeline.text import (
+    bad_decode,
+    collapse_loops,
+    final_of,
+    is_hallucination,
+    join_words,
+    normalize,
+    overlap,
+)
 from pipeline.types import SAMPLE_RATE, Caption, DecodeOptions, TranscribeRequest, Transcript, Word
 from pipeline.utterance import CUT_LEAD, Utterance
 from pipeline.vad import VadFrame, VadOptions, VadSegmenter
@@ -412,9 +420,8 @@ class CaptionPolicy:
         if not utt.timed:
             # The cut needs true word times: wait for an aligned partial (asked near the cap).
             if utt.partial_ticket is None and utt.final_ticket is None:
-                if utt.cut_asked == utt.samples:  # its aligned answer for this audio disagreed
+                if utt.asked_cut():  # its aligned answer for this very audio disagreed: not again
                     return self._split(utt, utt.samples, keep_words=True)
-                utt.cut_asked = utt.samples
                 return [self._submit_partial(utt, timed=True)]
             return []
         last = utt.committed[-1]
@@ -434,15 +441,7 @@ class CaptionPolicy:
         words = utt.committed
         if utt.after_cut:
             words = words[overlap(self._context.last_final, words) :]  # heard again across the last cut
-        caption = Caption(
-            segment=utt.segment,
-            final=True,
-            text=join_words(words),
-            start=words[0].start if words else utt.start,
-            end=last.end,
-            lang=self.options.language,
-            words=tuple(words),
-        )
+        caption = final_of(utt.segment, words, utt.start, last.end, self.options.language)
         self._context.remember(words)
         self.ledger.finalised(utt.first, utt.start_sample + cut)
         return [Emit(caption), *self._carry_on(utt, cut, after_cut=True)]
@@ -582,15 +581,8 @@ class CaptionPolicy:
         if utt.after_cut:
             words = words[overlap(self._context.last_final, words) :]
         self._context.remember(words)
-        return Caption(
-            segment=utt.segment,
-            final=True,
-            text=join_words(words),
-            start=words[0].start if words else utt.start,
-            end=words[-1].end if words else utt.start + duration,
-            lang=transcript.language or self.options.language,
-            words=tuple(words),
-        )
+        end = words[-1].end if words else utt.start + duration
+        return final_of(utt.segment, words, utt.start, end, transcript.language or self.options.language)
 
     def _partial_caption(self, utt: Utterance) -> Caption:
         words = utt.words

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pipeline.types import DecodeOptions, Transcript, Word
+from pipeline.types import Caption, DecodeOptions, Transcript, Word
 
 _NON_WORD = re.compile(r"[^\w']+")
 TERMINAL = (".", "?", "!")
@@ -146,3 +146,10 @@ def bad_decode(transcript: Transcript, options: DecodeOptions) -> bool:
         and transcript.no_speech_prob <= options.no_speech_threshold
     )
     return looped or unsure
+
+
+def final_of(segment: int, words: Sequence[Word], start: float, end: float, lang: str) -> Caption:
+    """A final of these stream-timed words: their text, from the first word's start (else
+    ``start``) to ``end``; the words go with it (speaker turns cut a final between them)."""
+    first = words[0].start if words else start
+    return Caption(segment, True, join_words(words), first, end, lang, words=tuple(words))

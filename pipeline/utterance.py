@@ -58,6 +58,15 @@ class Utterance:
     # The room's vocabulary when the utterance began: a change applies from the next one.
     vocabulary: Vocabulary = NO_VOCABULARY
 
+    def asked_cut(self) -> bool:
+        """Whether an aligned partial for the length cut was asked with exactly this audio
+        already (its answer disagreed with the committed words: asking again would get the
+        same answer, a busy loop); else it is asked now."""
+        if self.cut_asked == self.samples:
+            return True
+        self.cut_asked = self.samples
+        return False
+
     def append(self, samples: np.ndarray) -> None:
         self.chunks.append(samples)
         self.samples += len(samples)

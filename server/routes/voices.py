@@ -110,7 +110,7 @@ async def post_voice(request: web.Request) -> web.Response:
     await state.rooms.set_words(room, words, ("voices",))
     room.words = words
     log.info("room %s: a voice enrolled (%.1f s)", name, seconds)
-    body = {"room": name, "voice": speaker, "seconds": round(seconds, 1), **room_settings(room)}
+    body = {"room": name, "voice": speaker, "seconds": round(seconds, 1), **room_settings(room, state)}
     return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
 
 
@@ -129,7 +129,7 @@ async def delete_voice(request: web.Request) -> web.Response:
     words = record.words.with_voices(tuple(voices.items()))
     await state.rooms.set_words(room, words, ("voices",))
     room.words = words
-    return web.json_response({"room": name, **room_settings(room)}, headers={"Cache-Control": "no-store"})
+    return web.json_response({"room": name, **room_settings(room, state)}, headers={"Cache-Control": "no-store"})
 
 
 def routes() -> list[web.RouteDef]:
