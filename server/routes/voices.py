@@ -129,7 +129,9 @@ async def delete_voice(request: web.Request) -> web.Response:
     words = record.words.with_voices(tuple(voices.items()))
     await state.rooms.set_words(room, words, ("voices",))
     room.words = words
-    return web.json_response({"room": name, **room_settings(room, state)}, headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"room": name, **room_settings(room, state)}, headers={"Cache-Control": "no-store"}
+    )
 
 
 def routes() -> list[web.RouteDef]:
