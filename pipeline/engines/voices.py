@@ -177,25 +177,40 @@ class VoiceEngine:
 
     def __init__(self, config: VoiceConfig | None = None) -> None:
         self.config = config or VoiceConfig()
-        self._piper: dict[str, _Piper] = {}
+        # Voice files are checked now and loaded on first use (0.3 s and ~60 MB each): a server
+        # whose rooms never speak that language never pays for it.
+        self._paths: dict[str, str] = {}
         for lang, path in self.config.models.items():
-            self._piper[normalize(lang)] = _Piper(path, self.config.device, self.config.threads)
+            if not Path(path).is_file() or not Path(f"{path}.json").is_file():
+                raise VoiceError(f"Piper voice {path!r}: needs the .onnx file and its .onnx.json beside it")
+            self._paths[normalize(lang)] = path
+        self._piper: dict[str, _Piper] = {}
         self._espeak = espeak_languages() if self.config.espeak else frozenset()
-        if self.config.espeak and not self._espeak and not self._piper:
-            raise VoiceError("espeak-ng is not installed (apt-get install espeak-ng) and no Piper voice given")
-        self.languages: frozenset[str] = frozenset(self._piper) | self._espeak
+        if not self._espeak and not self._paths:
+            raise VoiceError("nothing can speak: no espeak-ng (apt-get install espeak-ng), no Piper voice")
+        self.languages: frozenset[str] = frozenset(self._paths) | self._espeak
         self._lock = threading.Lock()  # schedulers of several devices may share one engine
 
     def voice_of(self, lang: str) -> str:
         """The voice that speaks ``lang``: a Piper voice's name, or ``espeak-ng``."""
+        path = self._paths.get(lang)
+        return Path(path).stem if path else "espeak-ng"
+
+    def _voice(self, lang: str) -> _Piper | None:
+        path = self._paths.get(lang)
+        if path is None:
+            return None
         piper = self._piper.get(lang)
-        return piper.name if piper else "espeak-ng"
+        if piper is None:
+            piper = self._piper[lang] = _Piper(path, self.config.device, self.config.threads)
+        return piper
 
     def speak(self, request: SpeakRequest) -> Speech:
         text = " ".join(request.text.split())[:MAX_TEXT]
         lang = normalize(request.lang)
         speed = min(max(request.speed, 0.5), 2.0)
-        piper = self._piper.get(lang)
+        with self._lock:
+            piper = self._voice(lang)
         if piper is not None:
             with self._lock:
                 pcm = piper.speak(text, speed) if text else np.zeros(0, np.int16)

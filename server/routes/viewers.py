@@ -57,6 +57,7 @@ def planned_room(state: AppState, record: RoomRecord) -> Room:
         source_language=record.source_language,
         words=record.words,
         max_speakers=record.max_speakers,
+        voice=state.rooms.default_voice if record.voice is None else record.voice,
     )
 
 
