@@ -17,40 +17,16 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
-from pipeline.languages import UnknownLanguage, normalize
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_body, shown
 from server.media.offers import restore, set_aside
 from server.media.peers import OfferError, PeerRefused, check_transport
 from server.media.voice import Listening, VoiceTrack, send_voice, wants_audio
-from server.rooms.room import Room
 from server.routes.access import require_view
-from server.routes.viewers import planned_room, room_name, watched_room
-from server.state import STATE, AppState
+from server.routes.viewers import planned_room, room_name, voice_language, watched_room
+from server.state import STATE
 
 log = logging.getLogger(__name__)
-
-
-def voice_language(state: AppState, room: Room, raw: str | None) -> str:
-    """The voice a listener's ``?lang=`` picks: one of the room's ``voice`` languages (the only
-    one, when it speaks one and none is asked for); a 400 naming them otherwise."""
-    if state.voice is None:
-        raise error(400, "voice_off", "the voice-over is off on this server (no espeak-ng, no Piper voice)")
-    spoken = ", ".join(room.voice) or "none"
-    if not raw:
-        if len(room.voice) == 1:
-            return room.voice[0]
-        raise error(400, "voice_not_spoken", f"pick a voice with ?lang=; room {room.name!r} speaks: {spoken}")
-    try:
-        lang = normalize(raw)
-    except UnknownLanguage:
-        lang = raw
-    if lang not in room.voice:
-        said = raw if len(raw) <= 32 else raw[:31] + "…"
-        raise error(
-            400, "voice_not_spoken", f"room {room.name!r} does not speak {said!r}; it speaks: {spoken}"
-        )
-    return lang
 
 
 async def post_whep(request: web.Request) -> web.Response:
