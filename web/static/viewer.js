@@ -223,7 +223,7 @@
         const r = await fetch(url, { method: "POST", headers, body: pc.localDescription.sdp });
         if (r.status !== 201) throw new Error("WHEP answered " + r.status);
         const location = r.headers.get("Location");
-        this.location = location ? new URL(location, url).href : null;
+        this.location = location ? new URL(location, new URL(url, document.baseURI)).href : null;
         if (pc !== this.pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
       } catch (e) {
@@ -260,7 +260,7 @@
       b.type = "button";
       b.dataset.lang = lang;
       b.setAttribute("aria-pressed", "false");
-      b.textContent = "\u{1F508} Listen " + lang.toUpperCase();
+      b.textContent = "Listen " + lang.toUpperCase();
       b.title = "Hear the captions spoken in " + lang;
       b.addEventListener("click", () => (voice.lang === lang ? voice.stop() : voice.play(lang)));
       buttons.set(lang, b);
@@ -272,7 +272,7 @@
         const on = l === voice.lang && state !== "stopped";
         b.setAttribute("aria-pressed", String(on));
         b.dataset.state = l === lang ? state : "stopped";
-        b.textContent = (on ? "\u{1F50A} " : "\u{1F508} ") + "Listen " + l.toUpperCase();
+        b.textContent = (on ? "Listening " : "Listen ") + l.toUpperCase();
       }
       onState(state, lang);
     };
