@@ -15,7 +15,7 @@ sentence. Three rules keep it in step, all decided here without I/O, with time p
 3. **Silence between.** Sentences never overlap; ``gap`` seconds of silence separate them.
 
 Invariants (tests/unit/test_pacing.py checks them with Hypothesis): every expected sentence
-ends in exactly one ``Start`` or ``Drop``; starts keep the captions' order; a start is at most
+ends in exactly one ``Start`` or ``Drop``; starts keep the order sentences were expected in; a start is at most
 ``max_lag`` after its caption; a start is never before the previous sentence's end plus the gap.
 """
 
@@ -113,13 +113,17 @@ class Pacer:
 
     def expect(self, key: int, shown_at: float, chars: int, now: float) -> float:
         """A sentence whose caption was shown at ``shown_at`` is being synthesised; returns the
-        speed to synthesise it at. Keys must grow: they give the order of speaking."""
-        if key in self._keys or (self._queue and key < self._queue[-1].key):
-            raise ValueError(f"sentence {key} is out of order or already expected")
-        speed = speed_for(self.lag(now) + (now - shown_at), self.options)
+        speed to synthesise it at. Sentences are spoken in the order they are expected."""
+        if key in self._keys:
+            raise ValueError(f"sentence {key} is already expected")
+        speed = self.speed(shown_at, now)
         self._queue.append(_Line(key, shown_at, max(chars, 1), speed))
         self._keys.add(key)
         return speed
+
+    def speed(self, shown_at: float, now: float) -> float:
+        """The speed for a sentence shown at ``shown_at``, were it expected ``now``."""
+        return speed_for(self.lag(now) + (now - shown_at), self.options)
 
     def ready(self, key: int, duration: float) -> bool:
         """Its audio is here, ``duration`` seconds long. False if it is no longer waited for."""

@@ -98,11 +98,18 @@ class VoiceLine:
 
     # -- sentences ------------------------------------------------------------------------
 
-    def expect(self, key: int, shown_at: float, text: str) -> float:
-        """A sentence shown at ``shown_at`` is on its way; returns the speed to speak it at."""
+    def expect(self, key: int, shown_at: float, chars: int) -> float:
+        """A sentence of ``chars`` characters shown at ``shown_at`` is on its way; returns the
+        speed to speak it at (ValueError if ``key`` is expected already)."""
         now = self.clock()
         self.advance(now)
-        return self.pacer.expect(key, shown_at, len(text), now)
+        return self.pacer.expect(key, shown_at, chars, now)
+
+    def speed(self, shown_at: float) -> float:
+        """The speed a sentence shown at ``shown_at`` would be spoken at, were it expected now."""
+        now = self.clock()
+        self.advance(now)
+        return self.pacer.speed(shown_at, now)
 
     def deliver(self, key: int, pcm: np.ndarray, rate: int) -> None:
         """Its audio (int16 mono at ``rate``) arrived."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -41,7 +41,7 @@ from server.rooms.room import Room
 from server.rooms.shared import SharedRoomRegistry, SharedTranscripts
 from server.rooms.transcripts import TranscriptStore
 from server.rooms.translations import RemoteTranslator, TranslationService, Translator
-from server.rooms.voices import Voices, VoiceService
+from server.rooms.voices import RemoteVoices, Voices, VoiceService
 from server.routes import events, health, ice, pages, viewers, whep, whip
 from server.routes import rooms as room_routes
 from server.routes import transcripts as transcript_routes
@@ -80,18 +80,20 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             settings,
             context=logs.current,
             bind=logs.bound,
-            engines=("whisper", engine) if engine else ("whisper",),
+            engines=("whisper", engine, "piper") if engine else ("whisper", "piper"),
         )
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared
         if engine is not None:
             translation = translation_service(RemoteTranslator(engine, shared), shared, metrics, settings)
+        # Voices run on workers (--engines piper); a room may speak what their heartbeats offer.
+        voice = voice_service(RemoteVoices(shared), shared, metrics, settings, bus)
         transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
         rooms: RoomRegistry = SharedRoomRegistry(
             bus,
             default_languages=defaults if translation else (),
-            on_room=translation.attach if translation else None,
-            on_forget=translation.detach if translation else None,
+            on_room=both(translation.attach if translation else None, voice.attach),
+            on_forget=both(translation.detach if translation else None, voice.detach),
         )
         # The model runs on the workers: its name says whether it hears more than English.
         multilingual = not settings.model.endswith(".en")
@@ -144,7 +146,9 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
                 raise ConfigError(f"--youtube-caption-url: {exc}") from exc
         multilingual = models.multilingual
     voice_defaults = parse_list(settings.voice_langs)
-    if voice_defaults:
+    if voice_defaults and settings.redis:
+        rooms.default_voice = voice_defaults  # checked against the voice workers as rooms are created
+    elif voice_defaults:
         if voice is None:
             raise ConfigError("--voice-langs: nothing can speak here (install espeak-ng, or --voice-model)")
         spoken = None if multilingual else "en"
@@ -243,6 +247,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     return app
 
 
+def both(first: Callable[[Room], None] | None, second: Callable[[Room], None]) -> Callable[[Room], None]:
+    """One room hook made of two (the first may be absent)."""
+
+    def hook(room: Room) -> None:
+        if first is not None:
+            first(room)
+        second(room)
+
+    return hook
+
+
 def destination_policy(settings: Settings) -> DestinationPolicy:
     """Where outputs may connect: public addresses, and what ``--outputs-allow`` lists."""
     try:
@@ -269,16 +284,21 @@ def translation_service(
 
 
 def voice_service(
-    voices: Voices, backend: InferenceBackend, metrics: Metrics, settings: Settings
+    voices: Voices,
+    backend: InferenceBackend,
+    metrics: Metrics,
+    settings: Settings,
+    bus: RoomBus | None = None,
 ) -> VoiceService:
-    """The app's voice-over driver: pacing from the settings, synthesis on the backend."""
+    """The app's voice-over driver: pacing from the settings, synthesis on the backend (on a
+    gateway, ``bus`` carries each sentence to every gateway's listeners)."""
     return VoiceService(
         voices,
         backend,
         metrics,
         PacingOptions(max_lag=settings.voice_max_lag),
         timeout=max(settings.voice_max_lag, 1.0) * 2,
-        always=bool(settings.redis),
+        bus=bus,
     )
 
 

@@ -19,7 +19,7 @@ from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import ModelNotFound, ResolvedModel, resolve_nllb, resolve_whisper
 from pipeline.redis_backend import RedisBackend, RedisOptions
 from pipeline.scheduler import Scheduler, SchedulerObserver
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,26 @@ def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[De
     name ("" without Whisper), and the engines to close at exit (Apertium's processes)."""
     if "whisper" in engines:
         models, own = with_translator(load_models(settings), settings)
-        return models.devices, models.model.name, own
-    # A translation-only worker: no Whisper; Apertium runs on the CPU whatever the device.
-    name = settings.translation_engine
-    specs = parse_devices("cpu" if name == "apertium" else settings.device)
-    bare = LoadedModels(ResolvedModel("", "", "none"), [(dev, {}) for dev in specs])
-    models, own = with_translator(bare, settings)
-    return models.devices, "", own
+        name = models.model.name
+    else:
+        # A translation or voice worker: no Whisper; Apertium and espeak-ng run on the CPU.
+        translator = settings.translation_engine
+        on_cpu = translator == "apertium" or (translator is None and not settings.voice_model)
+        specs = parse_devices("cpu" if on_cpu else settings.device)
+        bare = LoadedModels(ResolvedModel("", "", "none"), [(dev, {}) for dev in specs])
+        models, own = with_translator(bare, settings)
+        name = ""
+    if "piper" in engines:
+        from pipeline.engines.voices import VoiceError
+
+        try:
+            device = models.devices[0][0].device
+            engine = voice_engine(settings, device)
+        except VoiceError as exc:
+            raise ConfigError(str(exc)) from exc
+        devices = [(dev, {**e, "piper": engine}) for dev, e in models.devices]
+        models = LoadedModels(models.model, devices, models.translator, models.translate_model)
+    return models.devices, name, own
 
 
 def load_models(settings: Settings) -> LoadedModels:

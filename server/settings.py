@@ -123,16 +123,17 @@ class WorkerSettings:
     max_inflight: int = 0
     max_deliveries: int = 3
     log_format: str = "text"
-    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb
+    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb, piper
     translate_model: str = ""
+    voice_model: str = ""  # with piper: LANG=PATH Piper voices (others speak with espeak-ng)
 
     @property
     def engine_list(self) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(e.strip() for e in self.engines.split(",") if e.strip()))
-        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb")]
+        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb", "piper")]
         if unknown or not names:
             raise ConfigError(
-                f"--engines takes whisper, apertium and nllb (comma-separated); got {self.engines!r}"
+                f"--engines takes whisper, apertium, nllb and piper (comma-separated); got {self.engines!r}"
             )
         if "apertium" in names and "nllb" in names:
             raise ConfigError("a worker runs one translation engine: --engines apertium or nllb, not both")
@@ -144,10 +145,11 @@ class WorkerSettings:
 
     def serve_settings(self) -> Settings:
         """The serve settings that model loading and batching read."""
-        translator = next((e for e in self.engine_list if e != "whisper"), "")
+        translator = next((e for e in self.engine_list if e not in ("whisper", "piper")), "")
         return Settings(
             translate_engine=translator,
             translate_model=self.translate_model,
+            voice_model=self.voice_model,
             model=self.model,
             device=self.device,
             compute_type=self.compute_type,
@@ -280,8 +282,9 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
-    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, or whisper,nllb")
+    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, piper, or a list")
     flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
+    flag("voice_model", str, "with --engines piper: Piper voices LANG=PATH.onnx,... (others: espeak-ng)")
     _log_flags(p)
 
 
