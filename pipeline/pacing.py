@@ -15,8 +15,9 @@ sentence. Three rules keep it in step, all decided here without I/O, with time p
 3. **Silence between.** Sentences never overlap; ``gap`` seconds of silence separate them.
 
 Invariants (tests/unit/test_pacing.py checks them with Hypothesis): every expected sentence
-ends in exactly one ``Start`` or ``Drop``; starts keep the order sentences were expected in; a start is at most
-``max_lag`` after its caption; a start is never before the previous sentence's end plus the gap.
+ends in exactly one ``Start`` or ``Drop``; starts keep the order sentences were expected in;
+a start is at most ``max_lag`` after its caption; a start is never before the previous
+sentence's end plus the gap.
 """
 
 from __future__ import annotations

@@ -207,7 +207,10 @@ class VoiceEngine:
 
     def speak(self, request: SpeakRequest) -> Speech:
         text = " ".join(request.text.split())[:MAX_TEXT]
-        lang = normalize(request.lang)
+        try:
+            lang = normalize(request.lang)
+        except UnknownLanguage as exc:
+            raise VoiceError(str(exc)) from exc
         speed = min(max(request.speed, 0.5), 2.0)
         with self._lock:
             piper = self._voice(lang)

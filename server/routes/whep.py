@@ -33,11 +33,11 @@ async def post_whep(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
     record = await require_view(request, name)  # first: without the token, not even its voices
-    lang = voice_language(state, planned_room(state, record), request.query.get("lang"))
     if request.content_type != "application/sdp":
         raise error(415, "unsupported_media_type", "send the offer as Content-Type: application/sdp")
     client = admit(request)
     sdp = await read_body(request)
+    lang = voice_language(state, planned_room(state, record), request.query.get("lang"))
     if not sdp.strip():
         raise error(400, "empty_sdp", "the SDP offer is empty")
     if not sdp.lstrip().startswith("v=0"):
