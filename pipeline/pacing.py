@@ -7,8 +7,8 @@ sentence. Three rules keep it in step, all decided here without I/O, with time p
 
 1. **Speed up.** A sentence is synthesised at a speed chosen from how late it would start
    (``speed_for``): 1.0 up to ``speed_from`` seconds of lag, rising linearly to ``max_speed``
-   at ``max_lag``. 1.25 at most: Whisper base read espeak-ng's Spanish back at WER 0.21 at
-   normal speed and 0.31 at 1.35x (bench/results/voice.md), so faster costs words.
+   at ``max_lag``. 1.3 at most: Whisper base reads espeak-ng's Spanish back about as well at
+   1.25x as at 1.0x, and 1.35x cost words in one of two runs (bench/results/voice.md).
 2. **Drop the oldest.** A sentence that cannot start within ``max_lag`` seconds of its
    caption is dropped unstarted, oldest first, and reported (``Drop``), so the delay of what
    is spoken never grows past the bound: late is acceptable, an ever-growing delay is not.
@@ -40,8 +40,8 @@ class PacingOptions:
     """
 
     max_lag: float = 4.0
-    speed_from: float = 1.0
-    max_speed: float = 1.25
+    speed_from: float = 0.5
+    max_speed: float = 1.3
     gap: float = 0.2
     chars_per_second: float = 15.0
 

@@ -35,7 +35,7 @@ from pipeline.types import SpeakRequest, Speech
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 1000  # characters of one sentence to speak (a caption line is far shorter)
-ESPEAK_WPM = 165  # espeak-ng's default is 175; a touch slower is easier to follow
+ESPEAK_WPM = 175  # espeak-ng's default: a reader of captions speaks at least this fast
 # espeak-ng voice names where the ISO code alone picks a voice people know less well.
 ESPEAK_VOICES = {"en": "en-us", "pt": "pt-br", "zh": "cmn", "zh-Hant": "yue"}
 
