@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -54,6 +55,12 @@ SPANISH = [
 ]
 
 
+def cpu_with_children() -> float:
+    """CPU seconds of this process and of the programs it ran (espeak-ng is one per sentence)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def rtf_rows() -> list[dict[str, Any]]:
     rows = []
     voices = bundled_voices()
@@ -65,9 +72,9 @@ def rtf_rows() -> list[dict[str, Any]]:
     ]
     for name, lang, texts, engine in variants:
         engine.speak(SpeakRequest(texts[0], lang))  # load the voice, warm the session
-        started, cpu0 = time.perf_counter(), time.process_time()
+        started, cpu0 = time.perf_counter(), cpu_with_children()
         audio = sum(engine.speak(SpeakRequest(t, lang)).duration for t in texts)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+        wall, cpu = time.perf_counter() - started, cpu_with_children() - cpu0
         rows.append(
             {
                 "engine": name,
@@ -312,10 +319,11 @@ async def main(args: argparse.Namespace) -> None:
         "## Batch gain",
         "",
         "Piper's ONNX graph on one padded batch of B sentences, against the same B sentences one by",
-        "one (best of three). On this CPU the padded batch costs more: the vocoder computes every",
-        "padded frame and a CPU has no idle width to fill. So the engine runs a batch's sentences",
-        "one after another in one scheduler call; on a GPU a padded batch is where the gain would be",
-        "(not measured: this task had no GPU).",
+        "one (best of three). On this CPU there is no steady gain: across runs a padded batch of 4",
+        "cost from 0.5x to 1.0x of one by one (the vocoder computes every padded frame, and two",
+        "busy cores have no idle width to fill). So the engine runs a batch's sentences one after",
+        "another in one scheduler call, which saves only the calls; on a GPU a padded batch is",
+        "where the gain would be (not measured: this task had no GPU).",
         "",
         "| batch | one by one (s) | padded batch (s) | gain |",
         "|---|---|---|---|",
@@ -352,7 +360,8 @@ async def main(args: argparse.Namespace) -> None:
         "## What speeding up costs",
         "",
         "Whisper base (multilingual, int8, beam 5) reading espeak-ng's Spanish back: word error rate",
-        "against the eight sentences spoken. The pacing speeds up to 1.25x at most.",
+        "against the eight sentences spoken (Whisper's own errors vary by a few points between",
+        "runs). The pacing speeds up to 1.3x at most.",
         "",
         "| speed | speech (s) | WER |",
         "|---|---|---|",
@@ -368,7 +377,9 @@ async def main(args: argparse.Namespace) -> None:
             "spoken by espeak-ng through one scheduler, a listener reading every frame at real time;",
             "pace 1.6 plays the same speaker 1.6x faster (a fast talker whose Spanish takes longer",
             "than their English). Delay: seconds from the caption to its voice starting (median / max",
-            "per minute). Pacing: speed up past 1 s behind, drop the oldest unstarted past 4 s.",
+            "per minute). Pacing: speed up past 0.5 s behind (1.3x at 4 s), drop the oldest",
+            "unstarted past 4 s. A sentence cannot start before the one playing ends: a delay over",
+            "1.5 s is a sentence that waited for its predecessor, not a voice falling behind.",
             "",
             "| pace | finals | spoken | dropped | sped up | top speed | p90 delay (s) | delay per minute: median / max (s) |",
             "|---|---|---|---|---|---|---|---|",
