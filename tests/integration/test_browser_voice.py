@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from server.state import STATE
 from tests.integration.test_voice import metric, speech
@@ -36,10 +38,25 @@ SAMPLER = """
 """
 
 
+async def heard(page: Page, http: aiohttp.ClientSession, timeout_ms: int) -> None:
+    """Until the page's analyser reads sound; on a timeout, the server's voice metrics say why."""
+    try:
+        await page.wait_for_function("window.__peak > 0.05", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        text = await (await http.get("/metrics")).text()
+        said = [
+            line for line in text.splitlines() if line.startswith("nova_voice") and "_created" not in line
+        ]
+        raise AssertionError("the page heard nothing; the server counted:\n" + "\n".join(said)) from None
+
+
 async def test_listen_plays_the_voice_after_a_click_and_switches_language(
     nova, tmp_path: Path, artifacts: Path
 ) -> None:
-    server = await nova(translate_engine="apertium")
+    # A generous lag bound: this tests the control, not the pacing (tests/unit/test_pacing.py and
+    # the held-out check in test_voice.py do), and on a loaded CI machine a sentence's synthesis
+    # may wait seconds behind Whisper's batches on the shared scheduler.
+    server = await nova(translate_engine="apertium", voice_max_lag=20.0)
     state = server.app[STATE]
     base = str(server.make_url("")).rstrip("/")
     (tmp_path / "a").mkdir()
@@ -62,7 +79,7 @@ async def test_listen_plays_the_voice_after_a_click_and_switches_language(
         await page.evaluate(SAMPLER)
         pub = WhipPublisher(base, "hall", str(first), token=room["publish_token"])
         await pub.start(http)
-        await page.wait_for_function("window.__peak > 0.05", timeout=45_000)
+        await heard(page, http, 45_000)
         await pub.stop(http)
         (artifacts / "overlay-listen.png").write_bytes(await page.screenshot())
         assert [s.lang for s in state.listening.values()] == ["es"]
@@ -79,7 +96,7 @@ async def test_listen_plays_the_voice_after_a_click_and_switches_language(
         await page.evaluate(SAMPLER)
         pub = WhipPublisher(base, "hall", str(second), token=room["publish_token"])
         await pub.start(http)
-        await page.wait_for_function("window.__peak > 0.05", timeout=45_000)
+        await heard(page, http, 45_000)
         await pub.stop(http)
         text = await (await http.get("/metrics")).text()
         assert metric(text, "nova_voice_sentences_total", lang="en", outcome="spoken") >= 1
