@@ -4,8 +4,9 @@ FROM python:3.11-slim
 # Extra pip packages, e.g. the CUDA libraries for GPU workers (see docker-compose.gpu.yml).
 ARG EXTRA_PIP=""
 WORKDIR /app
-# Apertium (rule-based English<->Spanish) lets --translate-engine apertium translate with no model download.
-RUN apt-get update && apt-get install -y --no-install-recommends apertium apertium-eng-spa \
+# Apertium (rule-based English<->Spanish) lets --translate-engine apertium translate with no model download;
+# espeak-ng speaks the voice-over of every language without a Piper voice.
+RUN apt-get update && apt-get install -y --no-install-recommends apertium apertium-eng-spa espeak-ng \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server

@@ -36,7 +36,7 @@ from pipeline.scheduler import Scheduler
 from pipeline.session import CaptionSession, caption_policy
 from pipeline.turns import SPLIT_SEGMENTS, SpeakerTurns, TurnOptions
 from pipeline.types import Caption, EmbedRequest
-from pipeline.voices import VoiceClusterer, unit
+from pipeline.clusterer import VoiceClusterer, unit
 
 
 async def run_session(

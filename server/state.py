@@ -11,6 +11,7 @@ from pipeline.backend import InferenceBackend
 from pipeline.session import CaptionSession
 from server.edge.limits import Admission, DescriptorFloor
 from server.media.peers import PeerSet
+from server.media.voice import Listening
 from server.metrics import Metrics
 from server.rooms.access import ViewAccess
 from server.rooms.outputs import Outputs
@@ -18,6 +19,7 @@ from server.rooms.registry import RoomRegistry
 from server.rooms.room import Room
 from server.rooms.transcripts import TranscriptStore
 from server.rooms.translations import TranslationService
+from server.rooms.voices import VoiceService
 from server.settings import Settings
 
 
@@ -55,6 +57,8 @@ class AppState:
     multilingual: bool = False  # whether Whisper can hear other languages than English
     diarize: bool = False  # whether the speaker engine runs (speaker turns, voice enrolment)
     outputs: Outputs | None = None  # where rooms' finals go besides listeners (embedded server)
+    voice: VoiceService | None = None  # None: no voice-over (no text-to-speech engine)
+    listening: dict[str, Listening] = field(default_factory=dict)  # WHEP players by session id
 
     def spoken(self, room: Room) -> str | None:
         """The language a room is spoken in, when known before anyone speaks."""

@@ -1,2 +1,3 @@
 """WebRTC media: the peers and their lifecycle, the offers they accept, the data channels
-captions leave by, and the publisher that turns a peer's audio into a room's captions."""
+captions leave by, the publisher that turns a peer's audio into a room's captions, and the
+audio tracks a room's voice-over leaves by."""

@@ -159,6 +159,9 @@ class RoomKeys:
     def transcript(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:transcript"
 
+    def voice(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}:voice"
+
     def wake(self, gateway: str) -> str:
         return f"{self.prefix}:wake:{gateway}"
 
@@ -223,6 +226,12 @@ class _Watch:
     last: bytes = b"0-0"
 
 
+VoiceSink = Callable[[dict[bytes, bytes]], None]
+# A room's voice stream keeps only the last sentences: a listener joins the voice as it is now
+# (nothing is replayed), and each entry may hold seconds of audio.
+VOICE_MAXLEN = 64
+
+
 @dataclass
 class _Op:
     run: Callable[[], Awaitable[Any]]
@@ -247,6 +256,8 @@ class RoomBus:
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
         self._watched: dict[str, _Watch] = {}
         self._by_stream: dict[str, _Watch] = {}
+        self._voices: dict[str, tuple[str, VoiceSink]] = {}  # room -> its voice stream, its sink
+        self._voice_last: dict[str, bytes] = {}
         self._written: dict[str, bytes] = {}
         self._read_more = asyncio.Condition()
         self._wake_last = b"0-0"
@@ -343,6 +354,35 @@ class RoomBus:
         ]
         keys = [self.keys.captions(name), self.keys.meta(name), self.keys.transcript(name)]
         self._queue.put_nowait(_Op(lambda: self._translated(keys=keys, args=args), name, final=message.final))
+
+    def send_voice(self, name: str, fields: dict[str, Any]) -> None:
+        """An event of a room's voice-over (a sentence expected, its audio, its failure), for
+        the voice's listeners on every gateway: sent in order with the room's other events."""
+        stream = self.keys.voice(name)
+
+        async def add() -> None:  # returns no id: settle() waits for caption entries only
+            await self.client.xadd(stream, fields, maxlen=VOICE_MAXLEN)  # type: ignore[arg-type]
+
+        self._queue.put_nowait(_Op(add, name, final=fields.get("k") != "expect"))
+
+    async def watch_voice(self, name: str, sink: VoiceSink) -> None:
+        """Follow a room's voice stream from now on (nothing older is replayed)."""
+        if name in self._voices:
+            return
+        stream = self.keys.voice(name)
+        try:
+            last = await self.client.xrevrange(stream, count=1)
+        except Failure as exc:
+            raise RoomsUnavailable(f"room state (Redis) is unreachable: {exc}") from exc
+        if name in self._voices:
+            return
+        self._voices[name] = (stream, sink)
+        self._voice_last[stream] = last[0][0] if last else b"0-0"
+        await self._wake()
+
+    def unwatch_voice(self, name: str) -> None:
+        stream, _ = self._voices.pop(name, ("", None))
+        self._voice_last.pop(stream, None)
 
     def send_speech(self, room: Mirror, publisher: str, speaking: bool, queue_delay: float) -> None:
         fields = {"k": "speech", "pub": publisher, "gw": self.gateway, "speaking": int(speaking)}
@@ -509,6 +549,7 @@ class RoomBus:
         while not self._closed:
             streams: dict[str, bytes] = {wake: self._wake_last}
             streams.update({w.stream: w.last for w in self._watched.values()})
+            streams.update(self._voice_last)
             try:
                 response = await self.client.xread(streams, count=500, block=1000)  # type: ignore[arg-type]
             except Failure as exc:
@@ -520,6 +561,9 @@ class RoomBus:
                 if key == wake:
                     self._wake_last = entries[-1][0]
                     continue
+                if key in self._voice_last:
+                    self._voice_entries(key, entries)
+                    continue
                 watch = self._by_stream.get(key)
                 if watch is None:
                     continue  # unwatched meanwhile
@@ -528,6 +572,17 @@ class RoomBus:
                     self._apply(watch.room, entry_id, fields)
             async with self._read_more:
                 self._read_more.notify_all()
+
+    def _voice_entries(self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        self._voice_last[stream] = entries[-1][0]
+        sink = next((s for st, s in self._voices.values() if st == stream), None)
+        for _entry_id, fields in entries:
+            if sink is None:
+                return
+            try:
+                sink(fields)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.warning("voice stream %s: unreadable entry: %s", stream, exc)
 
     def _apply(
         self, room: Mirror, entry_id: bytes, fields: dict[bytes, bytes], replaying: bool = False

@@ -40,6 +40,7 @@ class RoomRecord:
     source_language: str | None = None
     words: RoomWords = NO_WORDS
     max_speakers: int | None = None  # None: as many as come
+    voice: tuple[str, ...] | None = None  # None: the server's default voice languages
 
     @property
     def private(self) -> bool:
@@ -72,6 +73,7 @@ class RoomRegistry:
         self._on_forget = on_forget
         self.default_languages = default_languages
         self.default_outputs: tuple[dict[str, str], ...] = ()  # rooms not created first
+        self.default_voice: tuple[str, ...] = ()  # voice languages of rooms not created with their own
         if path is not None and path.exists():
             # Private rooms' view hashes were once kept beside rooms.json, in view_tokens.json.
             legacy = path.with_name("view_tokens.json")
@@ -89,6 +91,7 @@ class RoomRegistry:
                     source_language=info.get("source_language"),
                     words=RoomWords.from_record(info),
                     max_speakers=info.get("max_speakers"),
+                    voice=tuple(info.get("voice", ())),
                 )
                 self._add(room)
 
@@ -115,6 +118,7 @@ class RoomRegistry:
                 "languages": list(r.languages),
                 "source_language": r.source_language,
                 "max_speakers": r.max_speakers,
+                "voice": list(r.voice),
                 **r.words.to_record(),
             }
             for r in self.rooms.values()
@@ -130,7 +134,11 @@ class RoomRegistry:
     def ensure(self, name: str) -> Room:
         check_room_name(name)
         room = self.rooms.get(name)
-        return room or self._add(Room(name, languages=self.default_languages, outputs=self.default_outputs))
+        return room or self._add(
+            Room(
+                name, languages=self.default_languages, outputs=self.default_outputs, voice=self.default_voice
+            )
+        )
 
     def forget_if_idle(self, name: str) -> None:
         """Drop a room nobody created, publishes to or watches: names are free to invent, and
@@ -158,6 +166,7 @@ class RoomRegistry:
             source_language=room.source_language,
             words=room.words,
             max_speakers=room.max_speakers,
+            voice=room.voice,
         )
 
     def adopt(self, room: Room, record: RoomRecord) -> None:
@@ -173,8 +182,9 @@ class RoomRegistry:
         outputs: tuple[dict[str, str], ...] = (),
         words: RoomWords = NO_WORDS,
         max_speakers: int | None = None,
+        voice: tuple[str, ...] | None = None,
     ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language, view_hash, outputs, words, max_speakers)
+        return self.create(name, languages, source_language, view_hash, outputs, words, max_speakers, voice)
 
     async def join(self, room: Room, publisher: Hashable, speaker: str | None = None) -> None:
         """Raises SpeakerRefused when the room cannot take the publisher now."""
@@ -214,6 +224,7 @@ class RoomRegistry:
         outputs: tuple[dict[str, str], ...] = (),
         words: RoomWords = NO_WORDS,
         max_speakers: int | None = None,
+        voice: tuple[str, ...] | None = None,
     ) -> tuple[Room, str]:
         """A new room with its own publish token; the token is returned once and kept hashed.
         ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
@@ -224,10 +235,14 @@ class RoomRegistry:
             raise KeyError(name)
         token = secrets.token_urlsafe(24)
         langs = self.default_languages if languages is None else languages
+        spoken = self.default_voice if voice is None else voice
         if room is None:
-            room = self._add(Room(name, languages=langs, source_language=source_language, outputs=outputs))
+            room = self._add(
+                Room(name, languages=langs, source_language=source_language, outputs=outputs, voice=spoken)
+            )
         else:
             room.languages, room.source_language, room.outputs = langs, source_language, outputs
+            room.voice = spoken
             if self._on_room is not None:
                 self._on_room(room)
         room.token_hash = hash_token(token)

@@ -120,6 +120,8 @@ class Room:
     seq: int = 0
     languages: tuple[str, ...] = ()
     source_language: str | None = None
+    # Languages whose finals are spoken (the voice-over, server/rooms/voices.py).
+    voice: tuple[str, ...] = ()
     words: RoomWords = NO_WORDS
     max_speakers: int | None = None
     listeners: dict[Hashable, Listener] = field(default_factory=dict)

@@ -90,6 +90,10 @@ class SharedRoom(Room):
             if mine and not replaying and message.source_lang is None:
                 # Numbered now: the gateway of its publisher translates it, once per room.
                 self.originated(message)
+            if mine and not replaying and message.final and message.text:
+                # The gateway that wrote a final (its publisher's, or the translator's) speaks it.
+                for hook in self.on_final:
+                    hook(message)
         elif kind == "speech" and not mine:
             self.remote_speech(publisher, entry.speaking, entry.queue_delay, replaying)
         elif kind == "join":
@@ -149,7 +153,7 @@ class SharedRoomRegistry(RoomRegistry):
     def ensure(self, name: str) -> Room:
         check_room_name(name)
         return self.rooms.get(name) or self._add(
-            SharedRoom(name, bus=self.bus, languages=self.default_languages)
+            SharedRoom(name, bus=self.bus, languages=self.default_languages, voice=self.default_voice)
         )
 
     def adopt(self, room: Room, record: RoomRecord) -> None:
@@ -160,6 +164,7 @@ class SharedRoomRegistry(RoomRegistry):
         room.created, room.token_hash, room.view_hash = True, record.publish_hash, record.view_hash
         room.languages, room.source_language = record.languages or (), record.source_language
         room.max_speakers = record.max_speakers
+        room.voice = record.voice or ()
         if room.words != record.words:
             room.set_words(record.words, ())
         if self._on_room is not None:
@@ -189,6 +194,7 @@ class SharedRoomRegistry(RoomRegistry):
             source_language=info.get("source_language"),
             words=RoomWords.from_record(info),
             max_speakers=info.get("max_speakers"),
+            voice=tuple(info.get("voice", ())),
         )
         # The local mirror follows (its spoken language and languages drive this gateway's work).
         room = self.rooms.get(name)
@@ -205,6 +211,7 @@ class SharedRoomRegistry(RoomRegistry):
         outputs: tuple[dict[str, str], ...] = (),
         words: RoomWords = NO_WORDS,
         max_speakers: int | None = None,
+        voice: tuple[str, ...] | None = None,
     ) -> tuple[Room, str]:
         name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
         token = secrets.token_urlsafe(24)
@@ -216,13 +223,24 @@ class SharedRoomRegistry(RoomRegistry):
             "languages": list(langs),
             "source_language": source_language,
             "max_speakers": max_speakers,
+            "voice": list(self.default_voice if voice is None else voice),
             **words.to_record(),
         }
         if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
+        spoken = tuple(info["voice"])
         record = RoomRecord(
-            name, True, True, hash_token(token), view_hash, langs, source_language, words, max_speakers
+            name,
+            True,
+            True,
+            hash_token(token),
+            view_hash,
+            langs,
+            source_language,
+            words,
+            max_speakers,
+            spoken,
         )
         self.adopt(room, record)
         return room, token
@@ -236,6 +254,7 @@ class SharedRoomRegistry(RoomRegistry):
         outputs: tuple[dict[str, str], ...] = (),
         words: RoomWords = NO_WORDS,
         max_speakers: int | None = None,
+        voice: tuple[str, ...] | None = None,
     ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 

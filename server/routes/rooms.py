@@ -18,6 +18,7 @@ from server.rooms.registry import RoomRecord
 from server.rooms.room import Room
 from server.rooms.speakers import MAX_SPEAKERS
 from server.rooms.translations import LanguageError
+from server.rooms.voices import VoiceLanguageError
 from server.rooms.words import RoomWords, WordsError
 from server.routes.access import request_token, require_publish, require_view
 from server.routes.transcripts import FORMATS
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 BODY_HELP = (
     'the body must be JSON {"name": "r", "languages": ["es"], "source_language": "en", "private": false,'
     ' "vocabulary": ["Niamh Okonkwo"], "replacements": {"elastic search": "Elasticsearch"},'
-    ' "max_speakers": 4, "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
+    ' "max_speakers": 4, "voice": ["es"], "outputs": [{"type": "youtube", "url": "..."}]} (all optional)'
 )
 PATCH_HELP = (
     'the body must be JSON with any of "vocabulary" (a list of terms), "replacements" '
@@ -47,6 +48,7 @@ def room_settings(room: Room, state: AppState | None = None) -> dict[str, object
         "vocabulary": list(room.words.vocabulary),
         "replacements": dict(room.words.replacements),
         "max_speakers": room.max_speakers,
+        "voice": list(room.voice),
         "speakers": list(room.live_speakers()),
         "speaker_turns": room.words.speakers,
         "speaker_names": dict(room.words.speaker_names),
@@ -158,11 +160,12 @@ async def create_room(request: web.Request) -> web.Response:
     outputs = outputs_of(state, body.get("outputs"))
     words = words_of(body)
     max_speakers = max_speakers_of(body)
+    voice = voice_of(state, body, languages, source)
     view_token = secrets.token_urlsafe(24) if private else None
     view_hash = hash_token(view_token) if view_token else None
     try:
         room, token = await state.rooms.create_room(
-            name or None, languages, source, view_hash, outputs, words, max_speakers
+            name or None, languages, source, view_hash, outputs, words, max_speakers, voice
         )
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
@@ -221,6 +224,24 @@ def room_language_options(
     except LanguageError as exc:
         code = "too_many_languages" if "at most" in str(exc) else "unknown_language"
         raise error(400, code, str(exc)) from exc
+
+
+def voice_of(
+    state: AppState, body: dict[str, object], languages: tuple[str, ...] | None, source: str | None
+) -> tuple[str, ...] | None:
+    """A new room's voice languages (None: the server's defaults): each one it shows captions in."""
+    raw = body.get("voice")
+    if raw is None:
+        return None
+    if state.voice is None:
+        if raw in ([], ""):
+            return ()
+        raise error(400, "voice_off", "the voice-over is off on this server (no espeak-ng, no Piper voice)")
+    carried = state.rooms.default_languages if languages is None else languages
+    try:
+        return state.voice.check(raw, carried, source or (None if state.multilingual else "en"))
+    except VoiceLanguageError as exc:
+        raise error(400, "voice_not_spoken", str(exc)) from exc
 
 
 async def room_info(request: web.Request) -> web.Response:

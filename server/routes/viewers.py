@@ -8,10 +8,12 @@ import uuid
 from aiohttp import web
 from aiortc import RTCDataChannel, RTCSessionDescription
 
+from pipeline.languages import UnknownLanguage, normalize
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_json, shown
 from server.media.channels import DataChannelListener
 from server.media.peers import OfferError, PeerRefused, check_offer
+from server.media.voice import VoiceTrack, send_voice, wants_audio
 from server.rooms.names import InvalidRoomName, check_room_name
 from server.rooms.registry import RoomRecord
 from server.rooms.room import Room
@@ -57,6 +59,7 @@ def planned_room(state: AppState, record: RoomRecord) -> Room:
         source_language=record.source_language,
         words=record.words,
         max_speakers=record.max_speakers,
+        voice=state.rooms.default_voice if record.voice is None else record.voice,
     )
 
 
@@ -70,6 +73,28 @@ def viewer_stream(state: AppState, room: Room, raw: str | None) -> str | None:
         raise error(400, "language_not_carried", str(exc)) from exc
     if lang is not None and state.translation is None:
         raise error(400, "translation_off", "translation is off on this server")
+    return lang
+
+
+def voice_language(state: AppState, room: Room, raw: str | None) -> str:
+    """The voice a listener's ``?lang=`` picks: one of the room's ``voice`` languages (the only
+    one, when it speaks one and none is asked for); a 400 naming them otherwise."""
+    if state.voice is None:
+        raise error(400, "voice_off", "the voice-over is off on this server (no espeak-ng, no Piper voice)")
+    spoken = ", ".join(room.voice) or "none"
+    if not raw:
+        if len(room.voice) == 1:
+            return room.voice[0]
+        raise error(400, "voice_not_spoken", f"pick a voice with ?lang=; room {room.name!r} speaks: {spoken}")
+    try:
+        lang = normalize(raw)
+    except UnknownLanguage:
+        lang = raw
+    if lang not in room.voice:
+        said = raw if len(raw) <= 32 else raw[:31] + "…"
+        raise error(
+            400, "voice_not_spoken", f"room {room.name!r} does not speak {said!r}; it speaks: {spoken}"
+        )
     return lang
 
 
@@ -115,10 +140,21 @@ async def post_viewer(request: web.Request) -> web.Response:
     if not isinstance(sdp, str):
         raise error(400, "bad_request", 'the body must be JSON {"sdp": "<offer>"}')
     try:
-        check_offer(sdp, want_audio=False)
+        parsed = check_offer(sdp, want_audio=False)
     except OfferError as exc:
         raise error(400, exc.code, exc.message) from exc
+    # An offer that also receives audio gets the room's voice-over in ``?voice=`` (or the
+    # viewer's language, or the room's one voice) on the same peer connection.
+    voice = None
+    if wants_audio(parsed):
+        planned = planned_room(state, record)
+        asked = request.query.get("voice")
+        if not asked and (lang or state.spoken(planned)) in planned.voice:
+            asked = lang or state.spoken(planned)  # the language the viewer reads, when it is spoken
+        voice = voice_language(state, planned, asked or None)
     room = await watched_room(state, record, client)
+    line = state.voice.line(room, voice) if state.voice is not None and voice is not None else None
+    track: VoiceTrack | None = None
 
     viewer_id = "viewer-" + uuid.uuid4().hex
 
@@ -128,6 +164,9 @@ async def post_viewer(request: web.Request) -> web.Response:
         room.remove_viewer(viewer_id)
         room.unlisten(viewer_id)
         state.metrics.viewers.dec()
+        if track is not None:
+            track.stop()
+            state.metrics.voice_listeners.dec()
         state.rooms.forget_if_idle(room.name)
 
     try:
@@ -138,6 +177,9 @@ async def post_viewer(request: web.Request) -> web.Response:
         raise refused(exc.refusal) from exc
     room.add_viewer(viewer_id, client)
     state.metrics.viewers.inc()
+    if line is not None:
+        track = VoiceTrack(line)
+        state.metrics.voice_listeners.inc()
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
@@ -153,6 +195,8 @@ async def post_viewer(request: web.Request) -> web.Response:
             """Viewers have nothing to say; whatever they send is dropped unread."""
 
     try:
+        if track is not None:
+            send_voice(pc, parsed, track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001 - aiortc raises several kinds on offers it cannot answer

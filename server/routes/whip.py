@@ -13,7 +13,7 @@ from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.session import CaptionSession, caption_policy
 from pipeline.turns import SpeakerTurns, TurnOptions
-from pipeline.voices import VoiceClusterer
+from pipeline.clusterer import VoiceClusterer
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_body, shown

@@ -42,7 +42,8 @@ def test_compose_runs_redis_gateways_scalable_workers_and_coturn() -> None:
     full = compose(secrets, "docker-compose.yml", rendered=True)
     assert full.returncode == 0, full.stderr
     services = json.loads(full.stdout)["services"]
-    assert set(services) == {"redis", "gateway", "worker", "translate_worker", "coturn"}
+    assert set(services) == {"redis", "gateway", "worker", "translate_worker", "voice_worker", "coturn"}
+    assert services["voice_worker"]["environment"]["NOVA_ENGINES"] == "piper"
     translate = services["translate_worker"]
     assert "container_name" not in translate and not translate.get("ports")
     assert translate["environment"]["NOVA_ENGINES"] == "apertium"

@@ -70,6 +70,7 @@ def test_keda_scales_each_worker_kind_on_its_own_request_stream(
     streams = {
         "nova-whisper-worker": keys.requests("whisper", True),
         "nova-translate-worker": keys.requests("apertium", True),
+        "nova-voice-worker": keys.requests("piper", True),
     }
     scaled = by_kind(docs, "ScaledObject")
     assert set(scaled) == set(streams)

@@ -10,7 +10,7 @@ import pytest
 from bench.panel import allison, available, reader
 from pipeline.engines.speaker import FeatureSpec, SpeakerEngine, mel_filters
 from pipeline.types import EmbedRequest
-from pipeline.voices import unit
+from pipeline.clusterer import unit
 
 pytestmark = pytest.mark.skipif(
     not available(), reason="needs asterisk-core-sounds-en-wav (install.sh --dev)"

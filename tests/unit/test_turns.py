@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pipeline.turns import SPLIT_SEGMENTS, SpeakerTurns, TurnOptions
 from pipeline.types import SAMPLE_RATE, Caption, Word
 from pipeline.vad import VadFrame
-from pipeline.voices import VoiceClusterer
+from pipeline.clusterer import VoiceClusterer
 
 DIM = 16
 STEP, SPAN = 0.4, 0.815

@@ -214,3 +214,41 @@ def test_speaker_windows_and_their_embeddings_round_trip() -> None:
     header["body"]["rows"] = 4  # rows that the bytes do not hold
     with pytest.raises(WireError):
         decode_result({**bad, b"h": json.dumps(header).encode()})
+def test_a_sentence_to_speak_and_its_speech_round_trip_with_the_audio_in_the_bytes() -> None:
+    from pipeline.types import SpeakRequest, Speech
+
+    asked = WireRequest(
+        "r9", "gw", "voice", 3, True, "piper", SpeakRequest("Hola a todos.", "es", 1.2), "reply"
+    )
+    assert decode_request(encode_request(asked)) == asked
+    pcm = np.array([0, 32767, -32768, 5], dtype=np.int16)
+    fields = encode_result(WireResult("r9", "voice", 3, "ok", "piper", Speech(pcm, 22050, "es", "espeak-ng")))
+    assert fields[b"b"] == pcm.astype("<i2").tobytes() and b"pcm" not in fields[b"h"]
+    back = decode_result(fields).payload
+    assert np.array_equal(back.pcm, pcm) and (back.rate, back.lang, back.voice) == (22050, "es", "espeak-ng")
+
+
+@pytest.mark.parametrize(
+    ("body", "blob"),
+    [
+        ({"rate": 22050, "lang": "es", "voice": "x"}, b"\x00"),  # odd PCM
+        ({"rate": 1, "lang": "es", "voice": "x"}, b""),  # no such rate
+        ({"rate": 22050, "lang": "es"}, b""),  # no voice
+    ],
+)
+def test_a_speech_result_that_cannot_be_checked_is_refused(body: dict, blob: bytes) -> None:
+    header = {"rid": "r", "session": "s", "ticket": 1, "status": "ok", "engine": "piper", "error": "",
+              "worker": "w", "run_ms": 1.0, "body": body}  # fmt: skip
+    with pytest.raises(WireError):
+        decode_result({b"v": str(VERSION).encode(), b"h": json.dumps(header).encode(), b"b": blob})
+
+
+def test_a_sentence_too_long_or_too_fast_is_refused() -> None:
+    from pipeline.types import SpeakRequest
+
+    for text, speed in (("x" * 1001, 1.0), ("hola", 9.0)):
+        fields = encode_request(
+            WireRequest("r", "gw", "s", 1, True, "piper", SpeakRequest(text, "es", speed), "reply")
+        )
+        with pytest.raises(WireError):
+            decode_request(fields)

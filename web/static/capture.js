@@ -531,12 +531,28 @@
     for (const lang of info.languages || []) ui.watch.append(new Option(languageName(lang), lang));
     ui.watch.value = [...ui.watch.options].some((o) => o.value === chosen) ? chosen : '';
     ui.watchRow.hidden = ui.watch.options.length < 2 || mode === 'dictation';
+    showVoices(s, info.voice || []);
     if (Array.isArray(info.vocabulary) && !ui.vocabulary.dataset.edited) {
       ui.vocabulary.value = info.vocabulary.join(', ');
     }
     if (info.replacements && typeof info.replacements === 'object' && !ui.replacements.dataset.edited) {
       ui.replacements.value = replacementLines(info.replacements);
     }
+  }
+
+  // The room's voice-over: a Listen button per spoken language (silent until clicked).
+  let voice = null;
+  function showVoices(s, langs) {
+    const row = $('listen-row');
+    const same = voice && voice.room === s.room && voice.langs.join() === langs.join();
+    if (same) return;
+    if (voice) voice.stop();
+    row.replaceChildren();
+    voice = null;
+    row.hidden = !langs.length;
+    if (!langs.length) return;
+    voice = window.NovaVoice.control(row, { server: '', room: s.room, token: s.token, langs });
+    voice.langs = langs;
   }
 
   function watch(lang) {
@@ -941,6 +957,7 @@
     finals: (lang) => (lang === undefined ? shownView() : viewFor(lang).view).finals(),
     partial: () => shownView().partial(),
     watching: () => (watcher ? ui.watch.value : ''),
+    voice: () => voice,
     mode: () => mode,
     outputs: () => outputs.outputs,
     dictationPieces,

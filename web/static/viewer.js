@@ -178,6 +178,111 @@
     }
   }
 
+  /** A room's voice-over in one language at a time, over WHEP (POST /whep/{room}?lang=), into
+   * an <audio> element of its own. Silent until play() is called from a click: browsers allow
+   * sound only after the reader's gesture, so the page never starts speaking by itself. */
+  class NovaVoice {
+    constructor(opts) {
+      this.server = (opts.server || "").replace(/\/$/, "");
+      this.room = opts.room;
+      this.token = opts.token || "";
+      this.onState = opts.onState || (() => {});
+      this.audio = document.createElement("audio");
+      this.audio.className = "nova-voice";
+      this.audio.muted = true; // muted until the reader asks for a language
+      this.audio.autoplay = true;
+      this.lang = "";
+      this.pc = null;
+      this.location = null;
+    }
+
+    async play(lang) {
+      await this.stop();
+      this.lang = lang;
+      this.onState("connecting", lang);
+      const pc = new RTCPeerConnection({ iceServers: await iceServers(this.server, this.token, this.room) });
+      this.pc = pc;
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      pc.ontrack = (ev) => {
+        if (pc !== this.pc) return;
+        this.audio.srcObject = new MediaStream([ev.track]);
+        this.audio.muted = false;
+        this.audio.play().catch(() => this.onState("blocked", lang));
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc !== this.pc) return;
+        if (pc.connectionState === "connected") this.onState("playing", lang);
+        if (["failed", "closed"].includes(pc.connectionState)) this.onState("stopped", lang);
+      };
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        await waitForIce(pc, 2000);
+        const headers = { "Content-Type": "application/sdp" };
+        if (this.token) headers.Authorization = "Bearer " + this.token;
+        const url = this.server + "/whep/" + encodeURIComponent(this.room) + "?lang=" + encodeURIComponent(lang);
+        const r = await fetch(url, { method: "POST", headers, body: pc.localDescription.sdp });
+        if (r.status !== 201) throw new Error("WHEP answered " + r.status);
+        const location = r.headers.get("Location");
+        this.location = location ? new URL(location, new URL(url, document.baseURI)).href : null;
+        if (pc !== this.pc) return;
+        await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+      } catch (e) {
+        if (pc === this.pc) { this.pc = null; pc.close(); this.onState("stopped", lang); }
+        console.info("Nova Voice: the " + lang + " voice could not start: " + e.message);
+      }
+    }
+
+    async stop() {
+      const pc = this.pc;
+      const location = this.location;
+      this.pc = null;
+      this.location = null;
+      this.audio.muted = true;
+      this.audio.srcObject = null;
+      if (pc) pc.close();
+      if (location) fetch(location, { method: "DELETE", headers: this.token ? { Authorization: "Bearer " + this.token } : {} }).catch(() => {});
+      if (this.lang) this.onState("stopped", this.lang);
+      this.lang = "";
+    }
+  }
+
+  /** "Listen" buttons, one per language, in ``container``: a click plays that language's voice
+   * (and stops another), a second click mutes it. Returns the NovaVoice. */
+  NovaVoice.control = function (container, opts) {
+    const voice = new NovaVoice(opts);
+    const box = document.createElement("div");
+    box.className = "nova-listen";
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Listen to the captions");
+    const buttons = new Map();
+    for (const lang of opts.langs || []) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.lang = lang;
+      b.setAttribute("aria-pressed", "false");
+      b.textContent = "Listen " + lang.toUpperCase();
+      b.title = "Hear the captions spoken in " + lang;
+      b.addEventListener("click", () => (voice.lang === lang ? voice.stop() : voice.play(lang)));
+      buttons.set(lang, b);
+      box.appendChild(b);
+    }
+    const onState = opts.onState || (() => {});
+    voice.onState = (state, lang) => {
+      for (const [l, b] of buttons) {
+        const on = l === voice.lang && state !== "stopped";
+        b.setAttribute("aria-pressed", String(on));
+        b.dataset.state = l === lang ? state : "stopped";
+        b.textContent = (on ? "Listening " : "Listen ") + l.toUpperCase();
+      }
+      onState(state, lang);
+    };
+    box.appendChild(voice.audio);
+    container.appendChild(box);
+    voice.box = box;
+    return voice;
+  };
+
   NovaViewer.iceServers = iceServers;
   root.NovaViewer = NovaViewer;
+  root.NovaVoice = NovaVoice;
 })(typeof window !== "undefined" ? window : this);

@@ -49,10 +49,14 @@
       onState: (s) => { element.dataset.state = s; if (s !== "live") view.clear(); },
       onTransport: (t) => { element.dataset.transport = t; element.title = "captions over " + (t === "sse" ? "the HTTP feed" : "WebRTC"); },
     }).start();
+    // data-voice="es,en": a Listen button per language above the captions (silent until clicked).
+    const langs = String(o.voice || "").split(",").map((l) => l.trim()).filter(Boolean);
+    const voice = langs.length ? NovaVoice.control(box, { server, room: o.room, token: o.token, langs }) : null;
+    if (voice) box.insertBefore(voice.box, captions);
     return {
-      element, view, viewer,
+      element, view, viewer, voice,
       on(type, fn) { element.addEventListener(type, (e) => fn(e.detail)); return this; },
-      stop() { viewer.stop(); },
+      stop() { viewer.stop(); if (voice) voice.stop(); },
     };
   }
 

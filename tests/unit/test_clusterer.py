@@ -1,4 +1,4 @@
-"""The online clusterer of a shared microphone's voices (pipeline/voices.py): pure logic, so
+"""The online clusterer of a shared microphone's voices (pipeline/clusterer.py): pure logic, so
 Hypothesis states its promises over any order of stretches."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.voices import VoiceClusterer, VoiceOptions, unit
+from pipeline.clusterer import VoiceClusterer, VoiceOptions, unit
 
 DIM = 32
 

@@ -17,7 +17,7 @@ import numpy as np
 from aiohttp import web
 
 from pipeline.types import SAMPLE_RATE, Embeddings, EmbedRequest
-from pipeline.voices import unit
+from pipeline.clusterer import unit
 from server.edge.guard import admit
 from server.edge.http import error, read_bytes
 from server.rooms.speakers import InvalidSpeaker, check_speaker
