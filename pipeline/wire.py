@@ -76,6 +76,8 @@ class WhisperCodec:
             "compression_ratio_threshold": o.compression_ratio_threshold,
             "language": o.language,
         }
+        if o.task != "transcribe":
+            options["task"] = o.task  # a gateway before issue 33 only ever transcribed
         body: dict[str, Any] = {"prompt": request.prompt, "options": options}
         if request.hotwords:
             body["hotwords"] = request.hotwords
@@ -88,6 +90,9 @@ class WhisperCodec:
         language = o.get("language")
         if language is not None and not isinstance(language, str):
             raise WireError("language must be a string or null")
+        task = _get(o, "task", str) if "task" in o else "transcribe"
+        if task not in ("transcribe", "translate"):
+            raise WireError("task is transcribe or translate")
         # Fields added by issue 12 (partials without alignment, smaller windows, the sampling
         # fallback): an entry from a gateway without them asks for what they defaulted to.
         defaults = DecodeOptions()
@@ -104,6 +109,7 @@ class WhisperCodec:
             log_prob_threshold=_number(o, "log_prob_threshold"),
             compression_ratio_threshold=_number(o, "compression_ratio_threshold"),
             language=language,
+            task=task,
         )
         audio = np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32768.0
         # A room's vocabulary (issue 21); a gateway from before it sends none.
