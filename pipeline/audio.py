@@ -73,3 +73,93 @@ class GapTracker:
         if missing <= 0:
             return 0
         return int(min(missing / sample_rate, self._max_gap) * rate)
+
+
+class AudioFileError(ValueError):
+    """A file that is not audio this server can hear, or too long: ``code`` says which
+    (``not_audio``, ``no_audio``, ``too_long``) for the caller's error answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def decode_file(path: str, max_seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any file PyAV decodes, as mono int16 at ``rate``, refused (``AudioFileError``) when it is
+    not audio or lasts more than ``max_seconds``: by the duration its container declares before
+    anything is decoded, and by the samples decoded, for containers that declare none or lie."""
+    import av
+
+    limit = int(max_seconds * rate)
+    resampler = Resampler(rate)
+    parts: list[np.ndarray] = []
+    total = 0
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioFileError("no_audio", "the file has no audio track")
+            stream = container.streams.audio[0]
+            declared = container.duration / 1_000_000 if container.duration else 0.0
+            if stream.duration and stream.time_base:
+                declared = max(declared, float(stream.duration * stream.time_base))
+            if declared > max_seconds:
+                raise AudioFileError(
+                    "too_long", f"the audio lasts {declared:.0f} s, over {max_seconds:.0f} s"
+                )
+            for frame in container.decode(stream):
+                chunk = resampler.convert(frame)
+                total += len(chunk)
+                if total > limit:
+                    raise AudioFileError("too_long", f"the audio lasts over {max_seconds:.0f} s")
+                parts.append(chunk)
+        parts.append(resampler.flush())
+    except AudioFileError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError) as exc:
+        raise AudioFileError("not_audio", "the file could not be decoded as audio") from exc
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+    if not len(audio):
+        raise AudioFileError("no_audio", "the file holds no audio samples")
+    return audio
+
+
+class PcmStream:
+    """Raw little-endian int16 PCM (``channels`` interleaved, at ``rate``) as it arrives in
+    pieces, to 16 kHz mono int16 through libswresample, whose filter state carries across pieces."""
+
+    def __init__(self, rate: int, channels: int = 1) -> None:
+        if not 8000 <= rate <= 192_000 or not 1 <= channels <= 8:
+            raise ValueError("PCM of 8-192 kHz and 1-8 channels")
+        self.rate, self.channels = rate, channels
+        self._resampler = Resampler()
+        self._rest = b""
+        self._pts = 0
+
+    def convert(self, data: bytes) -> np.ndarray:
+        import av
+
+        data = self._rest + data
+        whole = len(data) - len(data) % (2 * self.channels)
+        self._rest = data[whole:]
+        if not whole:
+            return np.zeros(0, dtype=np.int16)
+        samples = np.frombuffer(data[:whole], dtype="<i2")
+        if self.channels > 2:  # libswresample's layouts by count are ambiguous past stereo: mix here
+            samples = samples.reshape(-1, self.channels).mean(axis=1).astype("<i2")
+        channels = min(self.channels, 2)
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, -1), format="s16", layout="stereo" if channels == 2 else "mono"
+        )
+        frame.sample_rate = self.rate
+        frame.pts = self._pts
+        self._pts += len(samples) // channels
+        return self._resampler.convert(frame)
+
+    def flush(self) -> np.ndarray:
+        return self._resampler.flush()
+
+
+def pcm_to_mono(data: bytes, rate: int, channels: int) -> np.ndarray:
+    """A whole raw PCM recording as 16 kHz mono int16 (``PcmStream`` in one piece)."""
+    stream = PcmStream(rate, channels)
+    return np.concatenate([stream.convert(data), stream.flush()])

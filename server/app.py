@@ -15,6 +15,9 @@ from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
 from server import logs
+from server.api import openai as openai_api
+from server.api.files import FILE_JOBS, FileJobs
+from server.api.keys import API_KEYS, KEY_LIMITS, ApiKeys, KeyLimitOptions, KeyLimits
 from server.edge.guard import EDGE, Edge, cors, guard
 from server.edge.http import json_errors
 from server.edge.limits import Admission, DescriptorFloor, LimitOptions
@@ -156,6 +159,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         settings, admission, state.descriptors, rejected=lambda code: metrics.rejected.labels(code).inc()
     )
     app[pages.TEMPLATES] = pages.environment()
+    # The OpenAI and Deepgram compatible APIs (server/api/): keys, per-key limits, file jobs.
+    app[API_KEYS] = ApiKeys.from_settings(settings)
+    key_limits = KeyLimits(
+        KeyLimitOptions(
+            requests_per_minute=settings.api_requests_per_minute,
+            jobs=settings.max_file_jobs_per_key,
+            sockets=settings.max_api_sessions_per_key,
+        )
+    )
+    app[KEY_LIMITS] = key_limits
+    app[FILE_JOBS] = FileJobs(backend, settings, key_limits)
     app.add_routes(
         health.routes()
         + ice.routes()
@@ -165,6 +179,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + transcript_routes.routes()
         + events.routes()
         + pages.routes()
+        + openai_api.routes()
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:

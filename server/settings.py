@@ -73,6 +73,18 @@ class Settings:
     translate_partials: bool = True
     translate_timeout: float = 10.0
     max_room_languages: int = 8
+    # The OpenAI and Deepgram compatible APIs (server/api/).
+    api_key: str = ""  # comma-separated keys
+    api_keys_file: str = ""
+    api_requests_per_minute: int = 60  # per key (per address on an open loopback server)
+    max_file_jobs: int = 4  # file transcriptions of the whole server at once
+    max_file_jobs_per_key: int = 2
+    max_api_sessions_per_key: int = 8  # live sockets (Deepgram live, Realtime) of one key at once
+    max_file_mb: int = 512  # an upload's size
+    max_file_duration: float = 3600.0  # seconds of audio in one file
+    file_chunk: float = 15.0  # seconds of a file's audio per request (bench/results/files.md)
+    file_timeout: float = 7200.0  # a file job that has not finished by then fails, clearly
+    api_urls: bool = False  # Deepgram's {"url": ...} bodies: fetched (outbound policy) or refused
 
     @property
     def translation_engine(self) -> str | None:
@@ -241,6 +253,17 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "translate_partials", bool, "translate partial lines (their stable words), not only finals")
     _flag(p, "translate_timeout", float, "seconds before a translation is given up")
     _flag(p, "max_room_languages", int, "target languages a room may carry")
+    _flag(p, "api_key", str, "comma-separated keys the OpenAI and Deepgram compatible APIs take")
+    _flag(p, "api_keys_file", str, "a file of API keys, one a line (an optional name after each)")
+    _flag(p, "api_requests_per_minute", int, "API requests one key may make a minute (0: no limit)")
+    _flag(p, "max_file_jobs", int, "file transcriptions of the whole server at once")
+    _flag(p, "max_file_jobs_per_key", int, "file transcriptions of one key at once")
+    _flag(p, "max_api_sessions_per_key", int, "live API sockets (Deepgram live, Realtime) of one key")
+    _flag(p, "max_file_mb", int, "largest upload in MB")
+    _flag(p, "max_file_duration", float, "longest audio file in seconds")
+    _flag(p, "file_chunk", float, "seconds of a file's audio per inference request")
+    _flag(p, "file_timeout", float, "seconds after which an unfinished file job fails")
+    _flag(p, "api_urls", bool, "let Deepgram's {\"url\"} bodies be fetched (outputs' destination policy)")
     _log_flags(p)
 
 
