@@ -7,6 +7,7 @@ decoded, not with this module: a benchmark host (a bare CUDA box) runs without i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -163,3 +164,63 @@ def pcm_to_mono(data: bytes, rate: int, channels: int) -> np.ndarray:
     """A whole raw PCM recording as 16 kHz mono int16 (``PcmStream`` in one piece)."""
     stream = PcmStream(rate, channels)
     return np.concatenate([stream.convert(data), stream.flush()])
+
+
+class ContainerStream:
+    """Containerised audio (Ogg Opus, WebM, WAV, MP3, ...) that arrives in pieces, decoded by
+    PyAV on a thread of its own, which reads the pieces as a file. ``deliver`` gets 16 kHz mono
+    int16 samples and ``failed`` a message, both called from that thread."""
+
+    def __init__(
+        self,
+        deliver: Callable[[np.ndarray], None],
+        failed: Callable[[str], None],
+        format: str | None = None,
+    ) -> None:
+        import queue
+        import threading
+
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
+        self._buffer = b""
+        self._deliver, self._failed, self._format = deliver, failed, format
+        self._thread = threading.Thread(target=self._run, name="container-stream", daemon=True)
+        self._thread.start()
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._pieces.put(data)
+
+    def close(self) -> None:
+        """No more pieces: the thread decodes what it has and ends."""
+        self._pieces.put(None)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def read(self, size: int = -1) -> bytes:
+        """The file PyAV reads: blocks until a piece comes; b"" at the end."""
+        while not self._buffer:
+            piece = self._pieces.get()
+            if piece is None:
+                self._pieces.put(None)  # stays at the end for later reads
+                return b""
+            self._buffer = piece
+        n = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+    def _run(self) -> None:
+        import av
+
+        try:
+            resampler = Resampler()
+            with av.open(self, format=self._format, metadata_errors="ignore") as container:
+                if not container.streams.audio:
+                    raise ValueError("no audio track")
+                for frame in container.decode(container.streams.audio[0]):
+                    self._deliver(resampler.convert(frame))
+            self._deliver(resampler.flush())
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes are, the socket says so and goes on
+            self._failed(f"the audio could not be decoded ({type(exc).__name__})")
+            while self._pieces.get() is not None:  # drain, so a feeder never blocks on a dead reader
+                pass

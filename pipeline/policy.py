@@ -438,6 +438,7 @@ class CaptionPolicy:
             start=words[0].start if words else utt.start,
             end=last.end,
             lang=self.options.language,
+            words=tuple(words),
         )
         self._context.remember(words)
         self.ledger.finalised(utt.first, utt.start_sample + cut)
@@ -585,6 +586,7 @@ class CaptionPolicy:
             start=words[0].start if words else utt.start,
             end=words[-1].end if words else utt.start + duration,
             lang=transcript.language or self.options.language,
+            words=tuple(words),
         )
 
     def _partial_caption(self, utt: Utterance) -> Caption:
@@ -597,4 +599,5 @@ class CaptionPolicy:
             end=words[-1].end,
             lang=self._detected,
             stable=join_words(utt.committed),
+            words=tuple(words),
         )

@@ -95,6 +95,9 @@ class Caption:
     translations: dict[str, str] = field(default_factory=dict)
     # The leading part of a partial that successive hypotheses agreed on and will not change.
     stable: str = ""
+    # The words of ``text`` on stream time, with their probabilities, for APIs that answer word
+    # by word (Deepgram's live results); a partial's times are a guess where it was not aligned.
+    words: tuple[Word, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
 from server import logs
+from server.api import deepgram
 from server.api import openai as openai_api
 from server.api.files import FILE_JOBS, FileJobs
 from server.api.keys import API_KEYS, KEY_LIMITS, ApiKeys, KeyLimitOptions, KeyLimits
@@ -180,6 +181,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + events.routes()
         + pages.routes()
         + openai_api.routes()
+        + deepgram.routes()
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:

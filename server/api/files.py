@@ -32,6 +32,7 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_S = 10.0  # a long job's JSON answer sends a space this often, so no read timeout passes
 IDLE_S = 30.0  # an upload that sends nothing for this long is answered 408
 WRITE_BLOCK = 1 << 20  # bytes gathered before each write to disk (off the event loop)
 
@@ -186,6 +187,35 @@ class FileJobs:
                 "file job: %.1f s of audio in %d chunks, %.1f s (%s)",
                 len(audio) / SAMPLE_RATE, job.chunks, seconds, "done" if finished else "stopped",
             )  # fmt: skip
+
+
+async def keepalive(response: web.StreamResponse, segments: AsyncIterator[Segment]) -> AsyncIterator[Segment]:
+    """The segments, while a space goes out every ``KEEPALIVE_S`` that none comes (JSON allows
+    leading white space, so the body that follows still parses)."""
+    iterator = aiter(segments)
+    pending: asyncio.Task[Segment] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                await response.write(b" ")
+                continue
+            try:
+                segment = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            yield segment
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(BaseException):
+            await iterator.aclose()  # type: ignore[attr-defined]
 
 
 FILE_JOBS = web.AppKey("file_jobs", FileJobs)

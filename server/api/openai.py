@@ -17,8 +17,6 @@ error object in place of the body).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -32,7 +30,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from pipeline.filejob import FileOptions, Segment
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.types import DecodeOptions
-from server.api.files import FILE_JOBS, FileJobs, discard, spool
+from server.api.files import FILE_JOBS, FileJobs, discard, keepalive, spool
 from server.api.formats import OPENAI_FORMATS, full_text, openai_body
 from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, Caller, authenticate
 from server.edge.http import JsonError, shown
@@ -41,7 +39,6 @@ from server.state import STATE
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 10.0
 MAX_FIELDS = 32
 MAX_FIELD = 16 * 1024
 MAX_PROMPT = 4000
@@ -316,7 +313,7 @@ async def _chunked(
             if fmt == "text":
                 await response.write(b"\n")
         else:
-            async for segment in _keepalive(response, segments):
+            async for segment in keepalive(response, segments):
                 done.append(segment)
             body, _ = openai_body(done, fmt, duration, _language(done, ask), ask.task, ask.words)
             await response.write(json.dumps(body, ensure_ascii=False).encode())
@@ -335,36 +332,6 @@ def _language(done: list[Segment], ask: Ask) -> str:
     if ask.task == "translate":
         return "en"
     return done[0].language if done else (ask.options.decode.language or "en")
-
-
-async def _keepalive(
-    response: web.StreamResponse, segments: AsyncIterator[Segment]
-) -> AsyncIterator[Segment]:
-    """The segments, while a space goes out every ``KEEPALIVE_S`` that none comes."""
-    iterator = aiter(segments)
-    pending: asyncio.Task[Segment] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-            if not done:
-                await response.write(b" ")
-                continue
-            try:
-                segment = pending.result()
-            except StopAsyncIteration:
-                return
-            finally:
-                pending = None
-            yield segment
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        with contextlib.suppress(BaseException):
-            await iterator.aclose()  # type: ignore[attr-defined]
 
 
 def served_models(request: web.Request) -> list[dict[str, Any]]:
