@@ -17,6 +17,7 @@ from pipeline.translation import TranslationOptions
 from server import logs
 from server.api import deepgram
 from server.api import openai as openai_api
+from server.api import realtime
 from server.api.files import FILE_JOBS, FileJobs
 from server.api.keys import API_KEYS, KEY_LIMITS, ApiKeys, KeyLimitOptions, KeyLimits
 from server.edge.guard import EDGE, Edge, cors, guard
@@ -182,6 +183,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + pages.routes()
         + openai_api.routes()
         + deepgram.routes()
+        + realtime.routes()
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:
