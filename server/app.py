@@ -15,9 +15,8 @@ from pipeline.languages import parse_list
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
 from server import logs
-from server.api import deepgram
+from server.api import deepgram, realtime
 from server.api import openai as openai_api
-from server.api import realtime
 from server.api.files import FILE_JOBS, FileJobs
 from server.api.keys import API_KEYS, KEY_LIMITS, ApiKeys, KeyLimitOptions, KeyLimits
 from server.edge.guard import EDGE, Edge, cors, guard
