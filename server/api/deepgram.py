@@ -427,9 +427,12 @@ async def run_socket(
         socket.outbox.put_nowait(socket.metadata(audio.seconds))
     finally:
         socket.outbox.put_nowait(None)
-        await asyncio.gather(sender, return_exceptions=True)
-        if not ws.closed:
-            await ws.close()
+        try:
+            await asyncio.gather(sender, return_exceptions=True)
+            if not ws.closed:
+                await ws.close()
+        finally:
+            sender.cancel()  # a handler cancelled above (the client went) must not leave it pending
 
 
 def control(text: str) -> str | None:

@@ -31,6 +31,7 @@ from pipeline.actions import SpeechChange
 from pipeline.audio import PcmStream
 from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.session import Event
+from pipeline.text import normalize as normalize_word
 from pipeline.types import Caption
 from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, authenticate
 from server.api.live import LiveSession, vocabulary
@@ -41,6 +42,21 @@ log = logging.getLogger(__name__)
 
 RATE = 24_000  # the Realtime API's PCM16
 MAX_MESSAGE = 4 << 20  # one event (base64 audio is 4/3 of its PCM)
+
+
+def after(sent: str, final: str) -> str:
+    """What a final adds to the deltas already sent when it does not simply extend them (its
+    decode of the whole item heard a word the partials missed): the words after the sent ones,
+    found among the final's words; nothing when they are not there."""
+    words = final.split()
+    sent_words = [normalize_word(w) for w in sent.split()]
+    keys = [normalize_word(w) for w in words]
+    n = len(sent_words)
+    for i in range(len(keys) - n + 1):
+        if keys[i : i + n] == sent_words:
+            rest = words[i + n :]
+            return (" " if sent else "") + " ".join(rest) if rest else ""
+    return ""
 
 
 def event_id() -> str:
@@ -164,11 +180,14 @@ class RealtimeSocket:
         item = self.item(caption.segment)
         sent = self.sent.get(caption.segment, "")
         firm = caption.text if caption.final else caption.stable
-        if firm.startswith(sent) and len(firm) > len(sent):
+        delta = firm[len(sent) :] if firm.startswith(sent) else after(sent, firm) if caption.final else ""
+        if delta:
             self.emit(
                 "conversation.item.input_audio_transcription.delta",
-                item_id=item, content_index=0, delta=firm[len(sent):],
-            )  # fmt: skip
+                item_id=item,
+                content_index=0,
+                delta=delta,
+            )
             self.sent[caption.segment] = firm
         if caption.final:
             self.sent.pop(caption.segment, None)
@@ -253,10 +272,13 @@ async def realtime(request: web.Request) -> web.StreamResponse:
         except ApiRefused as exc:  # the session could not open (inference unavailable, full)
             socket.error(exc, None)
         finally:
-            if socket.live is not None:
-                await socket.live.abort()
             socket.outbox.put_nowait(None)
-            await asyncio.gather(sender, return_exceptions=True)
+            try:
+                if socket.live is not None:
+                    await socket.live.abort()
+                await asyncio.gather(sender, return_exceptions=True)
+            finally:
+                sender.cancel()  # a handler cancelled above (the client went) must not leave it pending
         return ws
     finally:
         limits.release(caller, "socket")
