@@ -211,6 +211,7 @@ class WireRequest:
     reply: str
     ttl_ms: int = 0
     context: Mapping[str, str] = field(default_factory=dict)
+    background: bool = False  # a file job's chunk: the worker's scheduler runs it below live work
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,8 @@ def encode_request(req: WireRequest, codecs: Mapping[str, Codec] = CODECS) -> di
         "ctx": dict(req.context),
         "body": body,
     }
+    if req.background:
+        header["bg"] = True  # a reader from before issue 33 ignores it (and runs it as a final)
     return {b"v": str(VERSION).encode(), b"h": _dumps(header), b"b": blob}
 
 
@@ -304,6 +307,7 @@ def decode_request(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = 
         reply=_get(h, "reply", str),
         ttl_ms=_get(h, "ttl_ms", int),
         context={str(k): str(v) for k, v in ctx.items()},
+        background=_get(h, "bg", bool) if "bg" in h else False,
     )
 
 
