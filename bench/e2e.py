@@ -170,6 +170,7 @@ async def run_sessions(
         "worst_p90": worst_p90,
         "wer": statistics.mean(s["wer"] for s in per),
         "missed": sum(len(stream.utterances) - len(s["latency"]) for s in per),
+        "latencies": lat,
         "rss": rss,
         "text": per[0]["text"],
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Hashable
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -170,8 +171,17 @@ class _Chunk:
 class FileJob:
     """One recording's transcription: ``async for segment in job.run(audio)``."""
 
-    def __init__(self, backend: InferenceBackend, options: FileOptions, key: Hashable | None = None) -> None:
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        options: FileOptions,
+        key: Hashable | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        """``executor`` runs the VAD over the recording (a low-priority thread, so a long file's
+        host work does not take the CPU from live sessions' decoding and VAD)."""
         self.backend = backend
+        self.executor = executor
         self.options = options
         self.key = key if key is not None else f"file-{uuid.uuid4().hex[:12]}"
         self.duration = 0.0  # seconds of audio, once run() has it
@@ -223,7 +233,8 @@ class FileJob:
     async def run(self, audio: np.ndarray) -> AsyncIterator[Segment]:
         """Segments in order as their chunks come back. ``audio``: 16 kHz mono int16."""
         self.duration = len(audio) / SAMPLE_RATE
-        spans = await asyncio.to_thread(speech_spans, audio, self.options.max_chunk)
+        loop = asyncio.get_running_loop()
+        spans = await loop.run_in_executor(self.executor, speech_spans, audio, self.options.max_chunk)
         plan = plan_chunks(
             spans, int(self.options.max_chunk * SAMPLE_RATE), int(self.options.max_gap * SAMPLE_RATE)
         )

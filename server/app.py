@@ -170,7 +170,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         )
     )
     app[KEY_LIMITS] = key_limits
-    app[FILE_JOBS] = FileJobs(backend, settings, key_limits)
+    app[FILE_JOBS] = file_jobs = FileJobs(backend, settings, key_limits)
     app.add_routes(
         health.routes()
         + ice.routes()
@@ -194,6 +194,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         if translation is not None:
             await translation.aclose()
         await backend.aclose()
+        file_jobs.close()
         for engine in own_engines:
             await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
 

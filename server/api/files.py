@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from aiohttp import web
 from pipeline.audio import AudioFileError, decode_file, pcm_to_mono
 from pipeline.backend import InferenceBackend
 from pipeline.filejob import FileJob, FileJobFailed, FileOptions, Segment
+from pipeline.threads import lower_priority
 from pipeline.types import SAMPLE_RATE
 from server.api.keys import ApiRefused, Caller, KeyLimits
 from server.settings import Settings
@@ -115,6 +117,9 @@ class FileJobs:
         self.limits = limits
         self.running = 0
         self.folder = settings.data_path / "uploads"
+        # Decoding and the VAD of uploads run on low-priority threads: live sessions' audio
+        # work (Opus decoding, their VAD) keeps the CPU first on a busy host.
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="file-job", initializer=lower_priority)
         self.counts: dict[str, float] = {"jobs": 0, "failed": 0, "audio_seconds": 0.0, "run_seconds": 0.0}
 
     @property
@@ -143,15 +148,19 @@ class FileJobs:
         """The upload as 16 kHz mono int16, or ApiRefused: 400 not audio, 413 too long."""
         limit = self.settings.max_file_duration
         try:
+            loop = asyncio.get_running_loop()
             if raw is not None:
-                return await asyncio.to_thread(read_raw, path, raw, limit)
-            return await asyncio.to_thread(decode_file, str(path), limit)
+                return await loop.run_in_executor(self.executor, read_raw, path, raw, limit)
+            return await loop.run_in_executor(self.executor, decode_file, str(path), limit)
         except AudioFileError as exc:
             if exc.code == "too_long":
                 raise ApiRefused(
                     413, "audio_too_long", f"{exc}; this server takes at most {limit:.0f} s"
                 ) from exc
             raise ApiRefused(400, "invalid_audio", f"{exc}: send audio in a format ffmpeg reads") from exc
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def options(self, base: FileOptions) -> FileOptions:
         from dataclasses import replace
@@ -160,7 +169,7 @@ class FileJobs:
 
     async def transcribe(self, audio: np.ndarray, options: FileOptions) -> AsyncIterator[Segment]:
         """Segments as the job makes them, within ``--file-timeout``; ApiRefused when it fails."""
-        job = FileJob(self.backend, self.options(options))
+        job = FileJob(self.backend, self.options(options), executor=self.executor)
         started = time.perf_counter()
         self.counts["jobs"] += 1
         finished = False
