@@ -7,6 +7,7 @@ decoded, not with this module: a benchmark host (a bare CUDA box) runs without i
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -177,9 +178,9 @@ class ContainerStream:
         failed: Callable[[str], None],
         format: str | None = None,
     ) -> None:
-        import queue
         import threading
 
+        self._closed = False
         self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
         self._buffer = b""
         self._deliver, self._failed, self._format = deliver, failed, format
@@ -187,12 +188,20 @@ class ContainerStream:
         self._thread.start()
 
     def feed(self, data: bytes) -> None:
-        if data:
-            self._pieces.put(data)
+        """Hand a piece over; never blocks: audio that arrives faster than the thread decodes it
+        (256 pieces behind) is a failure, said through ``failed``."""
+        if data and not self._closed:
+            try:
+                self._pieces.put_nowait(data)
+            except queue.Full:
+                self._closed = True
+                self._failed("the audio arrives faster than it can be decoded")
 
     def close(self) -> None:
         """No more pieces: the thread decodes what it has and ends."""
-        self._pieces.put(None)
+        if not self._closed:
+            self._closed = True
+            self._pieces.put(None)  # the thread drains the queue, so this finds room
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)

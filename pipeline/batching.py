@@ -40,12 +40,18 @@ class BatchOptions:
         meanwhile waits for the device: on a CPU each item of a batch costs its own encoder time.
     max_file_batch: file chunks per call (0: max_batch). A live request that arrives while a
         file batch runs waits for it, so on a CPU (where width buys no encoder time) one chunk.
+    file_gap: seconds the device must have been without live work (no live request waiting or
+        arriving, no live batch ending) before a file batch starts. A chunk cannot be stopped
+        once it runs, and on a CPU it costs about as much as a live final: starting one only in
+        a real lull, not in the few milliseconds between two live requests, keeps it out of the
+        way of the next (bench/results/files.md).
     """
 
     max_batch: int = 8
     max_wait: float = 0.01
     max_partial_batch: int = 0
     max_file_batch: int = 1
+    file_gap: float = 0.0
 
     def size(self, priority: Priority) -> int:
         if priority is Priority.PARTIAL:
@@ -156,14 +162,17 @@ class BatchQueue(Generic[T]):
         return batch
 
 
-def choose(queues: Mapping[str, BatchQueue[T]], now: float) -> tuple[str | None, float | None]:
+def choose(
+    queues: Mapping[str, BatchQueue[T]], now: float, quiet: float = float("inf")
+) -> tuple[str | None, float | None]:
     """Which engine's batch runs now: ``(name, None)``; or ``(None, seconds)`` to wait before
     asking again (None: until something arrives).
 
     The most urgent class first (finals, then partials, across engines), then the queue whose
     live request is oldest. No file batch starts while any live request waits, even one still
     gathering company: it is the gap between live batches that files may fill, not the 10 ms a
-    partial waits for another.
+    partial waits for another; nor before the device has been ``quiet`` (seconds without live
+    work) for its queue's ``file_gap``.
     """
     live = any(q.has_live() for q in queues.values())
     best: tuple[tuple[int, float], str] | None = None
@@ -179,6 +188,10 @@ def choose(queues: Mapping[str, BatchQueue[T]], now: float) -> tuple[str | None,
             continue
         urgency = q.urgency()
         assert urgency is not None  # ready_in said something waits
+        if urgency is Priority.FILE and quiet < q.options.file_gap:
+            lull = q.options.file_gap - quiet
+            soonest = lull if soonest is None else min(soonest, lull)
+            continue
         key = (int(urgency), -q.oldest_age(now))
         if best is None or key < best[0]:
             best = (key, name)

@@ -91,6 +91,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._busy_since: float | None = None
+        self._live_at = float("-inf")  # when live work last arrived or ended on this device
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{device}", daemon=True)
         self._thread.start()
 
@@ -110,6 +111,8 @@ class Scheduler:
                 session=session, final=final, enqueued=self._clock.now(), payload=job, background=background
             )
             replaced = self._queues[engine].submit(pending)
+            if not background:
+                self._live_at = pending.enqueued
             self._cond.notify()
         if replaced is not None:
             self.observer.on_coalesced(engine)
@@ -168,7 +171,7 @@ class Scheduler:
         """Under the lock: the engine whose batch should run now (pipeline.batching.choose)."""
         while not self._closed:
             now = self._clock.now()
-            name, soonest = choose(self._queues, now)
+            name, soonest = choose(self._queues, now, quiet=now - self._live_at)
             if name is not None:
                 return name, self._queues[name].take(now)
             self._cond.wait(timeout=soonest)
@@ -188,6 +191,8 @@ class Scheduler:
             outcomes = self._execute(name, [p.payload.request for p in batch])
             with self._cond:
                 self._busy_since = None
+                if any(p.priority is not Priority.FILE for p in batch):
+                    self._live_at = self._clock.now()
             # Metrics first, then results: whoever reads a result also sees its batch counted.
             self.observer.on_batch(name, self.device, len(batch), time.perf_counter() - started, waited)
             for p, (result, error) in zip(batch, outcomes, strict=True):

@@ -170,7 +170,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         )
     )
     app[KEY_LIMITS] = key_limits
-    app[FILE_JOBS] = file_jobs = FileJobs(backend, settings, key_limits)
+    app[FILE_JOBS] = file_jobs = FileJobs(backend, settings, key_limits, metrics)
     app.add_routes(
         health.routes()
         + ice.routes()

@@ -61,6 +61,7 @@ def batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
         # A file chunk a call on a CPU, where width buys no encoder time: a live request that
         # comes meanwhile waits for one chunk, not a batch of them. A GPU takes them wide.
         max_file_batch=0 if gpu else 1,
+        file_gap=(0.0 if gpu else settings.file_gap_ms / 1000),
     )
 
 

@@ -84,6 +84,7 @@ class Settings:
     max_file_duration: float = 3600.0  # seconds of audio in one file
     file_chunk: float = 15.0  # seconds of a file's audio per request (bench/results/files.md)
     file_timeout: float = 7200.0  # a file job that has not finished by then fails, clearly
+    file_gap_ms: int = 300  # CPU: ms without live work before a file chunk starts (bench/results/files.md)
     api_urls: bool = False  # Deepgram's {"url": ...} bodies: fetched (outbound policy) or refused
 
     @property
@@ -263,6 +264,7 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "max_file_duration", float, "longest audio file in seconds")
     _flag(p, "file_chunk", float, "seconds of a file's audio per inference request")
     _flag(p, "file_timeout", float, "seconds after which an unfinished file job fails")
+    _flag(p, "file_gap_ms", int, "CPU: ms without live work before a file chunk may start")
     _flag(p, "api_urls", bool, "let Deepgram's {\"url\"} bodies be fetched (outputs' destination policy)")
     _log_flags(p)
 

@@ -21,6 +21,7 @@ without audio or a KeepAlive close the socket (1011, as Deepgram does). Errors a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -196,8 +197,9 @@ async def listen(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         done = []
         try:
-            async for segment in keepalive(response, jobs.transcribe(audio, options)):
-                done.append(segment)
+            async with contextlib.aclosing(jobs.transcribe(audio, options)) as segments:
+                async for segment in keepalive(response, segments):
+                    done.append(segment)
             body = deepgram_body(
                 done, len(audio) / 16000, query.model, query.punctuate, query.utterances, query.language
             )
@@ -426,6 +428,7 @@ async def run_socket(
             )
         socket.outbox.put_nowait(socket.metadata(audio.seconds))
     finally:
+        audio.stop()
         socket.outbox.put_nowait(None)
         try:
             await asyncio.gather(sender, return_exceptions=True)

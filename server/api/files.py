@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from pipeline.filejob import FileJob, FileJobFailed, FileOptions, Segment
 from pipeline.threads import lower_priority
 from pipeline.types import SAMPLE_RATE
 from server.api.keys import ApiRefused, Caller, KeyLimits
+from server.metrics import Metrics
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ def read_raw(path: Path, raw: RawAudio, max_seconds: float) -> np.ndarray:
 class FileJobs:
     """The server's file jobs: admission, decoding, the job itself, and its counts."""
 
-    def __init__(self, backend: InferenceBackend, settings: Settings, limits: KeyLimits) -> None:
+    def __init__(
+        self, backend: InferenceBackend, settings: Settings, limits: KeyLimits, metrics: Metrics | None = None
+    ) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.settings = settings
         self.limits = limits
         self.running = 0
@@ -138,11 +142,15 @@ class FileJobs:
             )
         self.limits.hold(caller, "job")
         self.running += 1
+        if self.metrics is not None:
+            self.metrics.file_jobs_running.set(self.running)
         try:
             yield
         finally:
             self.running -= 1
             self.limits.release(caller, "job")
+            if self.metrics is not None:
+                self.metrics.file_jobs_running.set(self.running)
 
     async def decode(self, path: Path, raw: RawAudio | None = None) -> np.ndarray:
         """The upload as 16 kHz mono int16, or ApiRefused: 400 not audio, 413 too long."""
@@ -163,9 +171,11 @@ class FileJobs:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def options(self, base: FileOptions) -> FileOptions:
-        from dataclasses import replace
-
-        return replace(base, max_chunk=min(self.settings.file_chunk, 28.0))
+        """The server's chunk length; on a GPU four chunks in flight (width is nearly free there,
+        and each chunk is still prompted with the text of the chunks finished before it), on a
+        CPU one, which keeps the previous text as every chunk's prompt."""
+        gpu = any("cuda" in d.device for d in self.backend.stats().devices)
+        return replace(base, max_chunk=min(self.settings.file_chunk, 28.0), window=4 if gpu else 1)
 
     async def transcribe(self, audio: np.ndarray, options: FileOptions) -> AsyncIterator[Segment]:
         """Segments as the job makes them, within ``--file-timeout``; ApiRefused when it fails."""
@@ -192,6 +202,10 @@ class FileJobs:
             seconds = time.perf_counter() - started
             self.counts["audio_seconds"] += len(audio) / SAMPLE_RATE
             self.counts["run_seconds"] += seconds
+            if self.metrics is not None:
+                self.metrics.file_jobs.labels("done" if finished else "failed").inc()
+                if finished:
+                    self.metrics.file_audio_seconds.inc(len(audio) / SAMPLE_RATE)
             log.info(
                 "file job: %.1f s of audio in %d chunks, %.1f s (%s)",
                 len(audio) / SAMPLE_RATE, job.chunks, seconds, "done" if finished else "stopped",

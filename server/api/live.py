@@ -65,6 +65,11 @@ class LiveAudio:
         elif self._container is not None:
             self._container.feed(data)
 
+    def stop(self) -> None:
+        """The socket is gone: the decoder thread ends without waiting for more."""
+        if self._container is not None:
+            self._container.close()
+
     async def end(self) -> None:
         """No more audio: the decoder's last samples are pushed before this returns."""
         if self._pcm is not None:

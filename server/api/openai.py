@@ -17,6 +17,7 @@ error object in place of the body).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -231,10 +232,11 @@ async def _audio(request: web.Request, task: str) -> web.StreamResponse:
         finally:
             discard(form.file)
         duration = len(audio) / 16_000
-        segments = jobs.transcribe(audio, ask.options)
-        if ask.stream:
-            return await _sse(request, segments, duration)
-        return await _chunked(request, segments, ask, duration)
+        # Closed whatever happens (a client that goes away): its chunks leave the scheduler.
+        async with contextlib.aclosing(jobs.transcribe(audio, ask.options)) as segments:
+            if ask.stream:
+                return await _sse(request, segments, duration)
+            return await _chunked(request, segments, ask, duration)
 
 
 async def _sse(request: web.Request, segments: AsyncIterator[Segment], duration: float) -> web.StreamResponse:

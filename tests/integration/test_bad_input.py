@@ -60,7 +60,13 @@ async def send(
             # Every refusal of the API is JSON that says what and why (pages answer people).
             assert resp.headers.get("Content-Type", "").startswith("application/json"), (path, raw[:200])
             parsed = json.loads(raw)
-            assert parsed["error"] and parsed["message"], (path, parsed)
+            shape = endpoint.get("errors") if resp.status != 421 else None  # the edge's own: ours
+            if shape == "openai":
+                assert parsed["error"]["message"] and parsed["error"]["code"], (path, parsed)
+            elif shape == "deepgram":
+                assert parsed["err_code"] and parsed["err_msg"], (path, parsed)
+            else:
+                assert parsed["error"] and parsed["message"], (path, parsed)
             return resp.status, parsed
         return resp.status, raw
 

@@ -276,6 +276,10 @@ async def test_deepgram_sdk_live_and_prerecorded(nova) -> None:
                 dg.listen.v1.media.transcribe_file(request=body, model="nova-3")
             except ApiError as exc:
                 out[name] = exc.status_code
+        try:  # {"url": ...} bodies are fetched only with --api-urls
+            dg.listen.v1.media.transcribe_url(url=f"http://127.0.0.1:{server.port}/health", model="nova-3")
+        except ApiError as exc:
+            out["url"] = exc
         wrong = deepgram_client(server.port, "nova-wrong-key-0123456789")
         try:
             with wrong.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000"):
@@ -308,6 +312,7 @@ async def test_deepgram_sdk_live_and_prerecorded(nova) -> None:
         assert got.get(name) == 400, (name, got.get(name))
     assert got["wrong_key_live"] == 401 and got["wrong_key_file"].status_code == 401
     assert "INVALID_API_KEY" in str(got["wrong_key_file"].body)
+    assert got["url"].status_code == 400 and "URL_NOT_ALLOWED" in str(got["url"].body)
 
 
 async def test_api_keys_and_limits(nova) -> None:

@@ -203,3 +203,16 @@ def test_a_file_batch_runs_only_when_no_live_request_waits_anywhere(
             break
         run_one()
     assert not any(len(q) for q in queues.values()), "everything runs in the end"
+
+
+def test_a_file_batch_waits_for_a_lull_in_live_work() -> None:
+    """``file_gap``: the device must have been without live work that long before a chunk starts."""
+    clock = FakeClock()
+    q: BatchQueue[str] = BatchQueue(BatchOptions(max_batch=8, max_wait=0.0, file_gap=0.25))
+    q.submit(chunk(clock, "job"))
+    assert choose({"whisper": q}, clock.now(), quiet=0.0) == (None, 0.25)
+    assert choose({"whisper": q}, clock.now(), quiet=0.125) == (None, 0.125)
+    assert choose({"whisper": q}, clock.now(), quiet=0.25) == ("whisper", None)
+    q.submit(pending(clock, "a", final=True))
+    assert choose({"whisper": q}, clock.now(), quiet=0.0) == ("whisper", None)  # live work never waits
+    assert [p.payload for p in q.take(clock.now())] == ["a"]
