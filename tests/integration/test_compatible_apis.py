@@ -98,16 +98,18 @@ async def test_openai_sdk_transcribes_held_out_files_in_every_format(nova, tmp_p
     await asyncio.to_thread(subprocess.run, sox, check=True)
     (tmp_path / "notes.txt").write_text("this is not audio\n" * 50)
 
+    formats = ("json", "text", "srt", "vtt", "verbose_json")  # one held-out clip in each
+
     def run() -> dict[str, Any]:
         client = openai_client(server.port)
-        out: dict[str, Any] = {"json": []}
-        for path, _ in clips:
+        out: dict[str, Any] = {}
+        for (path, _), fmt in zip(clips, formats, strict=True):
+            extra: dict[str, Any] = {"timestamp_granularities": ["word"]} if fmt == "verbose_json" else {}
             with path.open("rb") as f:
-                out["json"].append(client.audio.transcriptions.create(file=f, model="whisper-1").text)
-        path = clips[0][0]
-        for fmt in ("text", "srt", "vtt"):
-            with path.open("rb") as f:
-                out[fmt] = client.audio.transcriptions.create(file=f, model="whisper-1", response_format=fmt)
+                out[fmt] = client.audio.transcriptions.create(
+                    file=f, model="whisper-1", response_format=fmt, **extra
+                )
+        path = clips[0][0]  # the longest clip, for the stream and the translation
         with long_path.open("rb") as f:  # the five clips as one FLAC: several chunks, words timed across them
             out["verbose"] = client.audio.transcriptions.create(
                 file=f, model="whisper-1", response_format="verbose_json",
@@ -134,12 +136,20 @@ async def test_openai_sdk_transcribes_held_out_files_in_every_format(nova, tmp_p
         return out
 
     got = await asyncio.to_thread(run)
-    assert pooled_wer([norm(t) for _, t in clips], [norm(t) for t in got["json"]]) <= 0.05, got["json"]
-    reference = clips[0][1]
-    assert wer(reference, got["text"]) <= 0.1 and got["text"].endswith("\n")
-    srt_lines = [ln for ln in got["srt"].splitlines() if ln and "-->" not in ln and not ln.isdigit()]
-    assert got["srt"].startswith("1\n00:00:0") and wer(reference, " ".join(srt_lines)) <= 0.1
+    heard = [
+        got["json"].text,
+        got["text"],
+        " ".join(ln for ln in got["srt"].splitlines() if ln and "-->" not in ln and not ln.isdigit()),
+        " ".join(ln for ln in got["vtt"].splitlines()[1:] if ln and "-->" not in ln),
+        got["verbose_json"].text,
+    ]
+    assert pooled_wer([norm(t) for _, t in clips], [norm(t) for t in heard]) <= 0.05, heard
+    assert got["text"].endswith("\n") and got["srt"].startswith("1\n00:00:0")
     assert got["vtt"].startswith("WEBVTT\n\n00:00:0")
+    clip_words = got["verbose_json"].words
+    assert wer(clips[4][1], " ".join(w.word for w in clip_words)) <= 0.1
+    assert all(0 <= w.start <= w.end <= got["verbose_json"].duration + 0.5 for w in clip_words)
+    reference = clips[0][1]
     verbose = got["verbose"]
     assert wer(stream.reference, verbose.text) <= 0.05, verbose.text
     assert abs(verbose.duration - len(stream.audio) / RATE) < 0.1 and verbose.language == "english"
