@@ -70,7 +70,7 @@ def refused_status(exc: Exception) -> int:
 
 
 def paced(
-    data: bytes, bytes_per_second: int, speed: float = 2.0, piece_s: float = 0.1
+    data: bytes, bytes_per_second: int, speed: float = 3.0, piece_s: float = 0.1
 ) -> list[tuple[float, bytes]]:
     """(send at, piece): audio in pieces at ``speed`` times real time."""
     step = int(bytes_per_second * piece_s) // 2 * 2
