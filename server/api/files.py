@@ -31,7 +31,7 @@ from pipeline.threads import lower_priority
 from pipeline.types import SAMPLE_RATE
 from server.api.keys import ApiRefused, Caller, KeyLimits
 from server.metrics import Metrics
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class FileJobs:
     def __init__(
         self, backend: InferenceBackend, settings: Settings, limits: KeyLimits, metrics: Metrics | None = None
     ) -> None:
+        if not 2.0 <= settings.file_chunk <= 28.0:
+            raise ConfigError("--file-chunk is 2 to 28 seconds (Whisper hears at most 30 s at once)")
         self.backend = backend
         self.metrics = metrics
         self.settings = settings
@@ -175,7 +177,7 @@ class FileJobs:
         and each chunk is still prompted with the text of the chunks finished before it), on a
         CPU one, which keeps the previous text as every chunk's prompt."""
         gpu = any("cuda" in d.device for d in self.backend.stats().devices)
-        return replace(base, max_chunk=min(self.settings.file_chunk, 28.0), window=4 if gpu else 1)
+        return replace(base, max_chunk=self.settings.file_chunk, window=4 if gpu else 1)
 
     async def transcribe(self, audio: np.ndarray, options: FileOptions) -> AsyncIterator[Segment]:
         """Segments as the job makes them, within ``--file-timeout``; ApiRefused when it fails."""
