@@ -128,10 +128,14 @@ def scores(stream: Stream, pub: Timed) -> dict[str, Any]:
     return {"first": first, "latency": latency, "wer": wer(stream.reference, text), "text": text}
 
 
-async def run_sessions(base: str, server_pid: int, n: int, stream: Stream, wav: Path) -> dict[str, Any]:
+async def run_sessions(
+    base: str, server_pid: int, n: int, stream: Stream, wav: Path, prefix: str = "bench"
+) -> dict[str, Any]:
+    """``prefix``: the rooms' names (a room's stream time goes on across sessions: a round that
+    scores against the stream's own times needs rooms of its own)."""
     rng = random.Random(n)
     async with aiohttp.ClientSession() as http:
-        pubs = [Timed(base, f"bench{n}x{i}", str(wav)) for i in range(n)]
+        pubs = [Timed(base, f"{prefix}{n}x{i}", str(wav)) for i in range(n)]
         cpu0, me0, wall0 = proc_cpu_seconds(server_pid), proc_cpu_seconds(os.getpid()), time.monotonic()
 
         async def one(pub: Timed) -> None:
@@ -166,6 +170,7 @@ async def run_sessions(base: str, server_pid: int, n: int, stream: Stream, wav: 
         "worst_p90": worst_p90,
         "wer": statistics.mean(s["wer"] for s in per),
         "missed": sum(len(stream.utterances) - len(s["latency"]) for s in per),
+        "latencies": lat,
         "rss": rss,
         "text": per[0]["text"],
     }

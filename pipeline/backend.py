@@ -67,8 +67,11 @@ class InferenceBackend(Protocol):
         """Admit a session, or raise ``SchedulerFull`` (``BackendUnavailable`` when unreachable)."""
         ...
 
-    async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
-        """Run one request; raises ``Superseded`` or ``SchedulerClosed`` when it will not run."""
+    async def submit(
+        self, engine: str, session: Hashable, request: Any, final: bool, background: bool = False
+    ) -> Any:
+        """Run one request; raises ``Superseded`` or ``SchedulerClosed`` when it will not run.
+        ``background``: a chunk of a file job, served below every live request (final=True)."""
         ...
 
     def close_session(self, session: Hashable) -> None:
@@ -119,11 +122,13 @@ class LocalBackend:
     def _scheduler(self, session: Hashable) -> Scheduler:
         return self._placed.get(session) or min(self.schedulers, key=self._load)
 
-    async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
+    async def submit(
+        self, engine: str, session: Hashable, request: Any, final: bool, background: bool = False
+    ) -> Any:
         own = self.engine_schedulers.get(engine)
         if own is not None:
-            return await own.submit(engine, session, request, final)
-        return await self._scheduler(session).submit(engine, session, request, final)
+            return await own.submit(engine, session, request, final, background)
+        return await self._scheduler(session).submit(engine, session, request, final, background)
 
     def close_session(self, session: Hashable) -> None:
         scheduler = self._placed.pop(session, None)

@@ -594,4 +594,5 @@ class CaptionPolicy:
             end=words[-1].end,
             lang=self._detected,
             stable=join_words(utt.committed),
+            words=tuple(words),
         )

@@ -81,6 +81,8 @@ class RedisOptions:
     maxlen: approximate cap per request stream. Workers delete what they answered, so this is a
         guard far above any backlog (trimming would drop requests nobody answered yet).
     require_workers: refuse new sessions while no worker heartbeat is alive.
+    file_timeout: seconds a file job's chunk may wait for its result: it waits behind every live
+        request of the cluster on purpose, so far longer than a final.
     """
 
     prefix: str = "nova"
@@ -96,6 +98,7 @@ class RedisOptions:
     probe_interval: float = 0.5
     stats_interval: float = 1.0
     require_workers: bool = True
+    file_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class _Waiter:
     future: asyncio.Future[Any]
     sent: float
     fields: dict[bytes, bytes] = field(default_factory=dict)  # kept to send a final again
+    background: bool = False
     entry_id: bytes | None = None
     redis_run: str = ""
 
@@ -259,10 +263,15 @@ class RedisBackend:
             return None
         return frozenset(languages), frozenset(pairs) if pairs is not None else None
 
-    async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
+    async def submit(
+        self, engine: str, session: Hashable, request: Any, final: bool, background: bool = False
+    ) -> Any:
+        """``background``: a file job's chunk, to ``nova:{engine}:file``, which workers read only
+        when the live streams are empty; sent again after a Redis restart, as finals are."""
         if self._closed:
             raise SchedulerClosed("backend closed")
         key = str(session)
+        final = final or background
         if not final:
             if not self.available:
                 self.counts["shed"] += 1
@@ -281,9 +290,10 @@ class RedisBackend:
             session=key,
             ticket=ticket,
             final=final,
-            stream=self.keys.requests(engine, final),
+            stream=self.keys.requests(engine, final, background),
             future=loop.create_future(),
             sent=self._clock.now(),
+            background=background,
         )
         fields = encode_request(
             WireRequest(
@@ -297,6 +307,7 @@ class RedisBackend:
                 reply=self.results_stream,
                 ttl_ms=0 if final else int(self.options.partial_ttl * 1000),
                 context=dict(self._context()) if self._context else {},
+                background=background,
             ),
             self._codecs,
         )
@@ -306,6 +317,8 @@ class RedisBackend:
         if not final:
             self._partials[key] = w
         limit = self.options.final_timeout if final else self.options.partial_ttl + RESULT_GRACE_S
+        if background:
+            limit = self.options.file_timeout
         try:
             with self._bind(rid=w.rid):
                 async with asyncio.timeout(limit):
@@ -341,8 +354,14 @@ class RedisBackend:
         partials down as it grows, on every gateway at once."""
         now = self._clock.now()
         key = None if session is None else str(session)
-        local = max((now - w.sent for w in self._waiting.values() if key in (None, w.session)), default=0.0)
-        return max([local, *(s.waiting_age for s in self._snapshot.streams)])
+        # File chunks wait behind live work on purpose: their age is not how far behind live runs.
+        local = max(
+            (now - w.sent for w in self._waiting.values() if key in (None, w.session) and not w.background),
+            default=0.0,
+        )
+        return max(
+            [local, *(s.waiting_age for s in self._snapshot.streams if not self.keys.is_file(s.stream))]
+        )
 
     def stats(self) -> BackendStats:
         snap = self._snapshot
@@ -379,7 +398,9 @@ class RedisBackend:
             sessions=len(self._sessions),
             max_sessions=self.options.max_sessions,
             queue_depth=sum(s.waiting for s in snap.streams),
-            queue_delay=max((s.waiting_age for s in snap.streams), default=0.0),
+            queue_delay=max(
+                (s.waiting_age for s in snap.streams if not self.keys.is_file(s.stream)), default=0.0
+            ),
             devices=devices,
             detail=detail,
         )

@@ -14,7 +14,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.batching import BatchOptions, BatchQueue, Pending
+from pipeline.batching import BatchOptions, BatchQueue, Pending, Priority, choose
 from pipeline.clock import Clock, MonotonicClock
 from pipeline.engines import Engine
 from pipeline.errors import SchedulerClosed, SchedulerFull, Superseded
@@ -91,20 +91,28 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._busy_since: float | None = None
+        self._live_at = float("-inf")  # when live work last arrived or ended on this device
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{device}", daemon=True)
         self._thread.start()
 
     # -- called from the event loop -------------------------------------------------------
 
-    async def submit(self, engine: str, session: Hashable, request: Any, final: bool) -> Any:
+    async def submit(
+        self, engine: str, session: Hashable, request: Any, final: bool, background: bool = False
+    ) -> Any:
+        """Run ``request`` in a batch of its engine. ``background``: a file chunk, run only when
+        no live request waits (pipeline.batching)."""
         loop = asyncio.get_running_loop()
         job = _Job(request, loop.create_future(), loop)
         with self._cond:
             if self._closed:
                 raise SchedulerClosed("scheduler is closed")
-            replaced = self._queues[engine].submit(
-                Pending(session=session, final=final, enqueued=self._clock.now(), payload=job)
+            pending = Pending(
+                session=session, final=final, enqueued=self._clock.now(), payload=job, background=background
             )
+            replaced = self._queues[engine].submit(pending)
+            if not background:
+                self._live_at = pending.enqueued
             self._cond.notify()
         if replaced is not None:
             self.observer.on_coalesced(engine)
@@ -143,6 +151,11 @@ class Scheduler:
         with self._cond:
             return sum(len(q) for q in self._queues.values())
 
+    def files_waiting(self) -> int:
+        """File chunks waiting for the device (counted in ``depth`` too)."""
+        with self._cond:
+            return sum(q.files() for q in self._queues.values())
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -155,23 +168,12 @@ class Scheduler:
     # -- the worker thread ------------------------------------------------------------------
 
     def _next(self) -> tuple[str, list[Pending[_Job]]] | None:
-        """Under the lock: the engine whose batch should run now, finals and age first."""
+        """Under the lock: the engine whose batch should run now (pipeline.batching.choose)."""
         while not self._closed:
             now = self._clock.now()
-            best: tuple[tuple[int, float], str] | None = None
-            soonest: float | None = None
-            for name, q in self._queues.items():
-                wait = q.ready_in(now)
-                if wait is None:
-                    continue
-                if wait > 0:
-                    soonest = wait if soonest is None else min(soonest, wait)
-                    continue
-                key = (0 if q.has_final() else 1, -q.oldest_age(now))
-                if best is None or key < best[0]:
-                    best = (key, name)
-            if best is not None:
-                return best[1], self._queues[best[1]].take(now)
+            name, soonest = choose(self._queues, now, quiet=now - self._live_at)
+            if name is not None:
+                return name, self._queues[name].take(now)
             self._cond.wait(timeout=soonest)
         return None
 
@@ -184,10 +186,13 @@ class Scheduler:
                 self._busy_since = self._clock.now()
             name, batch = picked
             started = time.perf_counter()
-            waited = [self._busy_since - p.enqueued for p in batch]
+            # File chunks wait on purpose while live work runs: their waits are not queue delay.
+            waited = [self._busy_since - p.enqueued for p in batch if p.priority is not Priority.FILE]
             outcomes = self._execute(name, [p.payload.request for p in batch])
             with self._cond:
                 self._busy_since = None
+                if any(p.priority is not Priority.FILE for p in batch):
+                    self._live_at = self._clock.now()
             # Metrics first, then results: whoever reads a result also sees its batch counted.
             self.observer.on_batch(name, self.device, len(batch), time.perf_counter() - started, waited)
             for p, (result, error) in zip(batch, outcomes, strict=True):

@@ -3,7 +3,8 @@
 Keys (``prefix`` is ``nova`` unless configured):
 
 - ``nova:{engine}:final`` and ``nova:{engine}:partial``: request streams, one consumer group
-  (``workers``). Workers acknowledge *and delete* an entry once its result is written, so a
+  (``workers``); ``nova:whisper:file``: chunks of file jobs, read only when the live streams
+  are empty. Workers acknowledge *and delete* an entry once its result is written, so a
   stream holds only outstanding work: its length is the backlog plus what is in flight.
 - ``nova:results:{gateway}``: each gateway's result stream, read by that gateway alone.
 - ``nova:dead``: dead letters, requests that failed on every delivery.
@@ -29,7 +30,8 @@ from redis.exceptions import ResponseError
 
 log = logging.getLogger(__name__)
 
-PRIORITIES = ("final", "partial")
+PRIORITIES = ("final", "partial", "file")
+FILE_ENGINES = ("whisper",)  # the engines whose requests may come from file jobs
 
 
 @dataclass(frozen=True)
@@ -37,13 +39,22 @@ class Keys:
     prefix: str = "nova"
     group: str = "workers"
 
-    def requests(self, engine: str, final: bool) -> str:
+    def requests(self, engine: str, final: bool, background: bool = False) -> str:
+        if background:
+            return f"{self.prefix}:{engine}:file"
         return f"{self.prefix}:{engine}:{'final' if final else 'partial'}"
 
+    def files(self, engines: Iterable[str]) -> list[str]:
+        return [self.requests(e, True, background=True) for e in engines if e in FILE_ENGINES]
+
     def all_requests(self, engines: Iterable[str]) -> list[str]:
-        """Finals of every engine first, then partials: the order workers read in."""
+        """Finals of every engine first, then partials, then file chunks: the order workers read in."""
         engines = list(engines)
-        return [self.requests(e, True) for e in engines] + [self.requests(e, False) for e in engines]
+        live = [self.requests(e, True) for e in engines] + [self.requests(e, False) for e in engines]
+        return live + self.files(engines)
+
+    def is_file(self, stream: str) -> bool:
+        return stream.endswith(":file")
 
     def results(self, gateway: str) -> str:
         return f"{self.prefix}:results:{gateway}"

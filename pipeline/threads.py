@@ -32,3 +32,16 @@ def limit_blas(threads: int = 1) -> dict[str, int]:
     }
     _limits = threadpool_limits(limits=threads, user_api="blas")  # kept: it holds the limit
     return before
+
+
+def lower_priority(niceness: int = 10) -> None:
+    """Make the calling thread yield the CPU to the rest of the process (Linux threads have a
+    nice value each): background work such as decoding and VAD of uploaded files, so that live
+    sessions' audio work comes first on a busy host. A no-op where it is not supported."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass

@@ -31,6 +31,8 @@ class DecodeOptions:
         need the times; a partial only needs its words, and skipping the pass saves ~20 % of it.
     min_window_frames: the smallest encoder window (mel frames, 100 per second) this request may
         run in. Below ~700 frames tiny.en turns to noise (bench/results/windows.md).
+    task: ``transcribe``, or ``translate`` (into English; a multilingual model only: an English
+        model hears English and writes it as it is).
     """
 
     beam_size: int = 1
@@ -42,6 +44,7 @@ class DecodeOptions:
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     language: str | None = None
+    task: str = "transcribe"
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,9 @@ class Caption:
     translations: dict[str, str] = field(default_factory=dict)
     # The leading part of a partial that successive hypotheses agreed on and will not change.
     stable: str = ""
-    # A final's words on stream time (speaker turns cut a final at a change of voice).
-    words: tuple[Word, ...] = ()
+    # The words of ``text`` on stream time, with their probabilities, for APIs that answer word
+    # by word (Deepgram's live results); a partial's times are a guess where it was not aligned.
+    words: tuple[Word, ...] = field(default=(), compare=False)
     # Who spoke it, when speaker turns tell voices apart on one microphone ("Speaker 2", "Ana").
     speaker: str | None = None
 

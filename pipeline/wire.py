@@ -90,6 +90,8 @@ class WhisperCodec:
             "compression_ratio_threshold": o.compression_ratio_threshold,
             "language": o.language,
         }
+        if o.task != "transcribe":
+            options["task"] = o.task  # a gateway before issue 33 only ever transcribed
         body: dict[str, Any] = {"prompt": request.prompt, "options": options}
         if request.hotwords:
             body["hotwords"] = request.hotwords
@@ -102,6 +104,9 @@ class WhisperCodec:
         language = o.get("language")
         if language is not None and not isinstance(language, str):
             raise WireError("language must be a string or null")
+        task = _get(o, "task", str) if "task" in o else "transcribe"
+        if task not in ("transcribe", "translate"):
+            raise WireError("task is transcribe or translate")
         # Fields added by issue 12 (partials without alignment, smaller windows, the sampling
         # fallback): an entry from a gateway without them asks for what they defaulted to.
         defaults = DecodeOptions()
@@ -118,6 +123,7 @@ class WhisperCodec:
             log_prob_threshold=_number(o, "log_prob_threshold"),
             compression_ratio_threshold=_number(o, "compression_ratio_threshold"),
             language=language,
+            task=task,
         )
         audio = np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32768.0
         # A room's vocabulary (issue 21); a gateway from before it sends none.
@@ -303,6 +309,7 @@ class WireRequest:
     reply: str
     ttl_ms: int = 0
     context: Mapping[str, str] = field(default_factory=dict)
+    background: bool = False  # a file job's chunk: the worker's scheduler runs it below live work
 
 
 @dataclass(frozen=True)
@@ -371,6 +378,8 @@ def encode_request(req: WireRequest, codecs: Mapping[str, Codec] = CODECS) -> di
         "ctx": dict(req.context),
         "body": body,
     }
+    if req.background:
+        header["bg"] = True  # a reader from before issue 33 ignores it (and runs it as a final)
     return {b"v": str(VERSION).encode(), b"h": _dumps(header), b"b": blob}
 
 
@@ -396,6 +405,7 @@ def decode_request(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = 
         reply=_get(h, "reply", str),
         ttl_ms=_get(h, "ttl_ms", int),
         context={str(k): str(v) for k, v in ctx.items()},
+        background=_get(h, "bg", bool) if "bg" in h else False,
     )
 
 

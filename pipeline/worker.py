@@ -1,7 +1,8 @@
 """A worker: reads requests from Redis Streams, runs them on the existing ``Scheduler``, answers.
 
 A worker takes work only when its device is free, one batch at a time: the waiting finals (up
-to ``max_inflight``), or if there are none the waiting partials (up to the partial batch). What
+to ``max_inflight``), or if there are none the waiting partials (up to the partial batch), or
+if there are none of those either a file job's chunk (``nova:whisper:file``). What
 arrives meanwhile stays in Redis, where an idle worker takes it at once, instead of queueing
 behind a busy one; under load it piles up and the next read makes a full batch. An entry is
 acknowledged and deleted in the same transaction that writes its result to the asking
@@ -196,6 +197,8 @@ class Worker:
         self.translators = offered_translations(served)
         self._finals = [self.keys.requests(e, True) for e in self.engines]
         self._partials = [self.keys.requests(e, False) for e in self.engines]
+        self._files = self.keys.files(self.engines)
+        self._streams_read = self._finals + self._partials + self._files
         self._batch_seconds: deque[float] = deque(maxlen=256)
         self._busy = 0.0
         self.scheduler = Scheduler(
@@ -206,6 +209,7 @@ class Worker:
         self.max_partials = (
             self.options.max_partials_inflight or batching.max_partial_batch or batching.max_batch
         )
+        self.max_files = batching.max_file_batch or batching.max_batch
         self._inflight: dict[tuple[str, bytes], bool] = {}  # (stream, id) -> final
         self._slot = asyncio.Event()
         self._draining = False
@@ -262,9 +266,9 @@ class Worker:
     # -- reading --------------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        await ensure_groups(self.client, self._finals + self._partials, self.keys.group)
+        await ensure_groups(self.client, self._streams_read, self.keys.group)
         if not self._connected:
-            log.info("worker %s reading %s", self.id, ", ".join(self._finals + self._partials))
+            log.info("worker %s reading %s", self.id, ", ".join(self._streams_read))
         self._connected = True
 
     async def _read_loop(self) -> None:
@@ -297,9 +301,14 @@ class Worker:
         partials = await self._xreadgroup(self._partials, self.max_partials, block=None)
         if partials:
             return partials
-        # COUNT is per stream: the smaller budget bounds both.
-        count = min(self.max_inflight, self.max_partials)
-        return await self._xreadgroup(self._finals + self._partials, count, block=self.options.block_ms)
+        if self._files:
+            # File chunks only when no live request waits anywhere: the device's gaps are theirs.
+            files = await self._xreadgroup(self._files, self.max_files, block=None)
+            if files:
+                return files
+        # COUNT is per stream: the smallest budget bounds all.
+        count = min(self.max_inflight, self.max_partials, self.max_files)
+        return await self._xreadgroup(self._streams_read, count, block=self.options.block_ms)
 
     async def _xreadgroup(
         self, streams: list[str], count: int, block: int | None
@@ -365,7 +374,7 @@ class Worker:
         waited_ms = self._age_ms(entry_id)
         started = time.perf_counter()
         try:
-            payload = await self.scheduler.submit(req.engine, session, req.payload, req.final)
+            payload = await self.scheduler.submit(req.engine, session, req.payload, req.final, req.background)
         except Superseded:
             self.counts["superseded"] += 1
             await self._answer(stream, entry_id, req, "dropped", error="replaced by a newer partial")
@@ -484,7 +493,7 @@ class Worker:
 
     async def _reclaim(self) -> None:
         idle = reclaim_idle_ms(self._batch_seconds, self.options)
-        for stream in self._finals + self._partials:
+        for stream in self._streams_read:
             response = await self.client.xautoclaim(
                 stream, self.keys.group, self.id, idle, start_id="0-0", count=self.max_inflight
             )
@@ -567,7 +576,7 @@ class Worker:
         try:
             await self.client.delete(self.keys.worker(self.id))
             await self.client.srem(self.keys.workers, self.id)
-            for stream in self._finals + self._partials:
+            for stream in self._streams_read:
                 owned = await self.client.xpending_range(
                     stream, self.keys.group, "-", "+", 1, consumername=self.id
                 )

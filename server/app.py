@@ -16,6 +16,10 @@ from pipeline.pacing import PacingOptions
 from pipeline.redis_backend import RedisBackend
 from pipeline.translation import TranslationOptions
 from server import logs
+from server.api import deepgram, realtime
+from server.api import openai as openai_api
+from server.api.files import FILE_JOBS, FileJobs
+from server.api.keys import API_KEYS, KEY_LIMITS, ApiKeys, KeyLimitOptions, KeyLimits
 from server.edge.guard import EDGE, Edge, cors, guard
 from server.edge.http import json_errors
 from server.edge.limits import Admission, DescriptorFloor, LimitOptions
@@ -189,6 +193,17 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         settings, admission, state.descriptors, rejected=lambda code: metrics.rejected.labels(code).inc()
     )
     app[pages.TEMPLATES] = pages.environment()
+    # The OpenAI and Deepgram compatible APIs (server/api/): keys, per-key limits, file jobs.
+    app[API_KEYS] = ApiKeys.from_settings(settings)
+    key_limits = KeyLimits(
+        KeyLimitOptions(
+            requests_per_minute=settings.api_requests_per_minute,
+            jobs=settings.max_file_jobs_per_key,
+            sockets=settings.max_api_sessions_per_key,
+        )
+    )
+    app[KEY_LIMITS] = key_limits
+    app[FILE_JOBS] = file_jobs = FileJobs(backend, settings, key_limits, metrics)
     app.add_routes(
         health.routes()
         + ice.routes()
@@ -200,6 +215,9 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         + transcript_routes.routes()
         + events.routes()
         + pages.routes()
+        + openai_api.routes()
+        + deepgram.routes()
+        + realtime.routes()
     )
 
     async def inference(app: web.Application) -> AsyncIterator[None]:
@@ -213,6 +231,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
         if voice is not None:
             await voice.aclose()
         await backend.aclose()
+        file_jobs.close()
         for engine in own_engines:
             await asyncio.to_thread(engine.close)  # ends the Apertium pipelines this app started
 

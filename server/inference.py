@@ -58,6 +58,10 @@ def batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
         # Measured on 2 CPU cores (bench/results/scheduler.md): partial batches of 2-4 keep
         # finals waiting least at 12 sessions; a GPU takes full-width partial batches.
         max_partial_batch=settings.max_partial_batch or (0 if gpu else 3),
+        # A file chunk a call on a CPU, where width buys no encoder time: a live request that
+        # comes meanwhile waits for one chunk, not a batch of them. A GPU takes them wide.
+        max_file_batch=0 if gpu else 1,
+        file_gap=(0.0 if gpu else settings.file_gap_ms / 1000),
     )
 
 
@@ -324,5 +328,7 @@ def redis_backend(
 ) -> RedisBackend:
     """A gateway's backend: requests to workers through Redis Streams (``serve --redis``), one
     pair of streams (finals, partials) per engine. Call ``await start()`` inside the loop."""
-    options = RedisOptions(max_sessions=settings.max_sessions, engines=engines)
+    options = RedisOptions(
+        max_sessions=settings.max_sessions, engines=engines, file_timeout=settings.file_timeout
+    )
     return RedisBackend(settings.redis, options, context=context, bind=bind)

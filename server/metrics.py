@@ -152,6 +152,16 @@ class Metrics(InferenceMetrics):
             ["type", "reason"],
             registry=r,
         )
+        self.file_jobs = Counter(
+            "nova_file_jobs_total",
+            "File transcriptions of the OpenAI and Deepgram compatible APIs by outcome: done, failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.file_audio_seconds = Counter(
+            "nova_file_audio_seconds_total", "Seconds of audio of the file jobs transcribed", registry=r
+        )
+        self.file_jobs_running = Gauge("nova_file_jobs_running", "File jobs running now", registry=r)
         self.loop_errors = Counter(
             "nova_loop_errors_total",
             "Exceptions no task retrieved (a defect: each kind is logged once)",

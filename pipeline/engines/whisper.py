@@ -217,19 +217,22 @@ class WhisperEngine:
                 intra_threads=config.decode_threads,
             )
         self.multilingual: bool = bool(self._model.is_multilingual)
-        self._tokenizers: dict[str | None, Tokenizer] = {}
+        self._tokenizers: dict[tuple[str | None, str], Tokenizer] = {}
         self._logmel = LogMel(self._fw.feature_extractor.mel_filters)
         self.times = StageTimes()
 
-    def _tokenizer(self, language: str | None) -> Tokenizer:
-        if language not in self._tokenizers:
-            self._tokenizers[language] = Tokenizer(
+    def _tokenizer(self, language: str | None, task: str = "transcribe") -> Tokenizer:
+        # An English-only model has no task token: it transcribes whatever it is asked.
+        task = task if self.multilingual else "transcribe"
+        key = (language, task)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(
                 self._fw.hf_tokenizer,
                 self.multilingual,
-                task="transcribe",
+                task=task,
                 language=language if self.multilingual else "en",
             )
-        return self._tokenizers[language]
+        return self._tokenizers[key]
 
     def features(self, audio: np.ndarray, frames: int) -> np.ndarray:
         audio = audio[:MAX_SAMPLES]
@@ -269,7 +272,7 @@ class WhisperEngine:
         for idx, keep in self._generate_groups(requests, contexts):
             prompts = []
             for i in idx:
-                tok = self._tokenizer(languages[i])
+                tok = self._tokenizer(languages[i], requests[i].options.task)
                 prev = [tok.sot_prev] + kept_prompt(contexts[i], len(hot[i]), keep) if keep else []
                 prompts.append(prev + list(tok.sot_sequence) + [tok.no_timestamps])
             opts = requests[idx[0]].options
@@ -371,16 +374,16 @@ class WhisperEngine:
         """Words per item with their times (and the sentence-end probability) where the request
         asked for times; the rest get their words spread evenly over the audio, untimed."""
         out: list[tuple[list[Word], float]] = []
-        # align() takes one start sequence per call, so items are grouped by language.
-        groups: dict[str | None, list[int]] = {}
+        # align() takes one start sequence per call, so items are grouped by language and task.
+        groups: dict[tuple[str | None, str], list[int]] = {}
         for i, (tokens, lang) in enumerate(zip(token_lists, languages, strict=True)):
             tok = self._tokenizer(lang)
             seconds = min(frames, len(requests[i].audio) // HOP) * HOP / SAMPLE_RATE
             out.append((self._even_words(tok, tokens, seconds, float(np.exp(scores[i]))), 0.0))
             if tokens and requests[i].options.word_timestamps:
-                groups.setdefault(lang, []).append(i)
-        for lang, idx in groups.items():
-            tok = self._tokenizer(lang)
+                groups.setdefault((lang, requests[i].options.task), []).append(i)
+        for (lang, task), idx in groups.items():
+            tok = self._tokenizer(lang, task)
             sub = self._select(encoded, idx, len(token_lists))
             num_frames = [min(frames, len(requests[i].audio) // HOP) for i in idx]
             try:

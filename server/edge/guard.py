@@ -30,7 +30,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # Viewing and publishing may come from pages on any origin (embedding sites, WHIP clients);
 # creating rooms and fetching TURN credentials only from the server's own pages or
 # --allow-origin. Paths not listed get no CORS headers at all.
-PUBLIC_CORS_PREFIXES = ("/whip/", "/whep/", "/rooms/", "/widget.js", "/health", "/static/")
+PUBLIC_CORS_PREFIXES = ("/whip/", "/whep/", "/rooms/", "/widget.js", "/health", "/static/", "/v1/")
 RESTRICTED_CORS_PATHS = ("/rooms", "/ice")
 CORS_COMMON = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",

@@ -34,6 +34,7 @@ from server.edge.outbound import DestinationPolicy, DestinationRefused, outbound
 from server.messages import CaptionMessage
 from server.rooms.output_health import ALERT_AFTER, OutputHealth
 from server.rooms.subtitles import CueRules, split_final
+from server.rooms.webhook import WebhookOutput, check_secret
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,11 @@ class OutputCounter(Protocol):
 
 
 OUTPUT_HELP = (
-    'an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"} or '
-    '{"type": "obs", "url": "ws://127.0.0.1:4455", "password": "<obs-websocket password>"}'
+    'an output is {"type": "youtube", "url": "<YouTube caption ingestion URL>"}, '
+    '{"type": "obs", "url": "ws://127.0.0.1:4455", "password": "<obs-websocket password>"} or '
+    '{"type": "webhook", "url": "https://...", "secret": "<16+ characters>", "partials": false}'
 )
+EXTRA_FIELDS = {"youtube": {"url"}, "obs": {"url", "password"}, "webhook": {"url", "secret", "partials"}}
 
 
 def check_outputs(
@@ -100,8 +103,7 @@ def check_outputs(
                 raise OutputError("an output keeps its type; remove it and add one of the other type")
             item = {**base, **item}
         kind = item.get("type") if isinstance(item, dict) else None
-        allowed = {"id", "type", "url", "password"} if kind == "obs" else {"id", "type", "url"}
-        if kind not in ("youtube", "obs") or set(item) - allowed:  # type: ignore[arg-type]
+        if kind not in EXTRA_FIELDS or set(item) - EXTRA_FIELDS[kind] - {"type", "id"}:  # type: ignore[arg-type,index]
             raise OutputError(OUTPUT_HELP)
         url, password = item.get("url"), item.get("password", "")  # type: ignore[union-attr]
         schemes = ("ws", "wss") if kind == "obs" else ("http", "https")
@@ -120,6 +122,26 @@ def check_outputs(
         if not isinstance(password, str) or len(password) > 256:
             raise OutputError("an obs output's password is a string of at most 256 characters")
         ident = item.get("id") or new_id()  # type: ignore[union-attr]
+        if kind == "webhook":
+            try:
+                secret = check_secret(item.get("secret"))  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise OutputError(str(exc)) from None
+            partials = item.get("partials", False)  # type: ignore[union-attr]
+            if partials in ("true", ""):  # as a kept output stores it
+                partials = partials == "true"
+            if not isinstance(partials, bool):
+                raise OutputError('a webhook\'s "partials" is true or false')
+            out.append(
+                {
+                    "id": ident,
+                    "type": kind,
+                    "url": url,
+                    "secret": secret,
+                    "partials": "true" if partials else "",
+                }
+            )
+            continue
         out.append(
             {"id": ident, "type": kind, "url": url, **({"password": password} if kind == "obs" else {})}
         )
@@ -628,7 +650,10 @@ MAX_SEQUENCES = 4096  # YouTube URLs whose seq is remembered after their rooms w
 
 
 def _config(output: dict[str, str]) -> tuple[str, str, str]:
-    return output["type"], output["url"], output.get("password", "")
+    secret = output.get("password") or output.get("secret", "") + (
+        "+partials" if output.get("partials") else ""
+    )
+    return output["type"], output["url"], secret
 
 
 @dataclass
@@ -684,6 +709,8 @@ class Outputs:
             poster.ident = output.get("id", "")
             if poster.on_final not in room.on_final:
                 room.on_final.append(poster.on_final)
+            if isinstance(poster, WebhookOutput) and poster.on_caption not in room.on_caption:
+                room.on_caption.append(poster.on_caption)  # its partials, when asked for
             poster.start()
         # The room's publishers read its outputs' health in their status messages.
         room.outputs_report = (lambda: self.report(room)) if posters else None
@@ -717,7 +744,7 @@ class Outputs:
         for room, posters in list(self.rooms.values()):
             for poster in posters:
                 if poster.health.alert_due(self.alert_after):
-                    label = "YouTube" if poster.kind == "youtube" else "OBS"
+                    label = {"youtube": "YouTube", "obs": "OBS"}.get(poster.kind, poster.kind)
                     seconds = int(poster.health.failing_for())
                     out.append(
                         (
@@ -745,6 +772,11 @@ class Outputs:
             while len(self._sequences) > MAX_SEQUENCES:
                 del self._sequences[next(iter(self._sequences))]
             poster: Any = YouTubeOutput(url, self.metrics, self.session, pacer, sequence=sequence)
+        elif output["type"] == "webhook":
+            partials = bool(output.get("partials"))
+            poster = WebhookOutput(
+                output["url"], output["secret"], partials, self.metrics, self.session, pacer
+            )
         else:
             poster = ObsOutput(output["url"], output.get("password", ""), self.metrics, self.session, pacer)
         poster.config = _config(output)
@@ -761,6 +793,8 @@ class Outputs:
     def _retire(self, room: Any, poster: Any) -> None:
         if poster.on_final in room.on_final:
             room.on_final.remove(poster.on_final)
+        if getattr(poster, "on_caption", None) in room.on_caption:
+            room.on_caption.remove(poster.on_caption)
         task = asyncio.get_running_loop().create_task(poster.retire(), name="output-retired")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

@@ -11,9 +11,9 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.languages import UnknownLanguage, base, normalize
-from pipeline.session import CaptionSession, caption_policy
-from pipeline.turns import SpeakerTurns, TurnOptions
 from pipeline.clusterer import VoiceClusterer
+from pipeline.session import CaptionSession
+from pipeline.turns import SpeakerTurns, TurnOptions
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
 from server.edge.http import error, read_body, shown
@@ -216,22 +216,7 @@ async def post_whip(request: web.Request) -> web.Response:
         state.metrics.rejected.labels("full").inc()
         raise error(503, "server_full", str(exc), headers={"Retry-After": "10"}) from exc
 
-    s = state.settings
-    policy = caption_policy(
-        vad=s.vad,
-        vad_aggressiveness=s.vad_aggressiveness,
-        end_silence_ms=s.end_silence_ms,
-        partial_interval=s.partial_interval,
-        max_utterance=s.max_utterance,
-        sentence_wait=s.sentence_wait_ms / 1000,
-        stale_after=s.stale_after,
-        beam_size=s.beam_size,
-        final_beam_size=s.final_beam_size,
-        legacy_partials=s.legacy_partials,
-        language=spoken or "en",
-        # A multilingual Whisper told the language skips detection; None lets it detect.
-        decode_language=spoken if state.multilingual else None,
-    )
+    policy = state.caption_policy(spoken)
     try:
         pc = state.peers.create(on_closed=lambda: publisher.peer_closed(), client=client)
     except PeerRefused as exc:

@@ -252,3 +252,38 @@ async def test_speaker_windows_travel_to_a_worker_that_runs_the_speaker_engine(
             assert isinstance(a, Embeddings) and a.vectors.shape == b.vectors.shape
             cosine = np.sum(a.vectors * b.vectors, axis=1)
             assert np.all(cosine > 0.999) and (a.step, a.span) == (b.step, b.span), cosine
+
+
+async def test_file_chunks_travel_their_own_stream_below_live_requests(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    """A gateway's file job sends its chunks to ``nova:whisper:file``; a worker reads that stream
+    only when the live streams are empty. Waiting before any worker runs, a live final and file
+    chunks: the final is answered first. The chunks' wait is no live queue delay."""
+    from bench.corpus import librivox
+    from pipeline.filejob import FileJob, FileOptions
+
+    files = KEYS.requests("whisper", True, background=True)
+    async with gateway_backend(redis_server.url, require_workers=False) as backend:
+        backend.open_session("live")
+        job = FileJob(backend, FileOptions(max_chunk=8.0))
+        stream = librivox()
+        segments = asyncio.ensure_future(_collect(job.run(stream.audio)))
+        client = redis.Redis.from_url(redis_server.url)
+        await eventually(lambda: client.xlen(files) >= 1, 20, "a file chunk waits in its stream")
+        final = asyncio.ensure_future(backend.submit("whisper", "live", clip_request(1), final=True))
+        await eventually(lambda: client.xlen(FINALS) == 1, 10, "the final waits in its stream")
+        await asyncio.sleep(0.3)  # stats refresh (every 0.2 s): both waiting ages are known
+        assert backend.queue_delay() < 1.0  # the file chunk's wait is not counted against live work
+        chunks_done_when_final: list[int] = []
+        final.add_done_callback(lambda _: chunks_done_when_final.append(job.done_chunks))
+        async with worker_in_process(redis_server.url, engines(inference)):
+            done = await asyncio.wait_for(segments, 120)
+            await asyncio.wait_for(final, 30)
+        assert chunks_done_when_final == [0] and job.done_chunks == job.chunks >= 3
+        assert wer(stream.reference, " ".join(s.text for s in done)) <= 0.05
+        assert client.xlen(files) == 0 and client.xlen(FINALS) == 0
+
+
+async def _collect(segments: Any) -> list[Any]:
+    return [s async for s in segments]

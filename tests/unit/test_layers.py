@@ -18,6 +18,15 @@ ALLOWED = {
     "server.rooms": ("server.edge", "server.messages"),
     "server.media": ("server.edge", "server.rooms", "server.messages", "server.state"),
     "server.routes": ("server.",),
+    # The compatible APIs: what a route may use of the edge, rooms' subtitles and the app state.
+    "server.api": (
+        "server.edge",
+        "server.rooms",
+        "server.messages",
+        "server.settings",
+        "server.state",
+        "server.metrics",
+    ),
     "client": (),
 }
 TOP_LEVEL_MODULES = 12

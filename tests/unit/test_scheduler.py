@@ -168,3 +168,39 @@ async def test_close_fails_what_still_waits(engine: GatedEngine) -> None:
     assert await first == "FIRST"  # the batch already running still completes
     with pytest.raises(SchedulerClosed):
         await s.submit("echo", "a", "after", final=True)
+
+
+async def test_a_file_chunk_waits_for_live_requests_that_came_after_it() -> None:
+    """The scheduler's thread with a real queue: chunks submitted first, a final and a partial
+    after them while the device is busy; the live two run before the remaining chunks."""
+    order: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    class Recorder:
+        name = "echo"
+
+        def run_batch(self, requests: list[str]) -> list[str]:
+            if requests == ["block"]:
+                started.set()
+                gate.wait(10)
+            order.extend(requests)
+            return requests
+
+    s = Scheduler({"echo": Recorder()}, BatchOptions(max_batch=4, max_wait=0.0, max_file_batch=1))
+    try:
+        blocker = asyncio.create_task(s.submit("echo", "job", "block", True, background=True))
+        assert await asyncio.to_thread(started.wait, 10)  # the blocker is on the device
+        chunks = [
+            asyncio.create_task(s.submit("echo", "job", f"c{i}", True, background=True)) for i in range(2)
+        ]
+        live = [
+            asyncio.create_task(s.submit("echo", "a", "final", final=True)),
+            asyncio.create_task(s.submit("echo", "b", "partial", final=False)),
+        ]
+        await asyncio.sleep(0)  # one loop turn: each task queues its request in its first step
+        assert s.depth() == 4 and s.files_waiting() == 2
+        gate.set()
+        await asyncio.gather(blocker, *chunks, *live)
+    finally:
+        s.close()
+    assert order == ["block", "final", "partial", "c0", "c1"]
