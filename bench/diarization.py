@@ -29,6 +29,7 @@ from bench.panel import Panel, available, dev_voices, named_mic, panel
 from bench.scoring import wer
 from pipeline.backend import LocalBackend
 from pipeline.batching import BatchOptions
+from pipeline.clusterer import VoiceClusterer, unit
 from pipeline.engines.speaker import SpeakerConfig, SpeakerEngine
 from pipeline.engines.whisper import WhisperConfig, WhisperEngine
 from pipeline.models import resolve_whisper
@@ -36,7 +37,6 @@ from pipeline.scheduler import Scheduler
 from pipeline.session import CaptionSession, caption_policy
 from pipeline.turns import SPLIT_SEGMENTS, SpeakerTurns, TurnOptions
 from pipeline.types import Caption, EmbedRequest
-from pipeline.clusterer import VoiceClusterer, unit
 
 
 async def run_session(

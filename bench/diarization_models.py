@@ -19,9 +19,9 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.panel import dev_voices, panel
+from pipeline.clusterer import unit
 from pipeline.engines.speaker import SpeakerEngine
 from pipeline.types import EmbedRequest
-from pipeline.clusterer import unit
 
 Embed = Callable[[list[np.ndarray]], list[np.ndarray]]
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pipeline.clusterer import VoiceClusterer, unit
 from pipeline.text import join_words
 from pipeline.types import SAMPLE_RATE, Caption, EmbedRequest, Word
 from pipeline.vad import VadFrame
-from pipeline.clusterer import VoiceClusterer, unit
 
 # Cut pieces of a final need segment numbers the policy never gives out.
 SPLIT_SEGMENTS = 1 << 40

@@ -139,6 +139,9 @@ class Embeddings:
     vectors: np.ndarray  # (windows, dim) float32
     step: float
     span: float
+
+
+@dataclass(frozen=True)
 class SpeakRequest:
     """A sentence to speak in ``lang`` (ISO code), ``speed`` times faster than the voice's
     normal pace (the voice-over's pacing speeds up a voice that falls behind)."""

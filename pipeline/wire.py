@@ -228,6 +228,8 @@ class SpeakerCodec:
             raise WireError("vectors do not match rows x dim")
         vectors = np.frombuffer(raw, dtype="<f4").reshape(rows, dim).astype(np.float32)
         return Embeddings(vectors, _number(body, "step"), _number(body, "span"))
+
+
 class BlobResult(Protocol):
     """A codec whose results carry bytes beside the header (speech): the result entry's ``b``."""
 

@@ -84,7 +84,12 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
             settings,
             context=logs.current,
             bind=logs.bound,
-            engines=("whisper", *((engine,) if engine else ()), "piper", *(("speaker",) if settings.diarize else ())),
+            engines=(
+                "whisper",
+                *((engine,) if engine else ()),
+                "piper",
+                *(("speaker",) if settings.diarize else ()),
+            ),
         )
         bus = RoomBus(settings.redis, gateway=shared.gateway)
         backend = shared

@@ -188,7 +188,9 @@ def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[De
             translator is None and "speaker" not in engines and not settings.voice_model
         )
         specs = parse_devices("cpu" if on_cpu else settings.device)
-        bare = LoadedModels(ResolvedModel("", "", "none"), with_speaker([(dev, {}) for dev in specs], settings))
+        bare = LoadedModels(
+            ResolvedModel("", "", "none"), with_speaker([(dev, {}) for dev in specs], settings)
+        )
         models, own = with_translator(bare, settings)
         name = ""
     if "piper" in engines:

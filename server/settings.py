@@ -156,7 +156,8 @@ class WorkerSettings:
         unknown = [e for e in names if e not in ("whisper", "apertium", "nllb", "speaker", "piper")]
         if unknown or not names:
             raise ConfigError(
-                f"--engines takes whisper, apertium, nllb, speaker and piper (comma-separated); got {self.engines!r}"
+                "--engines takes whisper, apertium, nllb, speaker and piper (comma-separated); "
+                f"got {self.engines!r}"
             )
         if "apertium" in names and "nllb" in names:
             raise ConfigError("a worker runs one translation engine: --engines apertium or nllb, not both")
@@ -321,7 +322,9 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
-    flag("engines", str, "what this worker runs: whisper (default), apertium, nllb, speaker, piper, or a list")
+    flag(
+        "engines", str, "what this worker runs: whisper (default), apertium, nllb, speaker, piper, or a list"
+    )
     flag("diarize_model", str, "with --engines speaker: auto (the bundled d-vector) or an ONNX path")
     flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
     flag("voice_model", str, "with --engines piper: Piper voices LANG=PATH.onnx,... (others: espeak-ng)")

@@ -16,8 +16,8 @@ import wave
 import numpy as np
 from aiohttp import web
 
-from pipeline.types import SAMPLE_RATE, Embeddings, EmbedRequest
 from pipeline.clusterer import unit
+from pipeline.types import SAMPLE_RATE, Embeddings, EmbedRequest
 from server.edge.guard import admit
 from server.edge.http import error, read_bytes
 from server.rooms.speakers import InvalidSpeaker, check_speaker

@@ -10,8 +10,8 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
-from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.clusterer import VoiceClusterer
+from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.session import CaptionSession
 from pipeline.turns import SpeakerTurns, TurnOptions
 from server.edge.auth import bearer

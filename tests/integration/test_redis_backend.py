@@ -273,7 +273,12 @@ async def test_file_chunks_travel_their_own_stream_below_live_requests(
         await eventually(lambda: client.xlen(files) >= 1, 20, "a file chunk waits in its stream")
         final = asyncio.ensure_future(backend.submit("whisper", "live", clip_request(1), final=True))
         await eventually(lambda: client.xlen(FINALS) == 1, 10, "the final waits in its stream")
-        await asyncio.sleep(0.3)  # stats refresh (every 0.2 s): both waiting ages are known
+
+        def both_ages_read() -> bool:
+            ages = {s.stream: s.waiting for s in backend.snapshot.streams}
+            return ages.get(files, 0) >= 1 and ages.get(FINALS, 0) == 1
+
+        await eventually(both_ages_read, 10, "the monitor has read both waiting streams")
         assert backend.queue_delay() < 1.0  # the file chunk's wait is not counted against live work
         chunks_done_when_final: list[int] = []
         final.add_done_callback(lambda _: chunks_done_when_final.append(job.done_chunks))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bench.panel import allison, available, reader
+from pipeline.clusterer import unit
 from pipeline.engines.speaker import FeatureSpec, SpeakerEngine, mel_filters
 from pipeline.types import EmbedRequest
-from pipeline.clusterer import unit
 
 pytestmark = pytest.mark.skipif(
     not available(), reason="needs asterisk-core-sounds-en-wav (install.sh --dev)"

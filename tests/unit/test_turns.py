@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.clusterer import VoiceClusterer
 from pipeline.turns import SPLIT_SEGMENTS, SpeakerTurns, TurnOptions
 from pipeline.types import SAMPLE_RATE, Caption, Word
 from pipeline.vad import VadFrame
-from pipeline.clusterer import VoiceClusterer
 
 DIM = 16
 STEP, SPAN = 0.4, 0.815

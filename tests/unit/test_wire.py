@@ -214,6 +214,8 @@ def test_speaker_windows_and_their_embeddings_round_trip() -> None:
     header["body"]["rows"] = 4  # rows that the bytes do not hold
     with pytest.raises(WireError):
         decode_result({**bad, b"h": json.dumps(header).encode()})
+
+
 def test_a_sentence_to_speak_and_its_speech_round_trip_with_the_audio_in_the_bytes() -> None:
     from pipeline.types import SpeakRequest, Speech
 

@@ -10,7 +10,7 @@
   // Status messages carry the outputs twice a second while sharing; polling waits this long
   // after the last one before it takes over.
   const STATUS_FRESH_MS = 3000;
-  const LABEL = { youtube: 'YouTube', obs: 'OBS' };
+  const LABEL = { youtube: 'YouTube', obs: 'OBS', webhook: 'Webhook' };
   const STATE_TEXT = { connected: 'connected', retrying: 'retrying', idle: 'idle' };
 
   const $ = (id) => document.getElementById(id);
@@ -54,7 +54,7 @@
       this.ui = {
         box: $('outputs'), badge: $('outputs-badge'), hint: $('outputs-hint'), list: $('output-list'),
         add: $('output-add'), form: $('output-form'), type: $('output-type'), url: $('output-url'),
-        urlLabel: $('output-url-label'), password: $('output-password'), passwordRow: $('output-password-row'),
+        urlLabel: $('output-url-label'), password: $('output-password'), passwordRow: $('output-password-row'), passwordLabel: $('output-password-label'),
         viewRow: $('output-view-row'), view: $('output-view-token'), formHint: $('output-form-hint'),
         save: $('output-save'), cancel: $('output-cancel'),
       };
@@ -242,16 +242,26 @@
     // The fields the chosen type takes; when editing, blank fields keep what the server holds.
     fitForm() {
       const ui = this.ui;
-      const obs = ui.type.value === 'obs';
+      const type = ui.type.value;
+      const obs = type === 'obs';
+      const hook = type === 'webhook';
       const editing = this.editing !== null;
-      ui.passwordRow.hidden = !obs;
+      ui.passwordRow.hidden = !(obs || hook);
+      ui.passwordLabel.textContent = hook
+        ? 'Signing secret (16 characters or more; Nova-Signature carries its HMAC-SHA256)'
+        : 'obs-websocket password';
       ui.urlLabel.textContent = obs
         ? 'obs-websocket address (OBS: Tools, WebSocket Server Settings)'
-        : 'Caption ingestion URL (YouTube Studio: "POST captions to URL"; it holds the stream key)';
-      // A YouTube URL holds the stream key: masked like a password. OBS's address is not secret.
-      ui.url.type = obs ? 'text' : 'password';
-      ui.url.placeholder = editing ? 'unchanged' : (obs ? 'ws://127.0.0.1:4455' : 'http://upload.youtube.com/closedcaption?cid=…');
-      ui.password.placeholder = editing ? 'unchanged' : 'as OBS shows it';
+        : hook
+          ? 'Webhook URL (each final is POSTed there as JSON)'
+          : 'Caption ingestion URL (YouTube Studio: "POST captions to URL"; it holds the stream key)';
+      // A YouTube URL holds the stream key: masked like a password. OBS's address and a
+      // webhook's are not secret (the webhook's secret is its own field).
+      ui.url.type = obs || hook ? 'text' : 'password';
+      ui.url.placeholder = editing
+        ? 'unchanged'
+        : (obs ? 'ws://127.0.0.1:4455' : hook ? 'https://example.com/nova' : 'http://upload.youtube.com/closedcaption?cid=…');
+      ui.password.placeholder = editing ? 'unchanged' : (hook ? 'a long random string' : 'as OBS shows it');
     }
 
     async submit() {
@@ -263,11 +273,13 @@
         if (!url) { ui.formHint.textContent = 'Fill in the address first.'; ui.url.focus(); return; }
         const item = { type: ui.type.value, url };
         if (item.type === 'obs') item.password = password;
+        if (item.type === 'webhook') item.secret = password;
         list = [...this.outputs.map((o) => ({ id: o.id })), item];
       } else {
         const change = { id: this.editing };
         if (url) change.url = url;
         if (ui.type.value === 'obs' && password) change.password = password;
+        if (ui.type.value === 'webhook' && password) change.secret = password;
         list = this.outputs.map((o) => (o.id === this.editing ? change : { id: o.id }));
       }
       if (await this.save(list, ui.formHint)) this.closeForm();
