@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from cryptography.hazmat.primitives import serialization
 from bench.corpus import ESPEAK_TEXT, espeak, silence, write_wav
 from bench.scoring import wer
 from pipeline.types import Caption
+from server.rooms.webhook import verify
 from server.state import STATE
 from tests.support.browser import captured_finals, chromium
 from tests.support.probes import wait_until
 from tests.support.server_process import ServerProcess, free_port
 
 # Every final line's time on screen, as the overlay's reader sees it (faded lines are gone).
+HOOK_SECRET = "a-webhook-secret-of-32-characters"
 WATCH = """() => {
   window.seen = {};
   const tick = () => {
@@ -119,6 +122,13 @@ async def test_a_phone_over_https_captions_catches_a_typo_and_sets_up_outputs(
     youtube = CaptionUrl()
     endpoint = web.Application()
     endpoint.router.add_post("/closedcaption", youtube.handle)
+    hooks: list[tuple[str, bytes]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        hooks.append((request.headers.get("Nova-Signature", ""), await request.read()))
+        return web.Response(status=204)
+
+    endpoint.router.add_post("/hook", webhook)
     receiver = await aiohttp_server(endpoint, host="127.0.0.1")
     port = free_port()
     args = ("--tls", "self-signed", "--public-host", "nova.test", "--outputs-allow", "127.0.0.1")
@@ -180,6 +190,20 @@ async def test_a_phone_over_https_captions_catches_a_typo_and_sets_up_outputs(
             obs = "#output-list li:nth-child(2)"
             await page.wait_for_selector(f"{obs}[data-state=retrying]", timeout=10_000)
             assert "nothing answers" in (await page.text_content(f"{obs} .output-detail") or "")
+            # A webhook: its URL shown as typed, its secret in the second field; its test is signed.
+            await page.click("#output-add")
+            await page.select_option("#output-type", "webhook")
+            assert await page.get_attribute("#output-url", "type") == "text"
+            assert "Signing secret" in (await page.text_content("#output-password-label") or "")
+            await page.fill("#output-url", str(receiver.make_url("/hook")))
+            await page.fill("#output-password", HOOK_SECRET)
+            await page.click("#output-save")
+            hook = "#output-list li:nth-child(3)"
+            await page.click(f"{hook} button[data-act=test]")
+            await page.wait_for_selector(f"{hook}[data-state=connected] .output-note", timeout=10_000)
+            signature, body = hooks[0]
+            assert verify(HOOK_SECRET, signature, body, time.time()), signature
+            assert json.loads(body)["text"] == "Nova Voice test caption"
 
             finals = await captured_finals(page, ESPEAK_TEXT)
             assert wer(ESPEAK_TEXT, " ".join(finals)) <= 0.25, finals
@@ -195,7 +219,8 @@ async def test_a_phone_over_https_captions_catches_a_typo_and_sets_up_outputs(
                 ".then((r) => r.text())"
             )
             info = json.loads(await page.evaluate(read, token))
-            assert [o["state"] for o in info["outputs"]] == ["connected", "retrying"], info
-            assert "STREAMKEY" not in json.dumps(info) and "secret" not in json.dumps(info)
+            assert [o["state"] for o in info["outputs"]] == ["connected", "retrying", "connected"], info
+            shown = json.dumps(info)
+            assert "STREAMKEY" not in shown and "secret" not in shown and HOOK_SECRET not in shown
             await page.click("#stop")
             await page.wait_for_function("window.novaCapture.state() === 'idle'", timeout=10_000)

@@ -1,4 +1,4 @@
-// The capture page's outputs panel: a room's YouTube and OBS outputs added, edited, tested and
+// The capture page's outputs panel: a room's YouTube, OBS and webhook outputs added, edited, tested and
 // removed with its publish token (PATCH /rooms/{room} and POST /rooms/{room}/outputs/{id}/test),
 // and how each is doing, live: from the publisher's status messages while sharing, else from
 // GET /rooms/{room} every few seconds while the panel is open. Stream keys and passwords go to
