@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from aiohttp import web
-from aiortc import RTCDataChannel, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.edge.guard import admit, refused
@@ -125,6 +126,17 @@ async def watched_room(state: AppState, record: RoomRecord, client: str) -> Room
     return room
 
 
+def listener_peer(state: AppState, room: Room, client: str, gone: Callable[[], None]) -> RTCPeerConnection:
+    """A peer for one of the room's listeners (a viewer or a WHEP player), or the refusal of the
+    server's peer limits, counted; a room nobody else holds is forgotten with it."""
+    try:
+        return state.peers.create(on_closed=gone, client=client)
+    except PeerRefused as exc:
+        state.metrics.rejected.labels(exc.refusal.code).inc()
+        state.rooms.forget_if_idle(room.name)
+        raise refused(exc.refusal) from exc
+
+
 async def post_viewer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     name = room_name(request)
@@ -169,12 +181,7 @@ async def post_viewer(request: web.Request) -> web.Response:
             state.metrics.voice_listeners.dec()
         state.rooms.forget_if_idle(room.name)
 
-    try:
-        pc = state.peers.create(on_closed=gone, client=client)
-    except PeerRefused as exc:
-        state.metrics.rejected.labels(exc.refusal.code).inc()
-        state.rooms.forget_if_idle(room.name)
-        raise refused(exc.refusal) from exc
+    pc = listener_peer(state, room, client, gone)
     room.add_viewer(viewer_id, client)
     state.metrics.viewers.inc()
     if line is not None:

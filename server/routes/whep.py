@@ -17,13 +17,14 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
-from server.edge.guard import admit, refused
+from server.edge.guard import admit
 from server.edge.http import error, read_body, shown
 from server.media.offers import restore, set_aside
-from server.media.peers import OfferError, PeerRefused, check_transport
+from server.media.peers import OfferError, check_transport
 from server.media.voice import Listening, VoiceTrack, send_voice, wants_audio
 from server.routes.access import require_view
-from server.routes.viewers import planned_room, room_name, voice_language, watched_room
+from server.routes.viewers import listener_peer, planned_room, room_name, voice_language, watched_room
+from server.routes.whip import no_trickle
 from server.state import STATE
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,7 @@ async def post_whep(request: web.Request) -> web.Response:
         state.metrics.voice_listeners.dec()
         state.rooms.forget_if_idle(room.name)
 
-    try:
-        pc = state.peers.create(on_closed=gone, client=client)
-    except PeerRefused as exc:
-        state.metrics.rejected.labels(exc.refusal.code).inc()
-        state.rooms.forget_if_idle(room.name)
-        raise refused(exc.refusal) from exc
+    pc = listener_peer(state, room, client, gone)
     track = VoiceTrack(line)
     room.add_viewer(listener_id, client)
     state.metrics.voice_listeners.inc()
@@ -110,18 +106,9 @@ async def delete_whep(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def patch_whep(request: web.Request) -> web.Response:
-    raise error(
-        405,
-        "trickle_unsupported",
-        "trickle ICE is not supported; send a complete offer",
-        headers={"Allow": "DELETE, OPTIONS"},
-    )
-
-
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/whep/{room}", post_whep),
         web.delete("/whep/{room}/{session}", delete_whep),
-        web.patch("/whep/{room}/{session}", patch_whep),
+        web.patch("/whep/{room}/{session}", no_trickle),
     ]

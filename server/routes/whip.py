@@ -305,8 +305,9 @@ async def delete_whip(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def patch_whip(request: web.Request) -> web.Response:
-    # Trickle ICE is optional in RFC 9725; our answers carry all candidates already.
+async def no_trickle(request: web.Request) -> web.Response:
+    """PATCH of a WHIP or WHEP session. Trickle ICE is optional in RFC 9725 (and WHEP): our
+    answers carry all candidates already."""
     raise error(
         405,
         "trickle_unsupported",
@@ -319,5 +320,5 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post("/whip/{room}", post_whip),
         web.delete("/whip/{room}/{session}", delete_whip),
-        web.patch("/whip/{room}/{session}", patch_whip),
+        web.patch("/whip/{room}/{session}", no_trickle),
     ]
