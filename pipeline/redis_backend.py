@@ -1,9 +1,14 @@
 """The inference backend of a gateway: requests to Redis Streams, results from its own stream.
 
-``submit`` adds a self-contained request (``pipeline.wire``) to ``nova:{engine}:final`` or
-``...:partial``; workers anywhere answer on this gateway's result stream, which one reader task
-turns back into the awaiting futures. Delivery is at least once, so results are matched by
-(session, ticket) and any second answer is dropped.
+``submit`` adds a request (``pipeline.wire``) to ``nova:{engine}:final`` or ``...:partial``;
+workers anywhere answer on this gateway's result stream, which one reader task turns back into
+the awaiting futures. Delivery is at least once, so results are matched by (session, ticket)
+and any second answer is dropped.
+
+A Whisper request sends only the audio its utterance has gained since the last request (the
+rest is in Redis already, pipeline/audio_refs.py) once every live Whisper worker reads such
+requests; a worker that cannot find that audio answers ``miss`` and the request goes again
+with its whole audio, so nothing depends on what Redis or a worker still holds.
 
 What never happens is a hang: a final waits at most ``final_timeout`` (across a Redis outage it
 is sent again once Redis is back) and then fails, so the caption policy closes the line with the
@@ -22,11 +27,12 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from pipeline.audio_refs import AudioChains, Planned
 from pipeline.backend import (
     BackendStats,
     BackendUnavailable,
@@ -46,7 +52,7 @@ from pipeline.streams import (
     live_workers,
     queue_stats,
 )
-from pipeline.wire import CODECS, Codec, WireError, WireRequest, decode_result, encode_request
+from pipeline.wire import CODECS, AudioRef, Codec, WireError, WireRequest, decode_result, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,10 @@ class DeadLettered(SchedulerClosed):
     """Workers failed this request on every delivery; it sits in the dead-letter stream."""
 
 
+class _Missed(Exception):
+    """A worker could not read the audio a request named: it goes again, whole."""
+
+
 @dataclass(frozen=True)
 class RedisOptions:
     """How a gateway uses Redis.
@@ -83,6 +93,10 @@ class RedisOptions:
     require_workers: refuse new sessions while no worker heartbeat is alive.
     file_timeout: seconds a file job's chunk may wait for its result: it waits behind every live
         request of the cluster on purpose, so far longer than a final.
+    audio_refs: send Whisper requests as new audio plus a reference to what was sent before,
+        while every live Whisper worker reads them (False: the whole utterance every time).
+    audio_ttl: seconds an utterance's audio stays in Redis after its last chunk, unless the
+        gateway deletes it first; above ``final_timeout``, so a waiting final always finds it.
     """
 
     prefix: str = "nova"
@@ -99,6 +113,8 @@ class RedisOptions:
     stats_interval: float = 1.0
     require_workers: bool = True
     file_timeout: float = 3600.0
+    audio_refs: bool = True
+    audio_ttl: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -121,10 +137,12 @@ class _Waiter:
     stream: str
     future: asyncio.Future[Any]
     sent: float
-    fields: dict[bytes, bytes] = field(default_factory=dict)  # kept to send a final again
+    request: WireRequest | None = None  # kept to send it again (whole) after a miss or a restart
+    fields: dict[bytes, bytes] = field(default_factory=dict)  # what was sent last
     background: bool = False
     entry_id: bytes | None = None
     redis_run: str = ""
+    audio_key: str = ""  # the utterance-audio hash the request names, if any
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,7 @@ class RedisBackend:
         self._clock = clock or MonotonicClock()
         self._client = connect(url, self.options.socket_timeout)
         self._sessions: set[str] = set()
+        self._chains = AudioChains(self.keys.audio(self.gateway))
         self._waiting: dict[tuple[str, int], _Waiter] = {}
         self._partials: dict[str, _Waiter] = {}
         self._tickets = itertools.count(1)
@@ -186,6 +205,7 @@ class RedisBackend:
         self._down_reason = "not connected yet"
         self._run_id = ""
         self._snapshot = RedisSnapshot()
+        self._refs_ok = False
         self._last_result = b"0-0"
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -219,6 +239,11 @@ class RedisBackend:
     @property
     def snapshot(self) -> RedisSnapshot:
         return self._snapshot
+
+    @property
+    def audio_refs(self) -> bool:
+        """Whether Whisper requests now send only new audio (every live worker reads them)."""
+        return self.options.audio_refs and self._refs_ok
 
     # -- InferenceBackend ---------------------------------------------------------------------
 
@@ -295,24 +320,20 @@ class RedisBackend:
             sent=self._clock.now(),
             background=background,
         )
-        fields = encode_request(
-            WireRequest(
-                rid=w.rid,
-                gateway=self.gateway,
-                session=key,
-                ticket=ticket,
-                final=final,
-                engine=engine,
-                payload=request,
-                reply=self.results_stream,
-                ttl_ms=0 if final else int(self.options.partial_ttl * 1000),
-                context=dict(self._context()) if self._context else {},
-                background=background,
-            ),
-            self._codecs,
+        w.request = WireRequest(
+            rid=w.rid,
+            gateway=self.gateway,
+            session=key,
+            ticket=ticket,
+            final=final,
+            engine=engine,
+            payload=request,
+            reply=self.results_stream,
+            ttl_ms=0 if final else int(self.options.partial_ttl * 1000),
+            context=dict(self._context()) if self._context else {},
+            background=background,
         )
-        if final:
-            w.fields = fields
+        fields, planned = self._encode(w)
         self._waiting[(key, ticket)] = w
         if not final:
             self._partials[key] = w
@@ -322,8 +343,16 @@ class RedisBackend:
         try:
             with self._bind(rid=w.rid):
                 async with asyncio.timeout(limit):
-                    await self._send(w, fields)
-                    result = await w.future
+                    await self._send(w, fields, planned)
+                    try:
+                        result = await w.future
+                    except _Missed:
+                        # The worker could not read the audio named: the same request, whole.
+                        self.counts["misses"] += 1
+                        log.info("a worker missed the audio of ticket %d: sending it whole", ticket)
+                        w.future = loop.create_future()
+                        await self._send(w, self._whole(w), None)
+                        result = await w.future
                 if final:
                     log.info("final answered in %.0f ms", 1000 * (self._clock.now() - w.sent))
                 return result
@@ -347,6 +376,7 @@ class RedisBackend:
         self._sessions.discard(key)
         for w in [w for w in self._waiting.values() if w.session == key]:
             self._settle(w, error=SchedulerClosed("session left"))
+        self._delete_audio(self._chains.close(key))
 
     def queue_delay(self, session: Hashable | None = None) -> float:
         """How far behind inference runs: the older of this gateway's oldest unanswered request
@@ -414,25 +444,79 @@ class RedisBackend:
                 return s.waiting >= self.options.shed_waiting or s.waiting_age >= self.options.partial_ttl
         return False
 
-    async def _send(self, w: _Waiter, fields: dict[bytes, bytes]) -> None:
-        """XADD, waiting for Redis to come back if it is away (finals; the caller bounds the wait)."""
+    def _encode(self, w: _Waiter) -> tuple[dict[bytes, bytes], Planned | None]:
+        """The entry for a request, and for Whisper audio while every worker reads references,
+        the chunk of new audio to write before it."""
+        req = w.request
+        assert req is not None
+        if not (req.engine == "whisper" and self.audio_refs):
+            return encode_request(req, self._codecs), None
+        parts = self._codecs[req.engine].request_body(req.payload)
+        pcm = parts[1]
+        if not pcm:
+            return encode_request(req, self._codecs, parts), None
+        planned = self._chains.plan(w.session, pcm)
+        w.audio_key = planned.key
+        ref = AudioRef(planned.key, planned.chunks, planned.samples, planned.crc)
+        return encode_request(replace(req, audio=ref), self._codecs, parts), planned
+
+    def _whole(self, w: _Waiter) -> dict[bytes, bytes]:
+        """The request with its audio inline (version 1): after a miss, or Redis lost the audio."""
+        assert w.request is not None
+        if w.audio_key:
+            self._delete_audio([self._chains.forget(w.session, w.audio_key)])
+        return encode_request(w.request, self._codecs)
+
+    async def _send(self, w: _Waiter, fields: dict[bytes, bytes], planned: Planned | None) -> None:
+        """XADD (after the chunk of new audio, if any), waiting for Redis to come back if it is
+        away (finals; the caller bounds the wait)."""
         while True:
             await self._available.wait()
             try:
-                w.entry_id = await self._client.xadd(
-                    w.stream, fields, maxlen=self.options.maxlen, approximate=True
-                )
+                w.entry_id = await self._add(w.stream, fields, planned)
+                w.fields = fields
                 w.redis_run = self._run_id
                 self.counts["sent"] += 1
                 self.counts["bytes_sent"] += sum(len(v) for v in fields.values())
+                if planned is not None and planned.chunk is not None:
+                    self.counts["audio_bytes"] += len(planned.chunk.data)
+                    self.counts["bytes_sent"] += len(planned.chunk.data)
                 log.log(
                     logging.INFO if w.final else logging.DEBUG, "sent to %s (ticket %d)", w.stream, w.ticket
                 )
                 return
             except Failure as exc:
                 self._mark_down(exc)
+                if planned is not None:
+                    # Whether the chunk was written is unknown: this one and what follows go whole.
+                    planned = None
+                    fields = self._whole(w)
                 if not w.final:
                     raise Dropped(f"Redis is unreachable: {exc}") from exc
+
+    async def _add(self, stream: str, fields: dict[bytes, bytes], planned: Planned | None) -> bytes:
+        if planned is None:
+            return await self._client.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+        # One round trip, in this order on one connection: the audio is there before any worker
+        # can read the request that names it.
+        pipe = self._client.pipeline(transaction=False)
+        if planned.expired:
+            pipe.delete(*planned.expired)
+        if planned.chunk is not None:
+            pipe.hset(planned.key, str(planned.chunk.index), planned.chunk.data)
+        pipe.pexpire(planned.key, int(self.options.audio_ttl * 1000))
+        pipe.xadd(stream, fields, maxlen=self.options.maxlen, approximate=True)
+        replies = await pipe.execute()
+        return replies[-1]
+
+    def _delete_audio(self, keys: list[str | None]) -> None:
+        names = [k for k in keys if k]
+        if names and not self._closed:
+            self._spawn(self._delete_keys(names))
+
+    async def _delete_keys(self, names: list[str]) -> None:
+        with contextlib.suppress(*Failure):
+            await self._client.delete(*names)
 
     def _settle(self, w: _Waiter, result: Any = None, error: BaseException | None = None) -> None:
         if w.future.done():
@@ -444,6 +528,8 @@ class RedisBackend:
 
     def _forget(self, w: _Waiter) -> None:
         self._waiting.pop((w.session, w.ticket), None)
+        if w.audio_key:
+            self._delete_audio([self._chains.release(w.session, w.audio_key)])
         if self._partials.get(w.session) is w:
             del self._partials[w.session]
         answered = w.future.done() and not w.future.cancelled() and w.future.exception() is None
@@ -488,6 +574,7 @@ class RedisBackend:
             restarted = fresh and bool(self._run_id)
             self._run_id = run_id
             if restarted:
+                self._chains.reset()  # what Redis held of every utterance may be gone
                 await self._resend()
         except Failure as exc:
             self._mark_down(exc)
@@ -497,14 +584,17 @@ class RedisBackend:
         self._available.set()
 
     async def _resend(self) -> None:
-        """Redis restarted empty: finals it took before are gone, so they go again (same rid and
-        ticket: if the old copy is answered after all, the second answer is dropped)."""
+        """Redis restarted empty: finals it took before are gone, so they go again, with their
+        whole audio (same rid and ticket: if the old copy is answered after all, the second
+        answer is dropped)."""
         again = [
             w
             for w in self._waiting.values()
-            if w.final and w.fields and w.entry_id is not None and w.redis_run != self._run_id
+            if w.final and w.request and w.entry_id is not None and w.redis_run != self._run_id
         ]
         for w in again:
+            w.fields = self._whole(w) if w.audio_key else w.fields
+            w.audio_key = ""
             w.entry_id = await self._client.xadd(
                 w.stream, w.fields, maxlen=self.options.maxlen, approximate=True
             )
@@ -524,6 +614,10 @@ class RedisBackend:
                 counters=await counters(self._client, self.keys),
                 workers=tuple(await live_workers(self._client, self.keys)),
             )
+            # References only while every Whisper worker reads them: one of an older release
+            # would refuse such a request (rolling upgrades, pipeline/wire.py).
+            whisper = [w for w in self._snapshot.workers if _runs(w, "whisper")]
+            self._refs_ok = bool(whisper) and all(w.get("audio_refs") for w in whisper)
         except Failure as exc:
             self._mark_down(exc)
 
@@ -580,6 +674,8 @@ class RedisBackend:
         )
         if res.status == "ok":
             self._settle(w, res.payload)
+        elif res.status == "miss":
+            self._settle(w, error=_Missed())
         elif res.status == "dropped":
             self._settle(w, error=Dropped(res.error or "dropped by a worker"))
         else:

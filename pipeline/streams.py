@@ -7,6 +7,9 @@ Keys (``prefix`` is ``nova`` unless configured):
   are empty. Workers acknowledge *and delete* an entry once its result is written, so a
   stream holds only outstanding work: its length is the backlog plus what is in flight.
 - ``nova:results:{gateway}``: each gateway's result stream, read by that gateway alone.
+- ``nova:audio:{gateway}:{n}``: the audio of one utterance as a gateway sent it, a hash of
+  chunks (pipeline/audio_refs.py); requests of version 2 name it. Each expires a while after
+  its last chunk and is deleted once the gateway no longer needs it.
 - ``nova:dead``: dead letters, requests that failed on every delivery.
 - ``nova:workers`` (set) and ``nova:worker:{id}`` (a JSON heartbeat that expires): live workers.
 - ``nova:counters`` (hash): cluster-wide counts of reclaimed, dead-lettered and late entries.
@@ -55,6 +58,10 @@ class Keys:
 
     def is_file(self, stream: str) -> bool:
         return stream.endswith(":file")
+
+    def audio(self, gateway: str = "") -> str:
+        """The start of every utterance-audio hash name (of one gateway, given ``gateway``)."""
+        return f"{self.prefix}:audio:{gateway}:" if gateway else f"{self.prefix}:audio:"
 
     def results(self, gateway: str) -> str:
         return f"{self.prefix}:results:{gateway}"

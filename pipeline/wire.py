@@ -5,6 +5,13 @@ and where the answer goes) and ``b`` (raw bytes: int16 little-endian PCM for Whi
 engine's request and result look like inside the header is its ``Codec``'s business, so a new
 engine (NLLB, speaker embeddings) adds a codec, not a format. A reader refuses any entry it
 cannot fully check (``WireError``) instead of guessing, and a newer version is refused rather than misread.
+
+Version 2 (issue 29) is a Whisper request whose audio is not in the entry but named by its
+header's ``audio`` (``AudioRef``: a Redis hash the gateway fills as the utterance grows,
+pipeline/audio_refs.py). A worker of version 1 refuses it instead of reading an empty entry as
+silence, and gateways send it only while every live Whisper worker's heartbeat says it reads it
+(``audio_refs``); every version-1 request reads as before. Results stay version 1, with one
+more status, ``miss``, sent only in answer to a version-2 request.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
@@ -32,13 +39,15 @@ from pipeline.types import (
 )
 
 VERSION = 1
+REF_VERSION = 2  # a request whose audio is named, not carried (AudioRef)
 # 30 s of 16 kHz int16 is what Whisper can take; a little over that is still an honest request.
 MAX_BLOB = 40 * 16_000 * 2
 MAX_HEADER = 64 * 1024
 # A spoken sentence (the piper engine's result): 1000 characters at a slow 10 a second, 48 kHz.
 MAX_RESULT_BLOB = 100 * 48_000 * 2
 
-Status = Literal["ok", "dropped", "failed"]
+Status = Literal["ok", "dropped", "failed", "miss"]
+STATUSES = ("ok", "dropped", "failed", "miss")
 
 
 class WireError(ValueError):
@@ -73,12 +82,20 @@ def _number(data: Mapping[str, Any], key: str) -> float:
     return float(_get(data, key, (int, float)))
 
 
+def pcm16(audio: np.ndarray) -> bytes:
+    """float32 audio as int16 little-endian PCM. The policy makes float32 from int16
+    (x / 32768), so the round trip back is exact."""
+    return np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def from_pcm16(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
 class WhisperCodec:
     """``TranscribeRequest`` as int16 PCM plus prompt and decode options; ``Transcript`` as words."""
 
     def request_body(self, request: TranscribeRequest) -> tuple[dict[str, Any], bytes]:
-        # The policy makes float32 from int16 (x / 32768), so the round trip back is exact.
-        pcm = np.clip(np.rint(request.audio * 32768.0), -32768, 32767).astype("<i2")
         o = request.options
         options = {
             "beam_size": o.beam_size,
@@ -95,7 +112,7 @@ class WhisperCodec:
         body: dict[str, Any] = {"prompt": request.prompt, "options": options}
         if request.hotwords:
             body["hotwords"] = request.hotwords
-        return body, pcm.tobytes()
+        return body, pcm16(request.audio)
 
     def read_request(self, body: Mapping[str, Any], blob: bytes) -> TranscribeRequest:
         if len(blob) % 2:
@@ -125,7 +142,7 @@ class WhisperCodec:
             language=language,
             task=task,
         )
-        audio = np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32768.0
+        audio = from_pcm16(blob)
         # A room's vocabulary (issue 21); a gateway from before it sends none.
         hotwords = _get(body, "hotwords", str) if "hotwords" in body else ""
         return TranscribeRequest(
@@ -289,6 +306,34 @@ CODECS: Mapping[str, Codec] = MappingProxyType(
 
 
 @dataclass(frozen=True)
+class AudioRef:
+    """Where a version-2 request's audio is: the first ``chunks`` chunks of the Redis hash
+    ``key``, ``samples`` int16 samples in all whose bytes have the CRC-32 ``crc``."""
+
+    key: str
+    chunks: int
+    samples: int
+    crc: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "chunks": self.chunks, "samples": self.samples, "crc": self.crc}
+
+    @classmethod
+    def read(cls, data: Any) -> AudioRef:
+        if not isinstance(data, dict):
+            raise WireError("audio is a JSON object")
+        ref = cls(
+            key=_get(data, "key", str),
+            chunks=_get(data, "chunks", int),
+            samples=_get(data, "samples", int),
+            crc=_get(data, "crc", int),
+        )
+        if not 0 < ref.chunks <= 4096 or not 0 <= ref.samples <= MAX_BLOB // 2 or not 0 <= ref.crc < 2**32:
+            raise WireError("audio reference out of range")
+        return ref
+
+
+@dataclass(frozen=True)
 class WireRequest:
     """One engine request on its way to a worker.
 
@@ -299,6 +344,8 @@ class WireRequest:
         clock, so gateways and workers need not agree on the time) the answer is still worth
         computing; 0 for finals, which never expire.
     context: ids for logs (room, publisher), passed through untouched.
+    audio: where the audio is when it is not in the entry (version 2); the payload then
+        arrives without it, and the worker fills it in (``with_audio``).
     """
 
     rid: str
@@ -312,12 +359,14 @@ class WireRequest:
     ttl_ms: int = 0
     context: Mapping[str, str] = field(default_factory=dict)
     background: bool = False  # a file job's chunk: the worker's scheduler runs it below live work
+    audio: AudioRef | None = None
 
 
 @dataclass(frozen=True)
 class WireResult:
     """A worker's answer: ``ok`` with a payload, ``dropped`` (a partial too late or replaced),
-    or ``failed`` (dead-lettered after its deliveries; a final then closes with what it has)."""
+    ``failed`` (dead-lettered after its deliveries; a final then closes with what it has), or
+    ``miss`` (the audio a version-2 request names could not be read: send it whole)."""
 
     rid: str
     session: str
@@ -331,7 +380,9 @@ class WireResult:
     wait_ms: float = 0.0  # how long it waited in Redis before a worker took it
 
 
-def _header(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+def _header(
+    fields: Mapping[bytes, bytes], versions: tuple[int, ...] = (VERSION,)
+) -> tuple[int, dict[str, Any]]:
     version = fields.get(b"v")
     if version is None or b"h" not in fields:
         raise WireError("not a Nova Voice entry (no version or header)")
@@ -339,8 +390,11 @@ def _header(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
         v = int(version)
     except ValueError as exc:
         raise WireError(f"bad version {version!r}") from exc
-    if v != VERSION:
-        raise WireError(f"wire version {v} is not {VERSION}; run the same release on gateways and workers")
+    if v not in versions:
+        raise WireError(
+            f"wire version {v} is not {' or '.join(map(str, versions))}; "
+            "run the same release on gateways and workers"
+        )
     raw = fields[b"h"]
     if len(raw) > MAX_HEADER:
         raise WireError("header too large")
@@ -350,7 +404,7 @@ def _header(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
         raise WireError("header is not JSON") from exc
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
-    return header
+    return v, header
 
 
 def _codec(codecs: Mapping[str, Codec], engine: str) -> Codec:
@@ -364,8 +418,14 @@ def _dumps(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def encode_request(req: WireRequest, codecs: Mapping[str, Codec] = CODECS) -> dict[bytes, bytes]:
-    body, blob = _codec(codecs, req.engine).request_body(req.payload)
+def encode_request(
+    req: WireRequest, codecs: Mapping[str, Codec] = CODECS, parts: tuple[dict[str, Any], bytes] | None = None
+) -> dict[bytes, bytes]:
+    """The entry's fields; ``parts`` is the codec's ``request_body`` when the caller has it
+    already. With ``req.audio`` the audio stays out of the entry (version 2)."""
+    body, blob = parts or _codec(codecs, req.engine).request_body(req.payload)
+    if req.audio is not None:
+        blob = b""
     if len(blob) > MAX_BLOB:
         raise WireError(f"request of {len(blob)} bytes is over {MAX_BLOB}")
     header = {
@@ -382,15 +442,27 @@ def encode_request(req: WireRequest, codecs: Mapping[str, Codec] = CODECS) -> di
     }
     if req.background:
         header["bg"] = True  # a reader from before issue 33 ignores it (and runs it as a final)
-    return {b"v": str(VERSION).encode(), b"h": _dumps(header), b"b": blob}
+    version = VERSION
+    if req.audio is not None:
+        header["audio"] = req.audio.to_dict()
+        version = REF_VERSION
+    return {b"v": str(version).encode(), b"h": _dumps(header), b"b": blob}
 
 
 def decode_request(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = CODECS) -> WireRequest:
-    h = _header(fields)
+    """A request; one of version 2 comes with its payload's audio empty and ``audio`` set."""
+    version, h = _header(fields, (VERSION, REF_VERSION))
     blob = fields.get(b"b", b"")
     if len(blob) > MAX_BLOB:
         raise WireError("request body too large")
     engine = _get(h, "engine", str)
+    audio = None
+    if version == REF_VERSION:
+        if engine != "whisper" or blob:
+            raise WireError("only a Whisper request without inline audio names its audio")
+        audio = AudioRef.read(h.get("audio"))
+    elif "audio" in h:
+        raise WireError("a version 1 request carries its audio")
     ctx = _get(h, "ctx", dict)
     try:
         payload = _codec(codecs, engine).read_request(_get(h, "body", dict), blob)
@@ -408,7 +480,13 @@ def decode_request(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = 
         ttl_ms=_get(h, "ttl_ms", int),
         context={str(k): str(v) for k, v in ctx.items()},
         background=_get(h, "bg", bool) if "bg" in h else False,
+        audio=audio,
     )
+
+
+def with_audio(req: WireRequest, pcm: bytes) -> WireRequest:
+    """A version-2 Whisper request with the audio its reference named filled in."""
+    return replace(req, payload=replace(req.payload, audio=from_pcm16(pcm)), audio=None)
 
 
 def encode_result(res: WireResult, codecs: Mapping[str, Codec] = CODECS) -> dict[bytes, bytes]:
@@ -436,9 +514,9 @@ def encode_result(res: WireResult, codecs: Mapping[str, Codec] = CODECS) -> dict
 
 
 def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = CODECS) -> WireResult:
-    h = _header(fields)
+    _, h = _header(fields)
     status = _get(h, "status", str)
-    if status not in ("ok", "dropped", "failed"):
+    if status not in STATUSES:
         raise WireError(f"unknown status {status!r}")
     engine = _get(h, "engine", str)
     payload = None
@@ -457,7 +535,7 @@ def decode_result(fields: Mapping[bytes, bytes], codecs: Mapping[str, Codec] = C
         rid=_get(h, "rid", str),
         session=_get(h, "session", str),
         ticket=_get(h, "ticket", int),
-        status=status,  # type: ignore[arg-type]  # checked against the three statuses above
+        status=status,  # type: ignore[arg-type]  # checked against the statuses above
         engine=engine,
         payload=payload,
         error=_get(h, "error", str),

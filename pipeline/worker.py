@@ -13,6 +13,11 @@ a slow batch is not mistaken for a dead worker. An entry delivered more than
 ``max_deliveries`` times goes to the dead-letter stream and its gateway is told, so the final
 closes with the words it has. Partials past their deadline are answered "dropped", unrun.
 
+A Whisper request of wire version 2 names its audio instead of carrying it: the worker keeps
+what it has read of each utterance (``AudioCache``, shared by the devices of one process) and
+reads from Redis only the chunks it lacks; audio it cannot find or check is answered ``miss``,
+unrun, and the gateway sends the request again whole (pipeline/audio_refs.py).
+
 ``drain()`` (SIGTERM): stop reading, finish what was read, answer, acknowledge, leave.
 """
 
@@ -34,8 +39,9 @@ from typing import Any, Literal
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from pipeline.audio_refs import AudioCache
 from pipeline.backend import SchedulerClosed, Superseded
 from pipeline.batching import BatchOptions
 from pipeline.engines import Engine
@@ -50,7 +56,17 @@ from pipeline.streams import (
     queue_stats,
     redis_now_ms,
 )
-from pipeline.wire import CODECS, Codec, WireError, WireRequest, WireResult, decode_request, encode_result
+from pipeline.wire import (
+    CODECS,
+    Codec,
+    Status,
+    WireError,
+    WireRequest,
+    WireResult,
+    decode_request,
+    encode_result,
+    with_audio,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +87,8 @@ class WorkerOptions:
         batch seconds).
     max_deliveries: deliveries after which an entry is dead-lettered instead of run again.
     heartbeat_ttl: a worker whose heartbeat is older than this is gone for gateways.
+    audio_cache_mb, audio_cache_ttl: the utterance audio kept between requests (its bound, and
+        how long an utterance nobody asks about is kept).
     """
 
     prefix: str = "nova"
@@ -89,6 +107,9 @@ class WorkerOptions:
     result_maxlen: int = 10_000
     dead_maxlen: int = 10_000
     drain_timeout: float = 60.0
+    # ~130 KB for an utterance of 4 s: 256 MB holds 2,000 utterances in progress.
+    audio_cache_mb: int = 256
+    audio_cache_ttl: float = 60.0
 
 
 # -- the pure decisions ------------------------------------------------------------------------
@@ -180,10 +201,13 @@ class Worker:
         observer: SchedulerObserver | None = None,
         codecs: Mapping[str, Codec] = CODECS,
         bind: Callable[..., AbstractContextManager[None]] | None = None,
+        audio: AudioCache | None = None,
     ) -> None:
         """``bind(room=..., session=..., rid=...)`` puts a request's ids on the log lines written
-        while it is handled (the ids come with the request from its gateway)."""
+        while it is handled (the ids come with the request from its gateway). ``audio``: the
+        utterance audio already read, shared by the workers of one process."""
         self.options = options or WorkerOptions()
+        self.audio = audio or AudioCache(self.options.audio_cache_mb << 20, self.options.audio_cache_ttl)
         self._bind = bind or (lambda **ids: contextlib.nullcontext())
         self.client = client
         self.device = device
@@ -370,6 +394,13 @@ class Worker:
             self.counts["late"] += 1
             await self._answer(stream, entry_id, req, "dropped", error="deadline passed before it ran")
             return
+        if req.audio is not None:
+            found = await self._with_audio(req)
+            if found is None:
+                self.counts["misses"] += 1
+                await self._answer(stream, entry_id, req, "miss", error="audio not found")
+                return
+            req = found
         session: Hashable = (req.gateway, req.session)
         waited_ms = self._age_ms(entry_id)
         started = time.perf_counter()
@@ -390,12 +421,37 @@ class Worker:
         level = logging.INFO if req.final else logging.DEBUG
         log.log(level, "%s %s answered in %.0f ms", "final" if req.final else "partial", req.engine, run_ms)
 
+    async def _with_audio(self, req: WireRequest) -> WireRequest | None:
+        """The request with the audio its reference names, from what this process holds and
+        the chunks it reads now; None when that audio cannot be found or does not check out."""
+        ref = req.audio
+        assert ref is not None
+        if not ref.key.startswith(self.keys.audio()):
+            return None  # only utterance audio is ever named: never any other key
+        start = self.audio.wanted(ref.key, ref.chunks)
+        read: list[bytes] = []
+        if start < ref.chunks:
+            try:
+                values = await self.client.hmget(ref.key, [str(i) for i in range(start, ref.chunks)])
+            except ResponseError:
+                return None  # not a hash
+            if any(v is None for v in values):
+                return None
+            read = list(values)
+            self.counts["audio_read_bytes"] += sum(len(v) for v in read)
+        pcm = self.audio.assemble(ref.key, start, ref.chunks, ref.samples, ref.crc, read)
+        if pcm is None:
+            return None
+        # Whether this worker had read the utterance before (the common case) or read it whole.
+        self.counts["audio_cached" if start else "audio_read_whole"] += 1
+        return with_audio(req, pcm)
+
     async def _answer(
         self,
         stream: str,
         entry_id: bytes,
         req: WireRequest,
-        status: Literal["ok", "dropped", "failed"],
+        status: Status,
         payload: Any = None,
         error: str = "",
         run_ms: float = 0.0,
@@ -424,7 +480,7 @@ class Worker:
         )
         pipe.xack(stream, self.keys.group, entry_id)
         pipe.xdel(stream, entry_id)
-        if status != "ok":
+        if status not in ("ok", "miss"):
             pipe.hincrby(self.keys.counters, "late" if error.startswith("deadline") else status, 1)
         await pipe.execute()
         self.counts[status] += 1
@@ -549,6 +605,9 @@ class Worker:
             "load": round(self._load, 3),
             "draining": self._draining,
             "counts": dict(self.counts),
+            # Reads requests that name their audio (wire version 2): gateways send them only
+            # while every live Whisper worker says so.
+            "audio_refs": True,
         }
         before = time.time() * 1000
         now_ms = await redis_now_ms(self.client)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline.audio_refs import AudioCache
 from pipeline.models import ModelNotFound
 from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
@@ -134,6 +135,8 @@ async def serve_worker(settings: WorkerSettings) -> int:
         max_inflight=settings.max_inflight,
         max_deliveries=settings.max_deliveries,
     )
+    # One store of utterance audio for the process: a request reaches any of its devices.
+    audio = AudioCache(options.audio_cache_mb << 20, options.audio_cache_ttl)
     workers = [
         Worker(
             client,
@@ -143,6 +146,7 @@ async def serve_worker(settings: WorkerSettings) -> int:
             options=options,
             observer=observed,
             bind=logs.bound,
+            audio=audio,
         )
         for dev, engines in devices
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 from dataclasses import replace
 from typing import Any
@@ -68,6 +69,58 @@ async def test_requests_round_trip_through_a_worker_and_leave_nothing_queued(
         assert stats.kind == "redis" and stats.sessions == 3 and stats.detail["redis"]["workers"] == 1
         assert stats.devices[0].device == f"{worker.id}/cpu" and stats.detail["model"]["name"] == "tiny.en"
         r.close()
+
+
+async def test_a_growing_utterance_sends_only_new_audio_and_audio_redis_lost_goes_again_whole(
+    redis_server: RedisServer, inference: LoadedModels
+) -> None:
+    clip = pcm16_to_float(read_audio(str(LIBRIVOX[1].path)))
+    whole = TranscribeRequest(audio=clip, options=DecodeOptions(beam_size=5))
+    engine = engines(inference)["whisper"]
+    (alone,) = await asyncio.to_thread(engine.run_batch, [whole])
+    r = redis_server.client()
+    async with (
+        worker_in_process(redis_server.url, engines(inference)) as worker,
+        gateway_backend(redis_server.url) as backend,
+    ):
+        await eventually(lambda: backend.audio_refs, 15, "the gateway sees a worker that reads references")
+        backend.open_session("s")
+        sent = []
+        for seconds in (2, 4):  # partials of an utterance as it grows
+            request = TranscribeRequest(audio=clip[: seconds * 16_000], options=DecodeOptions(beam_size=1))
+            await backend.submit("whisper", "s", request, final=False)
+            sent.append(backend.counts["audio_bytes"])
+        # The second request put only its new two seconds into Redis (deflated, never more).
+        assert 0 < sent[1] - sent[0] <= 2 * 16_000 * 2 + 1, sent
+        assert worker.counts["audio_cached"] == 1 and worker.counts["audio_read_whole"] == 1
+        final = await backend.submit("whisper", "s", whole, final=True)
+        assert wer(alone.text, final.text) <= 0.02, (alone.text, final.text)
+
+        # Redis lost the utterance's audio, and the worker never read it (another worker, or
+        # this one restarted): the worker answers "miss", and the request goes again whole.
+        (key,) = [k.decode() for k in r.keys(KEYS.audio() + "*")]
+        r.delete(key)
+        worker.audio.drop(key)
+        longer = replace(whole, audio=np.concatenate([clip, np.zeros(8000, np.float32)]))
+        again = await backend.submit("whisper", "s", longer, final=True)
+        assert wer(alone.text, again.text) <= 0.02, (alone.text, again.text)
+        assert backend.counts["misses"] == worker.counts["misses"] == 1
+
+        backend.close_session("s")  # what it put into Redis goes with it
+        await eventually(lambda: not r.keys(KEYS.audio() + "*"), 10, "the session's audio is deleted")
+
+        # A worker of an older release joins (its heartbeat says nothing of references): the
+        # gateway sends whole audio again, which every release reads.
+        r.set(KEYS.worker("old"), json.dumps({"id": "old", "engines": ["whisper"]}), px=10_000)
+        r.sadd(KEYS.workers, "old")
+        await eventually(lambda: not backend.audio_refs, 10, "the gateway turns references off")
+        backend.open_session("t")
+        before = backend.counts["audio_bytes"], backend.counts["bytes_sent"]
+        await backend.submit("whisper", "t", whole, final=True)
+        assert backend.counts["audio_bytes"] == before[0]
+        assert backend.counts["bytes_sent"] - before[1] >= 2 * len(clip)
+    assert r.xlen(FINALS) == 0
+    r.close()
 
 
 async def test_results_are_deduplicated_and_a_newer_partial_supersedes_the_older(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipeline.types import DecodeOptions, Embeddings, EmbedRequest, TranscribeRequest, Transcript, Word
 from pipeline.wire import (
+    REF_VERSION,
     VERSION,
+    AudioRef,
     WireError,
     WireRequest,
     WireResult,
@@ -17,6 +20,7 @@ from pipeline.wire import (
     decode_result,
     encode_request,
     encode_result,
+    with_audio,
 )
 
 
@@ -70,6 +74,37 @@ def test_a_request_round_trips_exactly_with_int16_pcm_and_no_pickle() -> None:
     np.testing.assert_array_equal(got.payload.audio, sent.payload.audio)
 
 
+def test_a_request_naming_its_audio_is_version_2_carries_none_and_reads_back_whole() -> None:
+    pcm = np.arange(-800, 800, dtype=np.int16)
+    ref = AudioRef("nova:audio:gw:7", chunks=3, samples=len(pcm), crc=123)
+    sent = replace(request(samples=pcm), audio=ref)
+    fields = encode_request(sent)
+    # A worker of version 1 refuses the entry ("wire version 2 is not 1") instead of hearing
+    # silence in an entry without audio; gateways send it only to workers that read it.
+    assert fields[b"v"] == str(REF_VERSION).encode() and fields[b"b"] == b""
+    got = decode_request(fields)
+    assert got.audio == ref and len(got.payload.audio) == 0
+    whole = with_audio(got, pcm.astype("<i2").tobytes())
+    assert whole.audio is None and whole.payload.options == sent.payload.options
+    np.testing.assert_array_equal(whole.payload.audio, sent.payload.audio)
+    # Requests without a reference stay exactly version 1, as every release reads them.
+    assert encode_request(request())[b"v"] == str(VERSION).encode()
+    # A reference out of range, on the wrong version or engine, or beside inline audio: refused.
+    for bad in (
+        tampered(fields, audio={"key": "k", "chunks": 0, "samples": 1, "crc": 1}),
+        tampered(fields, audio={"key": "k", "chunks": 1, "samples": 10**9, "crc": 1}),
+        tampered(fields, audio=None),
+        tampered(fields, engine="apertium"),
+        {**fields, b"b": b"\x00\x00"},
+        {**fields, b"v": b"1"},
+        tampered(encode_request(request()), audio=ref.to_dict()),
+    ):
+        with pytest.raises(WireError):
+            decode_request(bad)
+    miss = WireResult(rid="r", session="s", ticket=1, status="miss", engine="whisper")
+    assert decode_result(encode_result(miss)).status == "miss"
+
+
 def test_a_result_round_trips_words_times_probabilities_and_guard_scores() -> None:
     transcript = Transcript(
         words=(Word(" Hello", 0.0, 0.42, 0.91), Word(" world.", 0.42, 0.9, 0.5)),
@@ -106,7 +141,7 @@ def tampered(fields: dict[bytes, bytes], **header: object) -> dict[bytes, bytes]
     [
         {},
         {b"v": b"1"},
-        {b"v": str(VERSION + 1).encode(), b"h": b"{}"},
+        {b"v": str(REF_VERSION + 1).encode(), b"h": b"{}"},
         {b"v": b"one", b"h": b"{}"},
         {b"v": b"1", b"h": b"not json"},
         {b"v": b"1", b"h": b"[1, 2]"},
