@@ -82,16 +82,26 @@ class Keys:
         return f"{self.prefix}:counters"
 
 
+# Connections one client opens at most. Commands beyond them wait for one to come free: redis-py
+# 8's own pool raises "Too many connections" past 100 at once instead, which a gateway of 128
+# sessions reached in a burst of requests (bench.scale) and took for Redis being down.
+MAX_CONNECTIONS = 64
+
+
 def connect(url: str, socket_timeout: float = 5.0) -> aioredis.Redis:
-    """A client that fails fast: no silent retries, so an outage is seen within a timeout."""
-    return aioredis.Redis.from_url(
+    """A client that fails fast: no silent retries, so an outage is seen within a timeout; a
+    burst of commands queues for the client's connections instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=socket_timeout,
         decode_responses=False,
         protocol=2,  # RESP2: the reply shapes every Redis 7 and Valkey release gives alike
         socket_timeout=socket_timeout,
         socket_connect_timeout=min(2.0, socket_timeout),
         retry=Retry(NoBackoff(), 0),
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]], timeout: float = 10.0) -> None:

@@ -51,7 +51,8 @@ def parse_devices(spec: str) -> list[DeviceSpec]:
 def batch_options(settings: Settings, device: DeviceSpec) -> BatchOptions:
     # On CPU a batch saves calls and shared decoder steps but not encoder time, so it waits
     # only briefly for company; a GPU gains far more from width and can afford a longer gather.
-    gpu = device.device == "cuda"
+    # A modelled device ("sim", pipeline/engines/simulated.py) stands for a GPU.
+    gpu = device.device in ("cuda", "sim")
     return BatchOptions(
         max_batch=settings.max_batch or (16 if gpu else 8),
         max_wait=(settings.max_wait_ms if settings.max_wait_ms >= 0 else (30.0 if gpu else 10.0)) / 1000,
@@ -173,6 +174,18 @@ def device_error(device: str, exc: RuntimeError) -> DeviceUnavailable:
 
 
 Devices = list[tuple[DeviceSpec, dict[str, Engine[Any, Any]]]]
+
+
+def simulated_models(profile: str, reference: str) -> tuple[Devices, str]:
+    """A modelled device (``--engine simulated``): Whisper's answers from ``reference`` in the
+    time ``profile`` says the device takes. Raises ``ProfileError`` in one line."""
+    from pipeline.engines.simulated import DeviceProfile, Reference, SimulatedEngine
+
+    loaded = DeviceProfile.load(profile)
+    words = Reference.load(reference) if reference else None
+    engine = SimulatedEngine(loaded, words)
+    print(f"modelled device {loaded.name}: {loaded.model} on {loaded.device}", flush=True)
+    return [(DeviceSpec("sim", 0), {"whisper": engine})], f"{loaded.model} (modelled: {loaded.name})"
 
 
 def load_worker_models(settings: Settings, engines: tuple[str, ...]) -> tuple[Devices, str, list[Any]]:

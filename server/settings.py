@@ -149,6 +149,9 @@ class WorkerSettings:
     translate_model: str = ""
     diarize_model: str = "auto"
     voice_model: str = ""  # with piper: LANG=PATH Piper voices (others speak with espeak-ng)
+    engine: str = "ctranslate2"  # or "simulated": a modelled device (device_profile)
+    device_profile: str = ""  # with engine simulated: a shipped profile's name or a JSON file
+    reference: str = ""  # with engine simulated: audio and its words (.npz) the device "hears"
 
     @property
     def engine_list(self) -> tuple[str, ...]:
@@ -165,6 +168,10 @@ class WorkerSettings:
             raise ConfigError(
                 "--engines nllb needs --translate-model (a CTranslate2 NLLB folder or a pulled name)"
             )
+        if self.engine not in ("ctranslate2", "simulated"):
+            raise ConfigError(f"--engine takes ctranslate2 or simulated; got {self.engine!r}")
+        if self.engine == "simulated" and (names != ("whisper",) or not self.device_profile):
+            raise ConfigError("--engine simulated runs Whisper only, and needs --device-profile")
         return names
 
     def serve_settings(self) -> Settings:
@@ -328,6 +335,9 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     flag("diarize_model", str, "with --engines speaker: auto (the bundled d-vector) or an ONNX path")
     flag("translate_model", str, "with --engines nllb: a CTranslate2 NLLB-200 folder or a pulled name")
     flag("voice_model", str, "with --engines piper: Piper voices LANG=PATH.onnx,... (others: espeak-ng)")
+    flag("engine", str, "ctranslate2 (the model), or simulated: a modelled device, for scale tests")
+    flag("device_profile", str, "with --engine simulated: a shipped profile (h200-tiny) or a JSON file")
+    flag("reference", str, "with --engine simulated: an .npz of audio and its timed words it answers from")
     _log_flags(p)
 
 

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -120,12 +121,25 @@ def worker_app(workers: list[Worker], registry: CollectorRegistry) -> web.Applic
 async def serve_worker(settings: WorkerSettings) -> int:
     # Imported here: it pulls in the models' libraries.
     from pipeline.engines.apertium import ApertiumError
-    from server.inference import DeviceUnavailable, batch_options, load_worker_models
+    from pipeline.engines.simulated import ProfileError
+    from server.inference import DeviceUnavailable, batch_options, load_worker_models, simulated_models
 
     try:
         serve = settings.serve_settings()
-        devices, model_name, own = await asyncio.to_thread(load_worker_models, serve, settings.engine_list)
-    except (ModelNotFound, DeviceUnavailable, ApertiumError, ConfigError, FileNotFoundError) as exc:
+        engines = settings.engine_list
+        if settings.engine == "simulated":
+            devices, model_name = simulated_models(settings.device_profile, settings.reference)
+            own: list[Any] = []
+        else:
+            devices, model_name, own = await asyncio.to_thread(load_worker_models, serve, engines)
+    except (
+        ModelNotFound,
+        DeviceUnavailable,
+        ApertiumError,
+        ConfigError,
+        ProfileError,
+        FileNotFoundError,
+    ) as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)  # FileNotFoundError: no --diarize-model there
         return 2
     client = connect(settings.redis)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,10 +14,11 @@ import numpy as np
 from bench.corpus import LIBRIVOX, Stream, librivox
 from bench.scoring import wer
 from pipeline.audio import pcm16_to_float, read_audio
+from pipeline.engines.simulated import DeviceProfile, Reference
 from pipeline.policy import CaptionPolicy
 from pipeline.session import CaptionSession
 from pipeline.streams import Keys
-from pipeline.types import Caption, TranscribeRequest
+from pipeline.types import Caption, DecodeOptions, TranscribeRequest, Word
 from server.inference import LoadedModels
 from tests.support.redis_server import RedisServer
 from tests.support.scaleout import WorkerProcess, eventually, gateway_backend, speak, worker_in_process
@@ -152,3 +154,37 @@ async def test_sigterm_finishes_what_the_worker_holds_and_leaves_the_rest_for_ot
     finally:
         worker.stop()
         r.close()
+
+
+async def test_a_worker_with_a_modelled_device_answers_the_references_words_in_the_modelled_time(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``nova-voice worker --engine simulated``: what bench.scale runs, as an operator starts it."""
+    clip = LIBRIVOX[2]
+    audio = read_audio(str(clip.path))
+    text = clip.text.split()
+    span = len(audio) / 16_000 / len(text)  # the words spread evenly: times need not be real here
+    words = tuple(Word(f" {w}", i * span, (i + 1) * span) for i, w in enumerate(text))
+    Reference(audio, words).save(tmp_path / "ref.npz")
+    worker = WorkerProcess(
+        redis_server.url, "--engine", "simulated", "--device-profile", "h200-tiny",
+        "--reference", str(tmp_path / "ref.npz"),
+    )  # fmt: skip
+    try:
+        await worker.ready()
+        async with gateway_backend(redis_server.url) as backend:
+            await eventually(lambda: backend.audio_refs, 30, "the gateway sees the modelled worker")
+            backend.open_session("s")
+            request = TranscribeRequest(audio=pcm16_to_float(audio), options=DecodeOptions(beam_size=5))
+            started = time.monotonic()
+            heard = await backend.submit("whisper", "s", request, final=True)
+            took = time.monotonic() - started
+            status, body = await asyncio.to_thread(worker.get, "/health/full")
+    finally:
+        worker.stop()
+    assert heard.text.split() == text and heard.timed
+    profile = DeviceProfile.load("h200-tiny")
+    tokens = int(np.ceil(len(text) * profile.tokens_per_word)) + profile.fixed_steps
+    modelled = sum(profile.batch_ms(1000, 1, 5, tokens, 1).values()) / 1000
+    assert took >= modelled, (took, modelled)
+    assert status == 200 and json.loads(body)["workers"][0]["device"] == "sim:0"

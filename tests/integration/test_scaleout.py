@@ -241,9 +241,16 @@ def test_a_worker_asked_for_engines_it_cannot_run_says_so_in_one_line() -> None:
 
     from tests.support.server_process import ENV
 
-    cases = {"bogus": "--engines", "apertium,nllb": "one translation engine", "nllb": "--translate-model"}
-    for engines, said_word in cases.items():
-        command = ["worker", "--redis", "redis://127.0.0.1:1/0", "--engines", engines]
+    cases = {
+        ("--engines", "bogus"): "--engines",
+        ("--engines", "apertium,nllb"): "one translation engine",
+        ("--engines", "nllb"): "--translate-model",
+        ("--engine", "simulated"): "--device-profile",
+        ("--engine", "simulated", "--device-profile", "no-such-device"): "h200-tiny",
+        ("--engine", "quantum"): "ctranslate2 or simulated",
+    }
+    for flags, said_word in cases.items():
+        command = ["worker", "--redis", "redis://127.0.0.1:1/0", *flags]
         result = subprocess.run(
             [sys.executable, "-m", "server", *command], capture_output=True, text=True, timeout=60, env=ENV
         )
