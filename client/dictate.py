@@ -38,7 +38,9 @@ MAX_PENDING = 64  # utterances waited for at the end, at most
 # client waits longer each time instead of reconnecting in a tight loop.
 STEADY_AFTER = 10.0
 SHORT_LIVED_IN_A_ROW = 3
-SILENT_AFTER = 2.5  # the server says its status twice a second: this long without a word, it is gone
+# The server says its status twice a second: three missed in a row, it or the path to it is gone (the
+# capture page waits as long; 2.5 s made a gateway SIGKILLed behind a load balancer cost 2.8 s of speech).
+SILENT_AFTER = 1.5
 GIVE_UP_INPUT = 30.0  # with --input, seconds without any server before the client gives up
 
 

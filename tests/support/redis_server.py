@@ -1,5 +1,6 @@
-"""A real redis-server on a free loopback port, with no persistence, that tests may stop,
-restart (empty, as after a crash) and kill."""
+"""A real redis-server on a free loopback port, that tests may stop, restart and kill: with no
+persistence (it comes back empty, as after a crash), or with an append-only file (it comes back
+with what it had written, at most a second behind, as `appendfsync everysec` promises)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
         exe = shutil.which("redis-server")
         assert exe, "redis-server (Debian package redis-server) is a test dependency"
         self.exe = exe
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -41,7 +43,7 @@ class RedisServer:
                     "--port", str(port),
                     "--bind", "127.0.0.1",
                     "--save", "",
-                    "--appendonly", "no",
+                    "--appendonly", "yes" if self.appendonly else "no",
                     "--dir", str(self.workdir),
                 ],
                 stdout=subprocess.DEVNULL,
