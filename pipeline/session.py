@@ -6,8 +6,10 @@ hands results back, so a session never touches a model or knows where one runs.
 
 The VAD is the one piece of model work on the audio path itself. Silero costs ~0.1 ms per
 32 ms frame: it runs on an executor thread (onnxruntime releases the GIL), one batch of
-whatever audio has arrived at a time, so the event loop only hands audio over. webrtcvad
-costs ~5 us a frame, less than the hop to a thread, and runs in place.
+whatever audio has arrived at a time, so the event loop only hands audio over. With a
+``VadPump`` (a server's sessions share one) every session's waiting audio goes in one hop a
+tick instead of one hop a frame each (pipeline/vad_pump.py). webrtcvad costs ~5 us a frame,
+less than the hop to a thread, and runs in place.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.policy_options import FINAL_DECODE, PARTIAL_DECODE, PolicyOptions
 from pipeline.turns import SpeakerTurns, WindowRequest
 from pipeline.types import Caption, DecodeOptions, Embeddings
 from pipeline.vad import VadFrame, VadOptions
+from pipeline.vad_pump import VadPump
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,13 @@ class CaptionSession:
         on_event: Callable[[Event], None],
         on_account: AccountHook | None = None,
         turns: SpeakerTurns | None = None,
+        pump: VadPump | None = None,
     ) -> None:
         """The caller has admitted ``key`` on ``backend`` (``open_session``); ``abort`` closes it.
         ``on_account`` hears where the voiced audio went (for metrics); gaps are logged here.
         ``turns``: speaker turns on this microphone (the ``speaker`` engine embeds its voiced
-        windows; finals are held at most ``turns.options.hold`` seconds for their labels)."""
+        windows; finals are held at most ``turns.options.hold`` seconds for their labels).
+        ``pump`` scores the Silero VAD of many sessions in one hop a tick (else one a frame)."""
         self.key = key
         self.turns = turns
         self._holding = 0
@@ -68,6 +73,10 @@ class CaptionSession:
         self._audio: list[np.ndarray] = []
         self._audio_samples = 0
         self._vad_task: asyncio.Task[None] | None = None
+        self._pump = pump if self.offload_vad else None
+        self._pumped = False  # audio is with the pump's thread now
+        self._pump_done = asyncio.Event()
+        self._aborted = False
 
     def push(self, samples: np.ndarray) -> None:
         """16 kHz mono int16 samples; cheap (a hand-over), safe to call from the media task."""
@@ -79,18 +88,53 @@ class CaptionSession:
             return
         self._audio.append(samples)
         self._audio_samples += len(samples)
-        if self._vad_task is None and self._audio_samples >= self.policy.vad.options.frame_samples:
+        if self._audio_samples < self.policy.vad.options.frame_samples:
+            return
+        if self._pump is not None:
+            if not self._pumped and self._vad_task is None:
+                self._pump.wake(self)
+        elif self._vad_task is None:
             self._vad_task = asyncio.get_running_loop().create_task(self._run_vad())
+
+    # -- the pump's side (pipeline/vad_pump.py) ----------------------------------------------
+
+    def take_audio(self) -> np.ndarray | None:
+        if self.closed or self._pumped or self._vad_task is not None or not self._audio:
+            return None
+        self._pumped = True
+        self._pump_done.clear()
+        return self._take()
+
+    def score(self, audio: np.ndarray) -> list[VadFrame]:
+        return self.policy.vad.push(audio)
+
+    def scored(self, verdicts: list[VadFrame] | None, error: BaseException | None) -> None:
+        self._pumped = False
+        self._pump_done.set()
+        if self._aborted:
+            return  # ended without waiting: nothing more comes of it
+        if error is not None:
+            log.error("session %s: the VAD failed: %s", self.key, error)
+        else:
+            self.policy.queue_delay = self.queue_delay()
+            self._frames(verdicts or [])
+        if self._pump is not None and self._audio_samples >= self.policy.vad.options.frame_samples:
+            self._pump.wake(self)
+
+    # -- its own hop --------------------------------------------------------------------------
+
+    def _take(self) -> np.ndarray:
+        chunk = np.concatenate(self._audio)
+        self._audio.clear()
+        self._audio_samples = 0
+        return chunk
 
     async def _run_vad(self) -> None:
         """Runs the VAD on each batch of waiting audio in a thread, and the policy here, in order."""
         loop = asyncio.get_running_loop()
         try:
             while self._audio:
-                chunk = np.concatenate(self._audio)
-                self._audio.clear()
-                self._audio_samples = 0
-                frames = await loop.run_in_executor(None, self.policy.vad.push, chunk)
+                frames = await loop.run_in_executor(None, self.policy.vad.push, self._take())
                 self.policy.queue_delay = self.queue_delay()
                 self._frames(frames)
         finally:
@@ -161,7 +205,10 @@ class CaptionSession:
 
     async def _drain_vad(self) -> None:
         """Until the VAD has seen every sample pushed so far."""
-        while self._vad_task is not None or self._audio:
+        while self._vad_task is not None or self._audio or self._pumped:
+            if self._pumped:
+                await self._pump_done.wait()  # the pump's thread has this session's audio
+                continue
             if self._vad_task is None:
                 self._vad_task = asyncio.get_running_loop().create_task(self._run_vad())
             await asyncio.shield(self._vad_task)
@@ -255,6 +302,7 @@ class CaptionSession:
     async def abort(self, reason: str = "session_closed") -> None:
         """End now: finals still to come are not waited for, and are reported as dropped."""
         self.closed = True
+        self._aborted = True
         self.policy.abandon(reason)
         self._account()
         self.backend.close_session(self.key)

@@ -265,6 +265,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> web.Ap
     async def publishers(app: web.Application) -> AsyncIterator[None]:
         yield
         await drain(app, settings.drain_timeout)
+        await app[STATE].vad_pump.aclose()
 
     async def loop_errors(app: web.Application) -> AsyncIterator[None]:
         unwatch = watch_loop(asyncio.get_running_loop(), lambda kind: metrics.loop_errors.labels(kind).inc())

@@ -10,6 +10,7 @@ from aiohttp import web
 from pipeline.backend import InferenceBackend
 from pipeline.policy import CaptionPolicy
 from pipeline.session import CaptionSession, caption_policy
+from pipeline.vad_pump import VadPump
 from server.edge.limits import Admission, DescriptorFloor
 from server.media.peers import PeerSet
 from server.media.voice import Listening
@@ -60,6 +61,8 @@ class AppState:
     outputs: Outputs | None = None  # where rooms' finals go besides listeners (embedded server)
     voice: VoiceService | None = None  # None: no voice-over (no text-to-speech engine)
     listening: dict[str, Listening] = field(default_factory=dict)  # WHEP players by session id
+    # Every publisher's Silero VAD in one hop to a thread a tick (pipeline/vad_pump.py).
+    vad_pump: VadPump = field(default_factory=VadPump)
 
     def caption_policy(self, spoken: str | None, end_silence_ms: int | None = None) -> CaptionPolicy:
         """A live session's policy from the server's settings (WHIP publishers, the APIs' live

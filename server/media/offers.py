@@ -21,6 +21,8 @@ from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import MediaDescription, SessionDescription
 
+from server.media.inline_audio import decode_inline
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -127,6 +129,8 @@ def receive_first_audio(pc: RTCPeerConnection, parsed: SessionDescription) -> No
             continue
         if media.kind == "audio" and not audio_seen:
             audio_seen = True
-            pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(opus)
+            transceiver = pc.addTransceiver("audio", direction="recvonly")
+            transceiver.setCodecPreferences(opus)
+            decode_inline(transceiver.receiver)
         else:
             pc.addTransceiver(media.kind, direction="inactive")

@@ -17,6 +17,7 @@ from pipeline.actions import SpeechChange
 from pipeline.audio import GapTracker, Resampler
 from pipeline.session import CaptionSession, Event
 from pipeline.types import SAMPLE_RATE, Caption
+from server.media.inline_audio import Decoded
 from server.messages import ErrorMessage
 from server.rooms.room import Room
 from server.rooms.words import RoomWords
@@ -29,7 +30,7 @@ ENDED_KEPT = 4096
 STALL_SECONDS = 0.5
 
 
-async def next_frame(track: MediaStreamTrack, stall: float) -> AudioFrame | None:
+async def next_frame(track: MediaStreamTrack, stall: float) -> AudioFrame | Decoded | None:
     """The track's next frame, or None when none came within ``stall`` seconds.
 
     asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands just as
@@ -132,7 +133,8 @@ class Publisher:
                 filled = 0
                 if missing:
                     self.session.push(np.zeros(missing, dtype=np.int16))
-                self.session.push(resampler.convert(frame))
+                # Decoded at 16 kHz mono already (inline_audio.py), or an av.AudioFrame to resample.
+                self.session.push(frame.pcm if isinstance(frame, Decoded) else resampler.convert(frame))
         finally:
             # Audio ended (peer gone, DELETE, or network drop): the last words still become a final.
             await self.finish()

@@ -235,6 +235,7 @@ async def post_whip(request: web.Request) -> web.Response:
         lambda event: publisher.on_event(event),
         state.metrics.voice_account,
         turns=turns,
+        pump=state.vad_pump,
     )
     publisher = Publisher(pub_id, room, state, session, pc, speaker)
 

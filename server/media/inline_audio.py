@@ -1,0 +1,152 @@
+"""Opus decoded where its packets arrive, at 16 kHz mono: aiortc's decoder thread stood aside.
+
+aiortc gives every receiver a decoder thread: each 20 ms frame goes to it through a
+``queue.Queue`` and comes back decoded to the event loop through ``run_coroutine_threadsafe``,
+two thread switches a frame, as 48 kHz stereo that the publisher then resampled to the 16 kHz
+mono Whisper and the VAD take. Profiled on a gateway with 16 live sessions (py-spy,
+bench/results/gateway.md), the hand-offs (queue put and notify, thread wake-ups, the loop's
+self-pipe) and the resampling were about a third of its CPU. An Opus decoder may output any of
+8-48 kHz (RFC 6716 section 4): libopus decodes straight to 16 kHz mono in a few tens of
+microseconds (FFmpeg's wrappers always give 48 kHz), so each frame is decoded on the event loop
+through libopus itself (ctypes; the system's, else the copy PyAV's wheel carries), as it
+completes, and its samples queued on the track.
+
+This reaches into aiortc 1.16's receiver (its name-mangled decoder queue; aiortc is pinned in
+constraints.txt). Where that is not found, or libopus cannot be loaded, aiortc's own thread
+decodes, as before; ``tests/unit/test_inline_audio.py`` fails so that an upgrade is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import functools
+import glob
+import logging
+import os
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiortc import RTCRtpReceiver
+
+from pipeline.types import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+QUEUE_ATTRIBUTE = "_RTCRtpReceiver__decoder_queue"
+RTP_CLOCK = 48_000  # Opus's RTP clock, whatever the rate it is decoded at (RFC 7587)
+MAX_FRAME = SAMPLE_RATE * 120 // 1000  # the longest Opus frame, 120 ms
+
+
+@functools.cache
+def libopus() -> ctypes.CDLL | None:
+    """libopus, or None when neither the system nor PyAV's wheel has one."""
+    import av
+
+    candidates = [ctypes.util.find_library("opus")]
+    candidates += sorted(
+        glob.glob(os.path.join(os.path.dirname(av.__file__), "..", "av.libs", "libopus*.so*"))
+    )
+    for name in filter(None, candidates):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        lib.opus_decoder_create.restype = ctypes.c_void_p
+        lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        lib.opus_decode.restype = ctypes.c_int
+        lib.opus_decode.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+        ]  # fmt: skip
+        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        return lib
+    return None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded frame: 16 kHz mono int16 ``pcm``, ``pts`` in 16 kHz samples (what the
+    publisher reads of an ``av.AudioFrame``: its gaps are counted from ``pts``)."""
+
+    pcm: np.ndarray
+    pts: int
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def samples(self) -> int:
+        return len(self.pcm)
+
+
+class OpusDecoder16k:
+    """A libopus decoder at 16 kHz mono."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        error = ctypes.c_int(0)
+        self._state = lib.opus_decoder_create(SAMPLE_RATE, 1, ctypes.byref(error))
+        if not self._state or error.value:
+            raise OSError(f"opus_decoder_create failed ({error.value})")
+        self._buffer = np.zeros(MAX_FRAME, dtype=np.int16)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        n = self._lib.opus_decode(self._state, data, len(data), self._buffer.ctypes.data, MAX_FRAME, 0)
+        if n < 0:
+            raise ValueError(f"opus_decode failed ({n})")
+        return self._buffer[:n].copy()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None):
+            self._lib.opus_decoder_destroy(self._state)
+            self._state = None
+
+
+class InlineOpus:
+    """Stands in for a receiver's decoder queue: ``put((codec, frame))`` decodes at once.
+
+    The decoder thread aiortc started still waits on the original queue; ``None`` (the
+    receiver stopping) goes there, so the thread ends and ends the track, as before.
+    """
+
+    def __init__(self, original: queue.Queue[Any], track_queue: asyncio.Queue[Any], lib: ctypes.CDLL) -> None:
+        self._original = original
+        self._out = track_queue
+        self._decoder = OpusDecoder16k(lib)
+        self.failed = 0
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._original.put(None)
+            return
+        codec, encoded = item
+        if codec.name.lower() != "opus":
+            self._original.put(item)  # not ours to decode: aiortc's thread does it
+            return
+        try:
+            pcm = self._decoder.decode(encoded.data)
+        except ValueError as exc:
+            self.failed += 1
+            if self.failed == 1:
+                log.warning("an Opus frame could not be decoded (%s); later ones are counted", exc)
+            return
+        self._out.put_nowait(Decoded(pcm, encoded.timestamp * SAMPLE_RATE // RTP_CLOCK))
+
+
+def decode_inline(receiver: RTCRtpReceiver) -> None:
+    """From when ``receiver`` starts (aiortc starts it once the peer connects), its Opus frames
+    are decoded on the event loop at 16 kHz mono instead of on its thread at 48 kHz stereo."""
+    original = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original(parameters)
+        current = getattr(receiver, QUEUE_ATTRIBUTE, None)
+        track_queue = getattr(receiver.track, "_queue", None)
+        lib = libopus()
+        if isinstance(current, queue.Queue) and isinstance(track_queue, asyncio.Queue) and lib is not None:
+            setattr(receiver, QUEUE_ATTRIBUTE, InlineOpus(current, track_queue, lib))
+        else:
+            log.warning("aiortc's receiver or libopus is not as expected: aiortc's thread decodes the audio")
+
+    receiver.receive = receive  # type: ignore[method-assign]
