@@ -64,14 +64,14 @@ def start_worker(redis_url: str, device: str = "cpu", *extra: str) -> subprocess
     raise RuntimeError("the worker did not start:\n" + log.read_text(errors="replace"))
 
 
-def start_gateway(source: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(source: Path, redis_url: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     """``nova-voice serve --redis`` from the source tree ``source`` (this one, or another
     release's to compare), with no limit on peers still connecting (the publishers start within
     two seconds of each other)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port), "--redis", redis_url,
-         "--max-pending", "0", "--data-dir", tempfile.mkdtemp(prefix="nova-gateway-")],
+         "--max-pending", "0", "--data-dir", tempfile.mkdtemp(prefix="nova-gateway-"), *extra],
         cwd=source,
         env={**os.environ, "PYTHONPATH": str(source)},
         stdout=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import uuid
 
@@ -31,6 +32,10 @@ SILENCE_S = 5.0
 # full: it stopped reading), instead of holding a viewer slot and a task for ever.
 WRITE_S = 10.0
 LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
+# How long a reader waits before it reconnects (EventSource's ``retry``), drawn per feed: the
+# readers of a gateway that dies come back to another spread over three seconds, not all in the
+# same instant (bench/results/fanout.md: 1,000 readers of one room).
+RETRY_MS = (1000, 4000)
 
 
 class FeedListener:
@@ -96,7 +101,8 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         async with asyncio.timeout(WRITE_S):
-            await response.write(b"retry: 1000\n\n" + b"".join(frame(m) for m in first))
+            retry = random.randint(*RETRY_MS)
+            await response.write(f"retry: {retry}\n\n".encode() + b"".join(frame(m) for m in first))
         while not listener.overflowed:
             try:
                 message = await asyncio.wait_for(listener.queue.get(), SILENCE_S)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,6 +105,7 @@ async def test_plain_curl_reads_the_feed_and_a_private_room_needs_its_token(nova
         [curl, "-sN", "--max-time", "2", f"{base}/rooms/board/events?token={made['view_token']}"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert done.stdout.startswith("retry: 1000"), done.stdout[:200]
+    # The reconnect wait is drawn per feed, 1-4 s: a dead gateway's readers do not return together.
+    assert re.match(r"retry: [1-4][0-9]{3}\n", done.stdout), done.stdout[:200]
     data = [json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("data: ")]
     assert data and all(m["type"] == "status" and m["room"] == "board" for m in data)
