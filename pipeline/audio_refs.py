@@ -213,11 +213,6 @@ class AudioChains:
                 return chain
         return self._orphans.get(key)
 
-    @property
-    def held_bytes(self) -> int:
-        """PCM this gateway keeps to compare new requests with (one utterance or two a session)."""
-        return sum(len(c.pcm) for s in self._sessions.values() for c in s.chains)
-
 
 @dataclass
 class _Held:
