@@ -556,8 +556,10 @@ def knee(rows: list[dict[str, Any]]) -> str:
         return f"no knee up to {rows[-1]['sessions']} sessions: every step within the bound"
     r = bad[0]
     why = []
-    if r["device_load"] >= 0.9:
+    if r["device_load"] >= 0.75:
         why.append(f"the modelled device is busy {100 * r['device_load']:.0f} % of the time")
+    if r["final_stream_mean"] >= 16:
+        why.append(f"finals wait in Redis ({r['final_stream_mean']:.0f} in the stream on average)")
     if r["worker_cpu_cores"] >= 0.9:
         why.append(f"the worker process uses {r['worker_cpu_cores']:.2f} cores")
     total = r["worker_cpu_cores"] + r["clients_cpu_cores"] + r["redis_cpu_cores"]

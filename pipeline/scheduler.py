@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,9 +76,12 @@ class Scheduler:
         clock: Clock | None = None,
         observer: SchedulerObserver | None = None,
         engine_options: dict[str, BatchOptions] | None = None,
+        on_taken: Callable[[], None] | None = None,
     ) -> None:
         """``engine_options`` batches an engine differently from ``options`` (translation lines
-        are far cheaper than Whisper windows, so a device can take more of them per call)."""
+        are far cheaper than Whisper windows, so a device can take more of them per call).
+        ``on_taken`` is called on the device's thread each time it takes a batch (a Redis worker
+        reads its next batch then, so that it is ready when this one ends)."""
         self.engines = engines
         self.device = device
         self.options = options or BatchOptions()
@@ -92,6 +95,7 @@ class Scheduler:
         self._closed = False
         self._busy_since: float | None = None
         self._live_at = float("-inf")  # when live work last arrived or ended on this device
+        self._on_taken = on_taken
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{device}", daemon=True)
         self._thread.start()
 
@@ -156,6 +160,11 @@ class Scheduler:
         with self._cond:
             return sum(q.files() for q in self._queues.values())
 
+    def running_alone(self) -> bool:
+        """A batch is on the device and nothing else waits for it."""
+        with self._cond:
+            return self._busy_since is not None and not any(len(q) for q in self._queues.values())
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -184,6 +193,8 @@ class Scheduler:
                 if picked is None:
                     return
                 self._busy_since = self._clock.now()
+            if self._on_taken is not None:
+                self._on_taken()
             name, batch = picked
             started = time.perf_counter()
             # File chunks wait on purpose while live work runs: their waits are not queue delay.

@@ -1,10 +1,12 @@
 """A worker: reads requests from Redis Streams, runs them on the existing ``Scheduler``, answers.
 
-A worker takes work only when its device is free, one batch at a time: the waiting finals (up
-to ``max_inflight``), or if there are none the waiting partials (up to the partial batch), or
-if there are none of those either a file job's chunk (``nova:whisper:file``). What
-arrives meanwhile stays in Redis, where an idle worker takes it at once, instead of queueing
-behind a busy one; under load it piles up and the next read makes a full batch. An entry is
+A worker takes work a batch at a time: the waiting finals (up to a batch), or if there are none
+the waiting partials (up to the partial batch), or if there are none of those either a file
+job's chunk (``nova:whisper:file``), when its device is free; and one batch more of live work
+while a batch of its own runs and nothing else of its own waits (so the device does not wait for
+Redis between batches), never more than ``max_inflight`` entries at once. What arrives meanwhile
+stays in Redis, where an idle worker takes it at once, instead of queueing behind a busy one;
+under load it piles up and the next read makes a full batch. An entry is
 acknowledged and deleted in the same transaction that writes its result to the asking
 gateway's stream. An entry whose worker died stays pending: about every second each worker
 claims (``XAUTOCLAIM``) entries idle longer than a few times its p99 batch time. Its own
@@ -80,7 +82,8 @@ class WorkerOptions:
 
     consumer: this worker's name in the group (default host-pid-random).
     block_ms: XREADGROUP BLOCK; kept under the client's socket timeout.
-    max_inflight: finals taken at once (0: the scheduler's max_batch).
+    max_inflight: entries held at once (0: twice the scheduler's max_batch: a batch on the
+        device and one read ahead).
     max_partials_inflight: partials taken at once (0: the scheduler's partial batch).
     reclaim_interval: seconds between XAUTOCLAIM passes (and refreshes of entries in flight).
     min_idle_floor, idle_factor: an entry is reclaimed once idle for max(floor, factor x p99
@@ -225,11 +228,19 @@ class Worker:
         self._streams_read = self._finals + self._partials + self._files
         self._batch_seconds: deque[float] = deque(maxlen=256)
         self._busy = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._taken = 0  # batches the device has taken (counted on its thread)
+        self._read_ahead_for = 0  # the batch during which the last read ahead was made
         self.scheduler = Scheduler(
-            dict(served), batch, device, observer=_Tee(self, observer or NullObserver())
+            dict(served),
+            batch,
+            device,
+            observer=_Tee(self, observer or NullObserver()),
+            on_taken=self._on_taken,
         )
         batching = self.scheduler.options
-        self.max_inflight = self.options.max_inflight or batching.max_batch
+        self.max_inflight = self.options.max_inflight or 2 * batching.max_batch
+        self.max_finals = min(batching.max_batch, self.max_inflight)
         self.max_partials = (
             self.options.max_partials_inflight or batching.max_partial_batch or batching.max_batch
         )
@@ -275,7 +286,7 @@ class Worker:
         )
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         background = [loop.create_task(self._heartbeat()), loop.create_task(self._reclaim_loop())]
         try:
             await self._read_loop()
@@ -295,15 +306,38 @@ class Worker:
             log.info("worker %s reading %s", self.id, ", ".join(self._streams_read))
         self._connected = True
 
+    def _on_taken(self) -> None:
+        """On the device's thread: a batch went onto the device; the read loop may go on."""
+        self._taken += 1
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the batch ran
+                loop.call_soon_threadsafe(self._slot.set)
+
+    def _may_read_ahead(self) -> bool:
+        """Whether to read the next batch while this worker's work is in flight: only while one
+        batch runs on the device and nothing else of ours waits for it. The next batch then
+        waits for the device here instead of the device waiting for the next read (Redis round
+        trips, audio, features): at 128 modelled sessions the device sat idle 48 % of the time
+        while partials were shed (bench/results/scale.md). One batch ahead at most, so work is
+        still left to idle workers."""
+        return (
+            self._read_ahead_for != self._taken
+            and len(self._inflight) < self.max_inflight
+            and self.scheduler.running_alone()
+        )
+
     async def _read_loop(self) -> None:
         while not self._draining:
             if self._inflight:
-                # The device has work of ours: new work is left to idle workers until it is done.
-                self._slot.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.options.block_ms / 1000):
-                        await self._slot.wait()
-                continue
+                if not self._may_read_ahead():
+                    # The device has work of ours: new work is left to idle workers until it is done.
+                    self._slot.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.options.block_ms / 1000):
+                            await self._slot.wait()
+                    continue
+                self._read_ahead_for = self._taken
             try:
                 if not self._connected:
                     await self._connect()
@@ -319,19 +353,25 @@ class Worker:
 
     async def _read(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
         """One batch's worth: waiting finals, else waiting partials, else the first to come."""
-        finals = await self._xreadgroup(self._finals, self.max_inflight, block=None)
+        room = self.max_inflight - len(self._inflight)
+        finals = await self._xreadgroup(self._finals, min(self.max_finals, room), block=None)
         if finals:
             return finals
-        partials = await self._xreadgroup(self._partials, self.max_partials, block=None)
+        partials = await self._xreadgroup(self._partials, min(self.max_partials, room), block=None)
         if partials:
             return partials
+        if self._inflight:
+            # Reading ahead: live work only (a file chunk read now would take the device from
+            # a live request that arrives before this batch ends).
+            count = min(self.max_finals, self.max_partials, room)
+            return await self._xreadgroup(self._finals + self._partials, count, block=self.options.block_ms)
         if self._files:
             # File chunks only when no live request waits anywhere: the device's gaps are theirs.
             files = await self._xreadgroup(self._files, self.max_files, block=None)
             if files:
                 return files
         # COUNT is per stream: the smallest budget bounds all.
-        count = min(self.max_inflight, self.max_partials, self.max_files)
+        count = min(self.max_finals, self.max_partials, self.max_files, room)
         return await self._xreadgroup(self._streams_read, count, block=self.options.block_ms)
 
     async def _xreadgroup(

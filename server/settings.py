@@ -326,7 +326,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     flag(
         "max_inflight",
         int,
-        "finals a worker takes from Redis at once, when its device is free (0: max-batch)",
+        "entries a worker holds at once: a batch on its device and one read ahead (0: twice max-batch)",
     )
     flag("max_deliveries", int, "deliveries after which a failing request is dead-lettered")
     flag(
