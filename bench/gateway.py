@@ -71,7 +71,7 @@ def start_gateway(source: Path, redis_url: str, *extra: str) -> tuple[subprocess
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port), "--redis", redis_url,
-         "--max-pending", "0", "--data-dir", tempfile.mkdtemp(prefix="nova-gateway-"), *extra],
+         "--max-pending", "0", "--offers-per-minute", "0", "--data-dir", tempfile.mkdtemp(prefix="nova-gateway-"), *extra],
         cwd=source,
         env={**os.environ, "PYTHONPATH": str(source)},
         stdout=subprocess.DEVNULL,
@@ -88,12 +88,14 @@ def start_gateway(source: Path, redis_url: str, *extra: str) -> tuple[subprocess
     raise RuntimeError(f"the gateway from {source} did not come up")
 
 
-async def measure(source: Path, redis_url: str, n: int, stream: Any, wav: Path) -> dict[str, Any]:
+async def measure(source: Path, redis_url: str, n: int, stream: Any, wav: Path, tag: str) -> dict[str, Any]:
     gateway, base = start_gateway(source, redis_url)
     try:
         idle = proc_rss_mb(gateway.pid)
         cpu0 = proc_cpu_seconds(gateway.pid)
-        r = await run_sessions(base, gateway.pid, n, stream, wav)
+        # Rooms of their own: gateways on one Redis share rooms, and a room another (stopped)
+        # gateway published in is not this one's to caption.
+        r = await run_sessions(base, gateway.pid, n, stream, wav, prefix=f"bench{tag}")
         # Until every final is in, not only while publishing: a gateway that falls behind does
         # its work late, and that work is still its cost.
         cpu = proc_cpu_seconds(gateway.pid) - cpu0
@@ -119,7 +121,7 @@ async def main(out: Path, sessions: list[int], before: Path | None) -> None:
     try:
         for n in sessions:
             for name, source in variants:  # alternating, so both see the same machine
-                r = await measure(source, redis.url, n, stream, wav)
+                r = await measure(source, redis.url, n, stream, wav, name)
                 r["variant"] = name
                 rows.append(r)
                 print(name, {k: v for k, v in r.items() if k != "text"}, flush=True)
