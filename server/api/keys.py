@@ -26,6 +26,7 @@ from aiohttp import web
 
 from pipeline.clock import Clock, MonotonicClock
 from server.edge.guard import client_of
+from server.edge.limits import TokenBuckets
 from server.settings import ConfigError, Settings
 
 MAX_KEY = 256
@@ -142,38 +143,27 @@ class KeyLimitOptions:
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
-@dataclass
 class KeyLimits:
     """Each caller's request bucket and what it holds open (file jobs, live sockets)."""
 
     options: KeyLimitOptions = field(default_factory=KeyLimitOptions)
     clock: Clock = field(default_factory=MonotonicClock)
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _requests: TokenBuckets = field(init=False)
     _held: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        per_minute = self.options.requests_per_minute
+        self._requests = TokenBuckets(per_minute, float(max(4, per_minute // 4)))
 
     def request(self, caller: Caller) -> None:
         """One request: spends a token, or ApiRefused 429 saying when one is due."""
         per_minute = self.options.requests_per_minute
         if per_minute <= 0:
             return
-        rate, burst = per_minute / 60.0, float(max(4, per_minute // 4))
-        now = self.clock.now()
-        if len(self._buckets) > 4096:  # keep memory to active callers: full buckets say nothing
-            self._buckets = {
-                k: b for k, b in self._buckets.items() if b.tokens + (now - b.stamp) * rate < burst
-            }
-        bucket = self._buckets.setdefault(caller.name, _Bucket(burst, now))
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
-        bucket.stamp = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        due = self._requests.take(caller.name, self.clock.now())
+        if due == 0.0:
             return
-        wait = math.ceil((1.0 - bucket.tokens) / rate)
+        wait = math.ceil(due)
         raise ApiRefused(
             429,
             "rate_limit_exceeded",

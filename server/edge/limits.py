@@ -78,9 +78,54 @@ def client_key(address: str | None) -> str:
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
+class TokenBucket:
+    """Requests a minute, sustained, with ``burst`` of them at once: full at its first use,
+    refilled with time (pure: time is an argument)."""
+
+    per_minute: float
+    burst: float
+    tokens: float = -1.0  # below zero: not used yet, so full
+    stamp: float = 0.0
+
+    def level(self, now: float) -> float:
+        """The tokens there at ``now``, spending nothing."""
+        if self.tokens < 0:
+            return self.burst
+        return min(self.burst, self.tokens + (now - self.stamp) * (self.per_minute / 60.0))
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is there (0.0: one is)."""
+        self.tokens, self.stamp = self.level(now), now
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / (self.per_minute / 60.0)
+
+    def take(self, now: float) -> float:
+        """Spends a token and answers 0.0, or answers how long until one is due, spending nothing."""
+        wait = self.wait(now)
+        if wait == 0.0:
+            self.tokens -= 1.0
+        return wait
+
+
+@dataclass
+class TokenBuckets:
+    """A token bucket per key (a client, an API key). Memory follows active keys: a full
+    bucket says nothing, so full ones are dropped when ``SWEEP_AT`` keys are held."""
+
+    per_minute: float
+    burst: float
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def take(self, key: str, now: float) -> float:
+        """As ``TokenBucket.take``, from ``key``'s bucket."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= SWEEP_AT:
+                self._buckets = {k: b for k, b in self._buckets.items() if b.level(now) < b.burst}
+            bucket = self._buckets[key] = TokenBucket(self.per_minute, self.burst)
+        return bucket.take(now)
+
+    def keys(self) -> set[str]:
+        return set(self._buckets)
 
 
 @dataclass
@@ -90,27 +135,20 @@ class Admission:
     options: LimitOptions = field(default_factory=LimitOptions)
     clock: Clock = field(default_factory=MonotonicClock)
     peers: int = 0
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _pending: Counter[str] = field(default_factory=Counter)
+    _offers: TokenBuckets = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._offers = TokenBuckets(self.options.offers_per_minute, float(self.options.burst))
 
     def offer(self, client: str) -> Refusal | None:
         """An offer or a room creation from ``client``: spends a token, or says when one is due."""
-        rate = self.options.offers_per_minute / 60.0
-        if rate <= 0:
+        if self.options.offers_per_minute <= 0:
             return None
-        now = self.clock.now()
-        burst = self.options.burst
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            if len(self._buckets) >= SWEEP_AT:
-                self._sweep(now)
-            bucket = self._buckets[client] = _Bucket(float(burst), now)
-        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.stamp) * rate)
-        bucket.stamp = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        due = self._offers.take(client, self.clock.now())
+        if due == 0.0:
             return None
-        wait = math.ceil((1.0 - bucket.tokens) / rate)
+        wait = math.ceil(due)
         return Refusal(
             429,
             "too_many_offers",
@@ -156,20 +194,13 @@ class Admission:
 
     def tracked(self) -> int:
         """Clients with state held for them (buckets and pending counts)."""
-        return len(self._buckets.keys() | self._pending.keys())
+        return len(self._offers.keys() | self._pending.keys())
 
     def _release_pending(self, client: str) -> None:
         if self._pending[client] <= 1:
             self._pending.pop(client, None)
         else:
             self._pending[client] -= 1
-
-    def _sweep(self, now: float) -> None:
-        rate = self.options.offers_per_minute / 60.0
-        full = float(self.options.burst)
-        for key, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.stamp) * rate >= full:
-                del self._buckets[key]
 
 
 @dataclass

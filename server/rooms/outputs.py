@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from server.edge.limits import TokenBucket
 from server.edge.outbound import DestinationPolicy, DestinationRefused, outbound_session
 from server.messages import CaptionMessage
 from server.rooms.output_health import ALERT_AFTER, OutputHealth
@@ -192,37 +193,17 @@ def masked(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}/***"
 
 
-@dataclass
-class PostRate:
-    """A token bucket of requests a minute (pure: time is an argument). ``wait`` is how long
-    until a request may go; ``take`` spends one."""
-
-    per_minute: float
-    tokens: float = -1.0
-    stamp: float = 0.0
-
-    def _fill(self, now: float) -> None:
-        burst = max(1.0, self.per_minute / 4)
-        if self.tokens < 0:
-            self.tokens, self.stamp = burst, now
-        self.tokens = min(burst, self.tokens + (now - self.stamp) * self.per_minute / 60.0)
-        self.stamp = now
-
-    def wait(self, now: float) -> float:
-        self._fill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) * 60.0 / self.per_minute
-
-    def take(self, now: float) -> None:
-        self._fill(now)
-        self.tokens -= 1.0
+def post_rate(per_minute: float) -> TokenBucket:
+    """A budget of posts a minute, bursts of a quarter of it (at least one)."""
+    return TokenBucket(per_minute, max(1.0, per_minute / 4))
 
 
 @dataclass
 class Pacer:
     """A room's request budget and the server's, both spent by every request (retries too)."""
 
-    room: PostRate
-    server: PostRate
+    room: TokenBucket
+    server: TokenBucket
     monotonic: Callable[[], float] = time.monotonic
 
     async def ready(self) -> None:
@@ -237,7 +218,7 @@ class Pacer:
 
 
 def unpaced() -> Pacer:
-    return Pacer(PostRate(ROOM_POSTS_PER_MINUTE), PostRate(SERVER_POSTS_PER_MINUTE))
+    return Pacer(post_rate(ROOM_POSTS_PER_MINUTE), post_rate(SERVER_POSTS_PER_MINUTE))
 
 
 def youtube_body(at: datetime, lines: tuple[str, ...]) -> str:
@@ -667,8 +648,8 @@ class Outputs:
     policy: DestinationPolicy = field(default_factory=DestinationPolicy)
     max_outputs: int = 64
     rooms: dict[int, tuple[Any, list[Any]]] = field(default_factory=dict)  # id(room) -> (room, posters)
-    server_rate: PostRate = field(default_factory=lambda: PostRate(SERVER_POSTS_PER_MINUTE))
-    _room_rates: dict[int, PostRate] = field(default_factory=dict)
+    server_rate: TokenBucket = field(default_factory=lambda: post_rate(SERVER_POSTS_PER_MINUTE))
+    _room_rates: dict[int, TokenBucket] = field(default_factory=dict)
     _sequences: dict[str, Sequence] = field(default_factory=dict)
     # Posters of outputs a PATCH replaced, sending what they hold before they close.
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
@@ -699,7 +680,7 @@ class Outputs:
         kept: dict[tuple[str, str, str], Any] = {}
         for poster in old:
             kept.setdefault(poster.config, poster)
-        pacer = Pacer(self._room_rates.setdefault(key, PostRate(ROOM_POSTS_PER_MINUTE)), self.server_rate)
+        pacer = Pacer(self._room_rates.setdefault(key, post_rate(ROOM_POSTS_PER_MINUTE)), self.server_rate)
         posters = [kept.pop(_config(o), None) or self._poster(o, pacer) for o in outputs]
         for poster in [p for p in old if p not in posters]:
             self._retire(room, poster)

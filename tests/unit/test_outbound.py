@@ -20,7 +20,7 @@ from server.edge.outbound import (
     guarded_socket_factory,
     parse_address,
 )
-from server.rooms.outputs import OutputError, PostRate, check_outputs, masked
+from server.rooms.outputs import OutputError, check_outputs, masked, post_rate
 
 REFUSED = [
     "127.0.0.1",
@@ -171,7 +171,7 @@ def test_an_allowed_listener_is_accepted_and_shown_without_its_key() -> None:
 
 
 def test_a_post_budget_refills_with_time_and_says_how_long_to_wait() -> None:
-    rate = PostRate(per_minute=120)  # burst of 30
+    rate = post_rate(120)  # burst of 30
     for _ in range(30):
         assert rate.wait(0.0) == 0.0
         rate.take(0.0)
