@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import secrets
 
 # fullmatch, never match with "$": "$" also matches before a trailing newline ("nl\n").
 ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -20,6 +21,12 @@ def check_room_name(name: str) -> str:
             "room names are 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return name
+
+
+def room_name_or_new(name: str | None) -> str:
+    """``name`` checked, or a new random name for a room created without one (letters and
+    digits only, so it reads well in a URL)."""
+    return check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
 
 
 def close_names(name: str, names: list[str], limit: int = 3) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from server.edge.auth import hash_token
 from server.edge.http import ServiceUnavailable
 from server.messages import CaptionMessage
-from server.rooms.names import check_room_name
+from server.rooms.names import check_room_name, room_name_or_new
 from server.rooms.outputs import with_ids
 from server.rooms.room import Room, RoomHistory, SessionMark, check_room_space
 from server.rooms.words import NO_WORDS, RoomWords
@@ -229,7 +229,7 @@ class RoomRegistry:
         """A new room with its own publish token; the token is returned once and kept hashed.
         ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
         its finals go; ``words`` its vocabulary and replacements."""
-        name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        name = room_name_or_new(name)
         room = self.rooms.get(name)
         if room is not None and room.created:
             raise KeyError(name)

@@ -16,7 +16,7 @@ from pipeline.types import Caption
 from server.edge.auth import hash_token
 from server.messages import CaptionMessage, StatusMessage
 from server.rooms.bus import Failure, RoomBus, RoomEntry, read_caption
-from server.rooms.names import check_room_name
+from server.rooms.names import check_room_name, room_name_or_new
 from server.rooms.registry import RoomRecord, RoomRegistry, RoomsUnavailable
 from server.rooms.room import Room, RoomHistory, SessionMark
 from server.rooms.speakers import same_speaker
@@ -213,7 +213,7 @@ class SharedRoomRegistry(RoomRegistry):
         max_speakers: int | None = None,
         voice: tuple[str, ...] | None = None,
     ) -> tuple[Room, str]:
-        name = check_room_name(name) if name else secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        name = room_name_or_new(name)
         token = secrets.token_urlsafe(24)
         langs = self.default_languages if languages is None else languages
         # One write: a private room is never, even for a moment, a public one in Redis.

@@ -7,7 +7,6 @@ import secrets
 
 from aiohttp import web
 
-from pipeline.languages import UnknownLanguage, normalize
 from server.edge.auth import bearer, hash_token, token_matches
 from server.edge.guard import admit, public_base
 from server.edge.http import error, parse_json, read_body
@@ -23,6 +22,7 @@ from server.rooms.words import RoomWords, WordsError
 from server.routes.access import request_token, require_publish, require_view
 from server.routes.transcripts import FORMATS
 from server.routes.viewers import planned_room, room_name
+from server.routes.whip import heard_language
 from server.state import STATE, AppState
 
 log = logging.getLogger(__name__)
@@ -195,17 +195,7 @@ def room_language_options(
     if source is not None:
         if not isinstance(source, str):
             raise error(400, "bad_request", '"source_language" must be a language code such as "es"')
-        try:
-            source = normalize(source)
-        except UnknownLanguage as exc:
-            raise error(400, "unknown_language", str(exc)) from exc
-        if not state.multilingual and source != "en":
-            raise error(
-                400,
-                "unsupported_language",
-                f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
-                "(or another multilingual model) to caption other languages",
-            )
+        source = heard_language(state, source)
     raw = body.get("languages")
     if raw is None:
         return None, source

@@ -75,6 +75,12 @@ def spoken_language(request: web.Request, state: AppState, record: RoomRecord) -
     raw = request.query.get("lang") or record.source_language
     if not raw:
         return None if state.multilingual else "en"
+    return base(heard_language(state, raw))  # Whisper knows Chinese as one language, whatever its script
+
+
+def heard_language(state: AppState, raw: str) -> str:
+    """A language someone will speak (a room's or a publisher's), normalized: 400 when it is no
+    language, or when this server's Whisper model hears only English and it is another."""
     try:
         lang = normalize(raw)
     except UnknownLanguage as exc:
@@ -86,7 +92,7 @@ def spoken_language(request: web.Request, state: AppState, record: RoomRecord) -
             f"the Whisper model {state.settings.model!r} hears only English; start with --model base "
             "(or another multilingual model) to caption other languages",
         )
-    return base(lang)  # Whisper knows Chinese as one language, whatever its script
+    return lang
 
 
 def speaker_name(request: web.Request) -> str | None:
