@@ -27,6 +27,24 @@ class RoomsUnavailable(ServiceUnavailable):
 
 
 @dataclass(frozen=True)
+class RoomSpec:
+    """What a room is created with; None: the server's default. ``view_hash`` (the hash of a
+    view token) makes it private; ``outputs`` are where else its finals go (embedded server
+    only); ``words`` its vocabulary and replacements; ``voice`` the languages it speaks."""
+
+    languages: tuple[str, ...] | None = None
+    source_language: str | None = None
+    view_hash: str | None = None
+    outputs: tuple[dict[str, str], ...] = ()
+    words: RoomWords = NO_WORDS
+    max_speakers: int | None = None
+    voice: tuple[str, ...] | None = None
+
+
+NEW_ROOM = RoomSpec()
+
+
+@dataclass(frozen=True)
 class RoomRecord:
     """A room as its authority keeps it (this process's registry, or Redis shared by every
     gateway): what access and languages are decided from, read fresh for each request."""
@@ -176,15 +194,9 @@ class RoomRegistry:
     async def create_room(
         self,
         name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-        voice: tuple[str, ...] | None = None,
+        spec: RoomSpec = NEW_ROOM,
     ) -> tuple[Room, str]:
-        return self.create(name, languages, source_language, view_hash, outputs, words, max_speakers, voice)
+        return self.create(name, spec)
 
     async def join(self, room: Room, publisher: Hashable, speaker: str | None = None) -> None:
         """Raises SpeakerRefused when the room cannot take the publisher now."""
@@ -218,37 +230,30 @@ class RoomRegistry:
     def create(
         self,
         name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-        voice: tuple[str, ...] | None = None,
+        spec: RoomSpec = NEW_ROOM,
     ) -> tuple[Room, str]:
-        """A new room with its own publish token; the token is returned once and kept hashed.
-        ``view_hash`` (the hash of a view token) makes it private; ``outputs`` are where else
-        its finals go; ``words`` its vocabulary and replacements."""
+        """A new room with its own publish token; the token is returned once and kept hashed."""
         name = room_name_or_new(name)
         room = self.rooms.get(name)
         if room is not None and room.created:
             raise KeyError(name)
         token = secrets.token_urlsafe(24)
-        langs = self.default_languages if languages is None else languages
-        spoken = self.default_voice if voice is None else voice
+        langs = self.default_languages if spec.languages is None else spec.languages
+        spoken = self.default_voice if spec.voice is None else spec.voice
+        source, outputs = spec.source_language, spec.outputs
         if room is None:
             room = self._add(
-                Room(name, languages=langs, source_language=source_language, outputs=outputs, voice=spoken)
+                Room(name, languages=langs, source_language=source, outputs=outputs, voice=spoken)
             )
         else:
-            room.languages, room.source_language, room.outputs = langs, source_language, outputs
+            room.languages, room.source_language, room.outputs = langs, source, outputs
             room.voice = spoken
             if self._on_room is not None:
                 self._on_room(room)
         room.token_hash = hash_token(token)
-        room.view_hash = view_hash
-        room.max_speakers = max_speakers
-        room.set_words(words, ())
+        room.view_hash = spec.view_hash
+        room.max_speakers = spec.max_speakers
+        room.set_words(spec.words, ())
         room.created = True
         self._save()
         return room, token

@@ -17,11 +17,11 @@ from server.edge.auth import hash_token
 from server.messages import CaptionMessage, StatusMessage
 from server.rooms.bus import Failure, RoomBus, RoomEntry, read_caption
 from server.rooms.names import check_room_name, room_name_or_new
-from server.rooms.registry import RoomRecord, RoomRegistry, RoomsUnavailable
+from server.rooms.registry import NEW_ROOM, RoomRecord, RoomRegistry, RoomSpec, RoomsUnavailable
 from server.rooms.room import Room, RoomHistory, SessionMark
 from server.rooms.speakers import same_speaker
 from server.rooms.transcripts import TranscriptStore
-from server.rooms.words import NO_WORDS, RoomWords
+from server.rooms.words import RoomWords
 
 
 @dataclass
@@ -205,42 +205,36 @@ class SharedRoomRegistry(RoomRegistry):
     async def create_room(
         self,
         name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-        voice: tuple[str, ...] | None = None,
+        spec: RoomSpec = NEW_ROOM,
     ) -> tuple[Room, str]:
         name = room_name_or_new(name)
         token = secrets.token_urlsafe(24)
-        langs = self.default_languages if languages is None else languages
+        langs = self.default_languages if spec.languages is None else spec.languages
+        spoken = self.default_voice if spec.voice is None else spec.voice
         # One write: a private room is never, even for a moment, a public one in Redis.
         info = {
             "token_hash": hash_token(token),
-            "view_hash": view_hash,
+            "view_hash": spec.view_hash,
             "languages": list(langs),
-            "source_language": source_language,
-            "max_speakers": max_speakers,
-            "voice": list(self.default_voice if voice is None else voice),
-            **words.to_record(),
+            "source_language": spec.source_language,
+            "max_speakers": spec.max_speakers,
+            "voice": list(spoken),
+            **spec.words.to_record(),
         }
         if not await self.bus.create(name, info):
             raise KeyError(name)
         room = self.ensure(name)
-        spoken = tuple(info["voice"])
         record = RoomRecord(
             name,
             True,
             True,
             hash_token(token),
-            view_hash,
+            spec.view_hash,
             langs,
-            source_language,
-            words,
-            max_speakers,
-            spoken,
+            spec.source_language,
+            spec.words,
+            spec.max_speakers,
+            tuple(spoken),
         )
         self.adopt(room, record)
         return room, token
@@ -248,13 +242,7 @@ class SharedRoomRegistry(RoomRegistry):
     def create(
         self,
         name: str | None = None,
-        languages: tuple[str, ...] | None = None,
-        source_language: str | None = None,
-        view_hash: str | None = None,
-        outputs: tuple[dict[str, str], ...] = (),
-        words: RoomWords = NO_WORDS,
-        max_speakers: int | None = None,
-        voice: tuple[str, ...] | None = None,
+        spec: RoomSpec = NEW_ROOM,
     ) -> tuple[Room, str]:
         raise NotImplementedError("shared rooms are created with create_room (in Redis)")
 

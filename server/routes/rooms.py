@@ -13,7 +13,7 @@ from server.edge.http import error, parse_json, read_body
 from server.edge.http import shown as shown_text
 from server.rooms.names import InvalidRoomName, check_room_name
 from server.rooms.outputs import OutputError, TooManyOutputs, check_outputs, shown
-from server.rooms.registry import RoomRecord
+from server.rooms.registry import RoomRecord, RoomSpec
 from server.rooms.room import Room
 from server.rooms.speakers import MAX_SPEAKERS
 from server.rooms.translations import LanguageError
@@ -164,9 +164,8 @@ async def create_room(request: web.Request) -> web.Response:
     view_token = secrets.token_urlsafe(24) if private else None
     view_hash = hash_token(view_token) if view_token else None
     try:
-        room, token = await state.rooms.create_room(
-            name or None, languages, source, view_hash, outputs, words, max_speakers, voice
-        )
+        spec = RoomSpec(languages, source, view_hash, outputs, words, max_speakers, voice)
+        room, token = await state.rooms.create_room(name or None, spec)
     except InvalidRoomName as exc:
         raise error(400, "invalid_room", str(exc)) from exc
     except KeyError as exc:

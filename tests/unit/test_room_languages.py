@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.translation import Emit
 from pipeline.types import Caption
-from server.rooms.registry import RoomRegistry
+from server.rooms.registry import RoomRegistry, RoomSpec
 from server.rooms.transcripts import TranscriptStore, for_language, to_vtt
 
 
@@ -22,7 +22,7 @@ class Inbox:
 def test_languages_backlogs_and_transcripts_survive_a_restart(tmp_path: Path) -> None:
     store = TranscriptStore(tmp_path)
     rooms = RoomRegistry(tmp_path / "rooms.json", on_final=store.append, history=store.history)
-    room, _ = rooms.create("talk", ("es", "fr"), source_language=None)
+    room, _ = rooms.create("talk", RoomSpec(languages=("es", "fr")))
     source, spanish = Inbox(), Inbox()
     room.listen("src", source)
     room.listen("es", spanish, "es")
