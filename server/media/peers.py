@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
 from aiortc.sdp import SessionDescription
 
+from server.edge.http import error, shown
 from server.edge.limits import Admission, Refusal
+from server.media.offers import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +257,25 @@ async def _close(pc: RTCPeerConnection) -> None:
         for stop in (transport.stop, transport.transport.stop):
             with contextlib.suppress(Exception):
                 await stop()
+
+
+async def answer_offer(
+    peers: PeerSet,
+    pc: RTCPeerConnection,
+    prepare: Callable[[], tuple[str, list[Rejected]]],
+    undo: Callable[[], None],
+    what: str,
+) -> list[Rejected]:
+    """Answers an offer on ``pc``: ``prepare`` adds what the server sends or receives and
+    returns the SDP aiortc is to see, with the sections set aside (to restore in the answer).
+    An offer aiortc cannot answer closes the peer, runs ``undo`` and is a 400 ``bad_offer``."""
+    try:
+        offer, rejected = prepare()
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError and others on offers it cannot answer
+        await peers.close(pc)
+        undo()
+        log.info("%s offer not answerable: %s: %s", what, type(exc).__name__, shown(str(exc), 200))
+        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
+    return rejected

@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Callable
 
 from aiohttp import web
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection
 
 from pipeline.languages import UnknownLanguage, normalize
 from server.edge.guard import admit, refused
-from server.edge.http import error, read_json, shown
+from server.edge.http import error, read_json
 from server.media.channels import DataChannelListener
-from server.media.peers import OfferError, PeerRefused, check_offer
+from server.media.offers import Rejected
+from server.media.peers import OfferError, PeerRefused, answer_offer, check_offer
 from server.media.voice import VoiceTrack, send_voice, wants_audio
 from server.rooms.names import InvalidRoomName, check_room_name
 from server.rooms.registry import RoomRecord
@@ -201,16 +202,12 @@ async def post_viewer(request: web.Request) -> web.Response:
         def ignore(message: object) -> None:
             """Viewers have nothing to say; whatever they send is dropped unread."""
 
-    try:
+    def with_voice() -> tuple[str, list[Rejected]]:
         if track is not None:
             send_voice(pc, parsed, track)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-    except Exception as exc:  # noqa: BLE001 - aiortc raises several kinds on offers it cannot answer
-        await state.peers.close(pc)
-        gone()
-        log.info("viewer offer not answerable: %s: %s", type(exc).__name__, shown(str(exc), 200))
-        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
+        return sdp, []
+
+    await answer_offer(state.peers, pc, with_voice, gone, "viewer")
     return web.json_response({"sdp": pc.localDescription.sdp, "type": "answer"})
 
 

@@ -14,13 +14,12 @@ import logging
 import uuid
 
 from aiohttp import web
-from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from server.edge.guard import admit
-from server.edge.http import error, read_body, shown
-from server.media.offers import restore, set_aside
-from server.media.peers import OfferError, check_transport
+from server.edge.http import error, read_body
+from server.media.offers import Rejected, restore, set_aside
+from server.media.peers import OfferError, answer_offer, check_transport
 from server.media.voice import Listening, VoiceTrack, send_voice, wants_audio
 from server.routes.access import require_view
 from server.routes.viewers import listener_peer, planned_room, room_name, voice_language, watched_room
@@ -75,16 +74,12 @@ async def post_whep(request: web.Request) -> web.Response:
     track = VoiceTrack(line)
     room.add_viewer(listener_id, client)
     state.metrics.voice_listeners.inc()
-    try:
+
+    def sending() -> tuple[str, list[Rejected]]:
         send_voice(pc, parsed, track)
-        answerable_sdp, rejected = set_aside(sdp, parsed)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answerable_sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-    except Exception as exc:  # noqa: BLE001 - aiortc raises several kinds on offers it cannot answer
-        await state.peers.close(pc)
-        gone()
-        log.info("WHEP offer not answerable: %s: %s", type(exc).__name__, shown(str(exc), 200))
-        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
+        return set_aside(sdp, parsed)
+
+    rejected = await answer_offer(state.peers, pc, sending, gone, "WHEP")
     state.listening[session] = Listening(session, room.name, lang, pc)
     log.info("WHEP player of room %s (%s) accepted", room.name, lang)
     return web.Response(

@@ -7,7 +7,7 @@ import logging
 import uuid
 
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel
 
 from pipeline.backend import BackendUnavailable, SchedulerFull
 from pipeline.clusterer import VoiceClusterer
@@ -16,11 +16,11 @@ from pipeline.session import CaptionSession
 from pipeline.turns import SpeakerTurns, TurnOptions
 from server.edge.auth import bearer
 from server.edge.guard import admit, refused
-from server.edge.http import error, read_body, shown
+from server.edge.http import error, read_body
 from server.logs import bind
 from server.media.channels import DataChannelListener
-from server.media.offers import receive_first_audio, restore, set_aside
-from server.media.peers import OfferError, PeerRefused, check_offer
+from server.media.offers import Rejected, receive_first_audio, restore, set_aside
+from server.media.peers import OfferError, PeerRefused, answer_offer, check_offer
 from server.media.publisher import Publisher
 from server.rooms.names import InvalidRoomName, check_room_name, close_names
 from server.rooms.registry import RoomRecord, RoomsUnavailable
@@ -260,16 +260,13 @@ async def post_whip(request: web.Request) -> web.Response:
         if state.publishers.get(pub_id) is publisher:
             room.listen(pub_id, DataChannelListener(channel), only=None if reads_room else pub_id)
 
-    try:
+    def receiving() -> tuple[str, list[Rejected]]:
         receive_first_audio(pc, parsed)
-        answerable_sdp, rejected = set_aside(sdp, parsed)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answerable_sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-    except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError and others on offers it cannot answer
-        await state.peers.close(pc)
-        state.backend.close_session(pub_id)
-        log.info("offer not answerable: %s: %s", type(exc).__name__, shown(str(exc), 200))
-        raise error(400, "bad_offer", "the offer could not be answered; check its media sections") from exc
+        return set_aside(sdp, parsed)
+
+    rejected = await answer_offer(
+        state.peers, pc, receiving, lambda: state.backend.close_session(pub_id), "WHIP"
+    )
 
     try:
         await state.rooms.watch(room)
