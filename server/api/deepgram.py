@@ -26,7 +26,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,9 +40,9 @@ from pipeline.session import Event
 from pipeline.types import Caption, DecodeOptions
 from server.api.files import FILE_JOBS, RawAudio, discard, keepalive, spool
 from server.api.formats import confidence, deepgram_body, deepgram_transcript, deepgram_words
-from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, Caller, authenticate
+from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, Caller, authenticate, refusals_as
 from server.api.live import LiveAudio, LiveSession, vocabulary
-from server.edge.http import JsonError, read_json, shown
+from server.edge.http import read_json, shown
 from server.edge.outbound import outbound_session
 from server.state import STATE
 
@@ -61,20 +60,7 @@ def deepgram_error(
     return web.json_response(body, status=status, headers=headers)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def deepgram_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiRefused as exc:
-            return deepgram_error(exc.status, exc.code, exc.message, exc.headers())
-        except JsonError as exc:
-            body = json.loads(exc.text or "{}")
-            return deepgram_error(exc.status, body.get("error", "error"), body.get("message", ""))
-
-    return wrapped
+deepgram_errors = refusals_as(deepgram_error)
 
 
 def flag(query: MultiMapping[str], name: str, default: bool = False) -> bool:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from pipeline.clock import Clock, MonotonicClock
 from server.edge.guard import client_of
+from server.edge.http import JsonError
 from server.edge.limits import TokenBuckets
 from server.settings import ConfigError, Settings
 
@@ -41,6 +44,29 @@ class ApiRefused(Exception):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorShape = Callable[[int, str, str, dict[str, str] | None], web.Response]
+
+
+def refusals_as(shape: ErrorShape) -> Callable[[Handler], Handler]:
+    """Handlers whose refusals, their own (ApiRefused) and the shared edge helpers' (JsonError),
+    answer in one API's error shape: ``shape(status, code, message, headers)``."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ApiRefused as exc:
+                return shape(exc.status, exc.code, exc.message, exc.headers())
+            except JsonError as exc:
+                body = json.loads(exc.text or "{}")
+                return shape(exc.status, body.get("error", "error"), body.get("message", ""), None)
+
+        return wrapped
+
+    return wrap
 
 
 def _hash(key: str) -> str:

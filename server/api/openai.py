@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ from pipeline.languages import UnknownLanguage, base, normalize
 from pipeline.types import DecodeOptions
 from server.api.files import FILE_JOBS, FileJobs, discard, keepalive, spool
 from server.api.formats import OPENAI_FORMATS, full_text, openai_body
-from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, Caller, authenticate
-from server.edge.http import JsonError, shown
+from server.api.keys import API_KEYS, KEY_LIMITS, ApiRefused, Caller, authenticate, refusals_as
+from server.edge.http import shown
 from server.rooms.subtitles import cues_of
 from server.state import STATE
 
@@ -55,22 +55,10 @@ def openai_error(
     return web.json_response(body, status=status, headers=headers)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def openai_errors(handler: Handler) -> Handler:
-    """Refusals of this API and of the shared edge helpers, in OpenAI's error shape."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiRefused as exc:
-            return openai_error(exc.status, exc.code, exc.message, headers=exc.headers())
-        except JsonError as exc:
-            body = json.loads(exc.text or "{}")
-            return openai_error(exc.status, body.get("error", "error"), body.get("message", ""))
-
-    return wrapped
+# Refusals of this API and of the shared edge helpers, in OpenAI's error shape.
+openai_errors = refusals_as(
+    lambda status, code, message, headers: openai_error(status, code, message, None, headers)
+)
 
 
 def caller_of(request: web.Request) -> Caller:
