@@ -25,6 +25,7 @@ from tests.support.probes import ghost_offer, rss_kib, wait_until
 
 KEY = "STREAMKEY"
 PASSWORD = "obs password"
+HOOK_SECRET = "a webhook secret of 32 characters"
 
 
 class Listener:
@@ -171,7 +172,11 @@ async def test_outputs_reach_only_allowed_addresses_and_never_follow_a_redirect_
     ]
     async with aiohttp.ClientSession(server.make_url("")) as http:
         for url in inward:
-            for output in ({"type": "youtube", "url": url}, {"type": "obs", "url": "ws" + url[4:]}):
+            for output in (
+                {"type": "youtube", "url": url},
+                {"type": "obs", "url": "ws" + url[4:]},
+                {"type": "webhook", "url": url, "secret": HOOK_SECRET},
+            ):
                 async with http.post("/rooms", json={"outputs": [output]}) as resp:
                     body = await resp.json()
                     assert resp.status == 400 and body["error"] == "bad_output", (url, body)
@@ -189,11 +194,15 @@ async def test_outputs_reach_only_allowed_addresses_and_never_follow_a_redirect_
             {"type": "obs", "url": f"ws://127.0.0.2:{a}/obs", "password": PASSWORD}
         ]}) as resp:  # fmt: skip
             assert resp.status == 201
+        hook = {"type": "webhook", "url": f"http://127.0.0.2:{a}/redirect", "secret": HOOK_SECRET}
+        async with http.post("/rooms", json={"name": "hook", "outputs": [hook]}) as resp:
+            assert resp.status == 201
         before = rss_kib()
         room = state.rooms.get("show")
         said = ["First words.", "Second words.", "Third words."]
         for i, text in enumerate(said):
             final(room, i, text)
+            final(state.rooms.get("hook"), i, text)
         final(state.rooms.get("obs"), 0, "Through a broken handshake.")
         await wait_until(lambda: sum(p == "/cc" for p, _ in allowed.hits) == 3, 15, "every final posted")
         await wait_until(lambda: allowed.huge_done.is_set(), 15, "the huge answer to be hung up on")
@@ -201,6 +210,8 @@ async def test_outputs_reach_only_allowed_addresses_and_never_follow_a_redirect_
         await wait_until(
             lambda: {p for p, _ in allowed.hits} >= {"/redirect", "/obs-redirect"}, 15, "redirects"
         )
+        # Both the YouTube output and the webhook met the redirect with every final.
+        await wait_until(lambda: sum(p == "/redirect" for p, _ in allowed.hits) >= 6, 15, "both redirected")
         await wait_until(lambda: allowed.captions == ["Through a broken handshake."], 20, "OBS's retry")
 
         async def metrics() -> str:
