@@ -344,13 +344,19 @@ class RedisProcess:
 
 
 class WorkerProcess:
-    def __init__(self, url: str, profile: str, reference: str) -> None:
+    def __init__(self, url: str, profile: str, reference: str, real: bool = False) -> None:
+        """``real``: the model itself on this machine's CPU instead of the modelled device (to
+        check a profile measured here by ``bench.profile`` against what it models)."""
         self.port = free_port()
         self.log = Path(tempfile.mkdtemp(prefix="nova-scale-worker-")) / "worker.log"
+        engine = (
+            ["--device", "cpu"]
+            if real
+            else ["--engine", "simulated", "--device-profile", profile, "--reference", reference]
+        )
         with self.log.open("wb") as sink:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server", "worker", "--redis", url, "--engine", "simulated",
-                 "--device-profile", profile, "--reference", reference, "--port", str(self.port)],
+                [sys.executable, "-m", "server", "worker", "--redis", url, *engine, "--port", str(self.port)],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -621,13 +627,15 @@ def report(
     return lines
 
 
-async def main(profile_name: str, loads: list[int], out: Path | None, argv: str) -> dict[str, Any]:
+async def main(
+    profile_name: str, loads: list[int], out: Path | None, argv: str, real: bool = False
+) -> dict[str, Any]:
     profile = DeviceProfile.load(profile_name)
     folder = Path(tempfile.mkdtemp(prefix="nova-scale-"))
     ref_path, data, stream, recording = prepare(profile, folder)
     print(f"recorded {len(recording)} requests of one session", flush=True)
     redis_ = RedisProcess()
-    worker = WorkerProcess(redis_.url, profile_name, ref_path)
+    worker = WorkerProcess(redis_.url, profile_name, ref_path, real)
     rows: list[dict[str, Any]] = []
     try:
         wire_rows = await wire(redis_.url, stream.head(len(stream.utterances)))
@@ -662,6 +670,12 @@ if __name__ == "__main__":
     ap.add_argument(
         "--out", type=Path, default=None, help="default bench/results/scale.md for the full steps"
     )
+    ap.add_argument(
+        "--engine",
+        default="simulated",
+        choices=("simulated", "ctranslate2"),
+        help="ctranslate2: the real model on this CPU answers the same replay (checks a CPU profile)",
+    )
     ap.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--redis", default="", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -678,4 +692,5 @@ if __name__ == "__main__":
     steps = [int(x) for x in args.sessions.split(",")]
     out = args.out or (Path("bench/results/scale.md") if len(steps) > 1 else None)
     argv = " ".join(sys.argv[1:])
-    print(json.dumps(asyncio.run(main(args.device_profile, steps, out, argv))), flush=True)
+    real = args.engine == "ctranslate2"
+    print(json.dumps(asyncio.run(main(args.device_profile, steps, out, argv, real))), flush=True)

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 import bench.capacity as cap  # noqa: E402
 from bench.corpus import Stream, Utterance  # noqa: E402
+from bench.profile import measured  # noqa: E402
 from pipeline.engines.whisper import HOP, WhisperConfig, WhisperEngine  # noqa: E402
 from pipeline.types import TranscribeRequest  # noqa: E402
 from server.inference import batch_options, parse_devices  # noqa: E402
@@ -97,6 +98,12 @@ def main() -> None:
         decode_threads=0,
     )
     engine = WhisperEngine(config)
+    # First what the modelled device needs (bench.profile: stage by stage, features apart), so
+    # even a box lent for a minute leaves a profile bench.scale can run on without a GPU.
+    prof = measured(engine, config.model_path, d["audio"].astype(np.float32) / 32768, [1, 16, 64, 128], 6, 3)
+    with open(os.path.join(OUT, "profile.json"), "w") as f:
+        json.dump(prof, f, indent=1)
+    log({"profile": prof})
     raw_batches(engine, stream)
     ns = [int(x) for x in os.environ.get("NS", "16,64,128,256,384").split(",")]
     asyncio.run(sweep(engine, int(os.environ.get("MAXB", "0")), ns, deadline))

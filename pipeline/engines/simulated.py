@@ -6,7 +6,7 @@ once per frame, ``pipeline/features.py``; finding the words; building the transc
 sleeps what a profile of measured costs says the device would take for that batch's shape:
 
     encode(items) x window / 1000 frames
-    + (tokens of the longest item + 4) x step(items x beams)
+    + (tokens of the longest item + 4) x step(items x beams)   [beam_step(items) when measured]
     + align(items asking for word times)
 
 each a curve through measured points, linear between them and beyond (``DeviceProfile``). The
@@ -94,6 +94,9 @@ class DeviceProfile:
 
     encode: a batch of N windows of 1000 mel frames (a window of F frames costs F / 1000 of it).
     step: one decoder step over N sequences (items times beams).
+    beam_step: one beam-search step over N items (their beams together), where measured
+        (``bench.profile``): a beam shares its item's encoder output, so it is not ``step`` at
+        items x beams (on this CPU 5 beams of one item cost less a step than 4 items greedy).
     align: word alignment of N items.
     fixed_steps: steps beyond the text's tokens (start-of-transcript sequence, end).
     tokens_per_word: Whisper tokens per word of the reference text.
@@ -106,14 +109,17 @@ class DeviceProfile:
     step: Curve
     align: Curve
     fixed_steps: int = 4
+    beam_step: Curve | None = None
     tokens_per_word: float = 1.4
     notes: str = ""
 
     def batch_ms(self, frames: int, items: int, sequences: int, steps: int, aligned: int) -> dict[str, float]:
         """The device's time for one batch, by stage."""
+        beam = sequences > items and self.beam_step is not None
+        step = self.beam_step(items) if beam and self.beam_step is not None else self.step(sequences)
         return {
             "encode": self.encode(items) * frames / 1000,
-            "generate": steps * self.step(sequences),
+            "generate": steps * step,
             "align": self.align(aligned),
         }
 
@@ -146,6 +152,9 @@ class DeviceProfile:
                 encode=Curve.read(data["encode_ms"], "encode_ms"),
                 step=Curve.read(data["step_ms"], "step_ms"),
                 align=Curve.read(data["align_ms"], "align_ms"),
+                beam_step=(
+                    Curve.read(data["beam_step_ms"], "beam_step_ms") if "beam_step_ms" in data else None
+                ),
                 fixed_steps=int(data.get("fixed_steps", 4)),
                 tokens_per_word=float(data.get("tokens_per_word", 1.4)),
                 notes=str(data.get("notes", "")),

@@ -87,6 +87,22 @@ def test_a_batch_sleeps_what_the_profile_says_for_its_shape() -> None:
     assert engine.times.requests == 32 and engine.times.device["align"] > 0
 
 
+def test_a_measured_beam_step_prices_a_beam_by_its_items_not_its_sequences(tmp_path: Path) -> None:
+    """bench.profile measures a beam-5 step by items: five beams of one item share its encoder
+    output, so they are not five items' greedy step (on this CPU they cost less than four)."""
+    data = {"model": "m", "device": "d", "encode_ms": {"1": 0}, "align_ms": {"1": 0}, "fixed_steps": 0}
+    data["step_ms"] = {"1": 1.0, "80": 80.0}
+    (tmp_path / "plain.json").write_text(json.dumps(data))
+    (tmp_path / "beam.json").write_text(json.dumps({**data, "beam_step_ms": {"1": 2.0, "16": 32.0}}))
+    plain, beam = (
+        DeviceProfile.load(str(tmp_path / "plain.json")),
+        DeviceProfile.load(str(tmp_path / "beam.json")),
+    )
+    assert plain.batch_ms(1000, 16, 80, 10, 0)["generate"] == pytest.approx(800.0)
+    assert beam.batch_ms(1000, 16, 80, 10, 0)["generate"] == pytest.approx(320.0)
+    assert beam.batch_ms(1000, 16, 16, 10, 0)["generate"] == pytest.approx(160.0)  # greedy: step
+
+
 def test_curves_go_through_their_points_and_on_beyond_them() -> None:
     curve = Curve((1.0, 16.0, 64.0), (2.0, 18.5, 70.0))
     assert curve(1) == 2.0 and curve(16) == 18.5 and curve(64) == 70.0
