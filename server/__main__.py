@@ -17,6 +17,7 @@ from pipeline.languages import UnknownLanguage
 from pipeline.models import ModelNotFound
 from server import logs
 from server.edge.tls import Certificate, certificate, open_url, ssl_context
+from server.eventloop import loop_factory, run, running_loop_name
 from server.settings import ConfigError, Settings, WorkerSettings, parse
 
 log = logging.getLogger("nova-voice")
@@ -73,7 +74,8 @@ async def serve(
     context = ssl_context(cert) if cert is not None else None
     await web.SockSite(runner, sock, ssl_context=context).start()
     scheme = "https" if cert is not None else "http"
-    print(f"Nova Voice listening on {scheme}://{settings.host}:{settings.port}", flush=True)
+    where = f"{scheme}://{settings.host}:{settings.port}"
+    print(f"Nova Voice listening on {where} ({running_loop_name()} event loop)", flush=True)
     if cert is not None:
         print(f"Open {open_url(settings, cert)} (certificate for {', '.join(cert.names)})", flush=True)
         print(f"Certificate SHA-256 fingerprint: {cert.fingerprint}", flush=True)
@@ -100,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dictate_main(args[1:])
     command, settings = parse(args)
     logs.configure(settings.log_format)
+    try:
+        loop_factory(settings.loop)  # a NOVA_LOOP argparse did not check is said now, in a line
+    except ConfigError as exc:
+        print(f"nova-voice: {exc}", file=sys.stderr)
+        return 2
     from pipeline.threads import limit_blas
 
     limit_blas()  # both serve and worker: numpy's pool would spin a thread per core for nothing
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except refusals as exc:
         print(f"nova-voice: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(app, sock, settings, cert))
+    run(serve(app, sock, settings, cert), settings.loop)
     return 0
 
 

@@ -24,6 +24,7 @@ from server.edge.guard import EDGE, Edge, cors, guard
 from server.edge.http import json_errors
 from server.edge.limits import Admission, DescriptorFloor, LimitOptions
 from server.edge.outbound import DestinationPolicy, PolicyError
+from server.eventloop import watch as watch_loop
 from server.inference import (
     LoadedModels,
     load_models,
@@ -33,7 +34,6 @@ from server.inference import (
     with_voice,
 )
 from server.logs import request_ids
-from server.loop_errors import watch as watch_loop
 from server.media.peers import PeerSet, allow_loopback_candidates
 from server.messages import ErrorMessage
 from server.metrics import Metrics

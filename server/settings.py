@@ -65,6 +65,7 @@ class Settings:
     tls_key: str = ""
     drain_timeout: float = 20.0
     log_format: str = "text"
+    loop: str = "uvloop"  # the event loop: uvloop, or asyncio's own (server/eventloop.py)
     redis: str = ""
     translate_to: str = ""  # comma-separated default target languages of every room
     translate_engine: str = ""  # nllb or apertium ("": nllb when a model is given, else apertium)
@@ -145,6 +146,7 @@ class WorkerSettings:
     max_inflight: int = 0
     max_deliveries: int = 3
     log_format: str = "text"
+    loop: str = "uvloop"
     engines: str = "whisper"  # comma-separated: whisper, apertium, nllb, speaker, piper
     translate_model: str = ""
     diarize_model: str = "auto"
@@ -306,6 +308,12 @@ def _log_flags(p: argparse.ArgumentParser) -> None:
         choices=("text", "json"),
         default=_env("log_format", Settings.log_format),
         help=f"text for people, json for one object a line with room and session ids (env {env})",
+    )
+    p.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default=_env("loop", Settings.loop),
+        help="the event loop: uvloop (default), or asyncio's own to fall back to (env NOVA_LOOP)",
     )
 
 

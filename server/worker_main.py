@@ -21,6 +21,7 @@ from pipeline.models import ModelNotFound
 from pipeline.streams import connect
 from pipeline.worker import Worker, WorkerOptions
 from server import logs
+from server.eventloop import run, running_loop_name
 from server.metrics import InferenceMetrics, queue_families
 from server.settings import ConfigError, WorkerSettings
 
@@ -172,7 +173,11 @@ async def serve_worker(settings: WorkerSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: [w.drain() for w in workers])
     names = ", ".join(f"{w.id} on {w.device}" for w in workers)
-    print(f"Nova Voice worker {names}; health on http://{settings.host}:{settings.port}/health", flush=True)
+    print(
+        f"Nova Voice worker {names} ({running_loop_name()} event loop); "
+        f"health on http://{settings.host}:{settings.port}/health",
+        flush=True,
+    )
     try:
         await asyncio.gather(*(w.run() for w in workers))
     finally:
@@ -184,4 +189,4 @@ async def serve_worker(settings: WorkerSettings) -> int:
 
 
 def main_worker(settings: WorkerSettings) -> int:
-    return asyncio.run(serve_worker(settings))
+    return run(serve_worker(settings), settings.loop)

@@ -11,6 +11,12 @@ microseconds (FFmpeg's wrappers always give 48 kHz), so each frame is decoded on
 through libopus itself (ctypes; the system's, else the copy PyAV's wheel carries), as it
 completes, and its samples queued on the track.
 
+Where the track's consumer asks for them (``deliver_to``: the publisher does), decoded frames
+are handed to it at once instead of through the track's ``asyncio.Queue``: a queue put, a task
+wake-up and a per-frame timeout a 20 ms frame fewer (at 16 sessions, ~800 of each a second on
+the gateway's loop). The track then carries only its end (aiortc's thread puts ``None``) and
+frames of other codecs.
+
 This reaches into aiortc 1.16's receiver (its name-mangled decoder queue; aiortc is pinned in
 constraints.txt). Where that is not found, or libopus cannot be loaded, aiortc's own thread
 decodes, as before; ``tests/unit/test_inline_audio.py`` fails so that an upgrade is noticed.
@@ -26,11 +32,13 @@ import glob
 import logging
 import os
 import queue
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aiortc import RTCRtpReceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver
 
 from pipeline.types import SAMPLE_RATE
 
@@ -103,6 +111,20 @@ class OpusDecoder16k:
             self._state = None
 
 
+Sink = Callable[[Decoded], None]
+
+# A track's consumer, where it takes decoded frames directly (weak: it goes with the track).
+_sinks: weakref.WeakKeyDictionary[MediaStreamTrack, Sink] = weakref.WeakKeyDictionary()
+
+
+def deliver_to(track: MediaStreamTrack, sink: Sink) -> None:
+    """Hand ``track``'s frames decoded inline to ``sink`` as they are decoded, on the event loop
+    inside aiortc's packet handling (so ``sink`` must be quick and must not raise; if it does
+    raise, the error is logged and later frames go through the track again). A track whose
+    audio is not decoded inline (another codec, no libopus) still yields its frames."""
+    _sinks[track] = sink
+
+
 class InlineOpus:
     """Stands in for a receiver's decoder queue: ``put((codec, frame))`` decodes at once.
 
@@ -110,11 +132,21 @@ class InlineOpus:
     receiver stopping) goes there, so the thread ends and ends the track, as before.
     """
 
-    def __init__(self, original: queue.Queue[Any], track_queue: asyncio.Queue[Any], lib: ctypes.CDLL) -> None:
+    def __init__(
+        self,
+        original: queue.Queue[Any],
+        track_queue: asyncio.Queue[Any],
+        lib: ctypes.CDLL,
+        track: MediaStreamTrack | None = None,
+    ) -> None:
         self._original = original
         self._out = track_queue
         self._decoder = OpusDecoder16k(lib)
+        self._track = weakref.ref(track) if track is not None else None
+        self._sink: Sink | None = None
         self.failed = 0
+        self.direct = 0  # frames handed to the track's consumer directly
+        self.queued = 0  # frames put on the track's queue
 
     def put(self, item: Any) -> None:
         if item is None:
@@ -131,7 +163,27 @@ class InlineOpus:
             if self.failed == 1:
                 log.warning("an Opus frame could not be decoded (%s); later ones are counted", exc)
             return
-        self._out.put_nowait(Decoded(pcm, encoded.timestamp * SAMPLE_RATE // RTP_CLOCK))
+        frame = Decoded(pcm, encoded.timestamp * SAMPLE_RATE // RTP_CLOCK)
+        sink = self._sink or self._find_sink()
+        if sink is not None:
+            try:
+                sink(frame)
+                self.direct += 1
+                return
+            except Exception:
+                # Raised inside aiortc's packet handling, it would end the peer's transport: the
+                # consumer hears of it through its track instead, where this frame goes now.
+                log.exception("a frame sink failed; frames go through the track from now on")
+                self._track = None
+                self._sink = None
+        self.queued += 1
+        self._out.put_nowait(frame)
+
+    def _find_sink(self) -> Sink | None:
+        track = self._track() if self._track is not None else None
+        if track is not None:
+            self._sink = _sinks.get(track)
+        return self._sink
 
 
 def decode_inline(receiver: RTCRtpReceiver) -> None:
@@ -145,7 +197,7 @@ def decode_inline(receiver: RTCRtpReceiver) -> None:
         track_queue = getattr(receiver.track, "_queue", None)
         lib = libopus()
         if isinstance(current, queue.Queue) and isinstance(track_queue, asyncio.Queue) and lib is not None:
-            setattr(receiver, QUEUE_ATTRIBUTE, InlineOpus(current, track_queue, lib))
+            setattr(receiver, QUEUE_ATTRIBUTE, InlineOpus(current, track_queue, lib, receiver.track))
         else:
             log.warning("aiortc's receiver or libopus is not as expected: aiortc's thread decodes the audio")
 

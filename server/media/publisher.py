@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from pipeline.actions import SpeechChange
 from pipeline.audio import GapTracker, Resampler
 from pipeline.session import CaptionSession, Event
 from pipeline.types import SAMPLE_RATE, Caption
-from server.media.inline_audio import Decoded
+from server.media.inline_audio import Decoded, deliver_to
 from server.messages import ErrorMessage
 from server.rooms.room import Room
 from server.rooms.words import RoomWords
@@ -41,6 +42,41 @@ async def next_frame(track: MediaStreamTrack, stall: float) -> AudioFrame | Deco
             return await track.recv()  # type: ignore[return-value]  # audio tracks yield AudioFrames
     except TimeoutError:
         return None
+
+
+class FrameFeed:
+    """A track's frames into its caption session: gaps in their timestamps filled with silence
+    (less what a stall already filled), and when the last one came, for stall detection."""
+
+    def __init__(self, session: CaptionSession) -> None:
+        self._session = session
+        self._resampler = Resampler()
+        self._gaps = GapTracker()
+        self._filled = 0
+        self._last = time.monotonic()
+        self.closed = False
+
+    def frame(self, frame: AudioFrame | Decoded) -> None:
+        if self.closed:
+            return  # its consumer has ended: frames still decoded until the peer closes are dropped
+        self._last = time.monotonic()
+        missing = max(0, self._gaps.gap(frame.pts, frame.samples, frame.sample_rate) - self._filled)
+        self._filled = 0
+        if missing:
+            self._session.push(np.zeros(missing, dtype=np.int16))
+        # Decoded at 16 kHz mono already (inline_audio.py), or an av.AudioFrame to resample.
+        self._session.push(frame.pcm if isinstance(frame, Decoded) else self._resampler.convert(frame))
+
+    def silence(self, samples: int) -> None:
+        """A stall: silence in place of the frames that did not come (counted against the gap
+        the next frame's timestamp shows), and the next stall a whole stall from now."""
+        self._last = time.monotonic()
+        self._filled += samples
+        self._session.push(np.zeros(samples, dtype=np.int16))
+
+    def stall_left(self) -> float:
+        """Seconds until no frame for ``STALL_SECONDS`` is a stall (0 when it is one now)."""
+        return max(0.0, self._last + STALL_SECONDS - time.monotonic())
 
 
 @dataclass
@@ -99,6 +135,10 @@ class Publisher:
     async def consume(self, track: MediaStreamTrack) -> None:
         """One task per track: decode, resample to 16 kHz mono, feed the caption session.
 
+        Frames decoded inline (inline_audio.py) come straight to ``feed.frame`` from aiortc's
+        packet handling; this task then wakes only when the track ends or frames stop coming
+        (``feed.stall_left``), not once a frame. Other frames still come through the track.
+
         When frames stop coming (a sender that mutes, pauses or vanishes without a goodbye),
         silence is fed in their place, so the utterance in progress still ends and is finalised
         within about a second instead of waiting for ICE to declare the peer dead. A connected
@@ -106,36 +146,32 @@ class Publisher:
         closed then, not ~30 s later when ICE consent fails (Opus DTX still sends a frame
         every 400 ms in silence, so a live sender never looks gone).
         """
-        resampler = Resampler()
-        gaps = GapTracker()
-        filled = 0
+        feed = FrameFeed(self.session)
+        deliver_to(track, feed.frame)
         idle = 0.0  # seconds without a frame while connected
         timed_out = False
         try:
             while True:
                 try:
-                    frame = await next_frame(track, STALL_SECONDS)
+                    frame = await next_frame(track, feed.stall_left())
                 except MediaStreamError:
                     break
-                if frame is None:
-                    if self.state.peers.is_connected(self.pc):  # type: ignore[arg-type]
-                        idle += STALL_SECONDS
-                    if idle >= self.state.settings.media_timeout:
-                        timed_out = True
-                        log.info("publisher %s sent no audio for %.0f s: ending it", self.id, idle)
-                        break
-                    silence = int(STALL_SECONDS * SAMPLE_RATE)
-                    filled += silence
-                    self.session.push(np.zeros(silence, dtype=np.int16))
+                if frame is not None:
+                    idle = 0.0
+                    feed.frame(frame)
                     continue
-                idle = 0.0
-                missing = max(0, gaps.gap(frame.pts, frame.samples, frame.sample_rate) - filled)
-                filled = 0
-                if missing:
-                    self.session.push(np.zeros(missing, dtype=np.int16))
-                # Decoded at 16 kHz mono already (inline_audio.py), or an av.AudioFrame to resample.
-                self.session.push(frame.pcm if isinstance(frame, Decoded) else resampler.convert(frame))
+                if feed.stall_left() > 0:
+                    idle = 0.0  # frames came straight to the feed meanwhile
+                    continue
+                if self.state.peers.is_connected(self.pc):  # type: ignore[arg-type]
+                    idle += STALL_SECONDS
+                if idle >= self.state.settings.media_timeout:
+                    timed_out = True
+                    log.info("publisher %s sent no audio for %.0f s: ending it", self.id, idle)
+                    break
+                feed.silence(int(STALL_SECONDS * SAMPLE_RATE))
         finally:
+            feed.closed = True
             # Audio ended (peer gone, DELETE, or network drop): the last words still become a final.
             await self.finish()
             if timed_out:
