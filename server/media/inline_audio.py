@@ -41,6 +41,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 
 from pipeline.types import SAMPLE_RATE
+from server.media.rtp_inline import handle_rtp_inline
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class InlineOpus:
             self._original.put(None)
             return
         codec, encoded = item
-        if codec.name.lower() != "opus":
+        if codec.mimeType.lower() != "audio/opus":
             self._original.put(item)  # not ours to decode: aiortc's thread does it
             return
         try:
@@ -188,11 +189,13 @@ class InlineOpus:
 
 def decode_inline(receiver: RTCRtpReceiver) -> None:
     """From when ``receiver`` starts (aiortc starts it once the peer connects), its Opus frames
-    are decoded on the event loop at 16 kHz mono instead of on its thread at 48 kHz stereo."""
+    are decoded on the event loop at 16 kHz mono instead of on its thread at 48 kHz stereo, and
+    its transport's RTP packets are handled as they arrive (rtp_inline.py)."""
     original = receiver.receive
 
     async def receive(parameters: Any) -> None:
         await original(parameters)
+        handle_rtp_inline(receiver.transport)  # its packets too, without the DTLS task's queue
         current = getattr(receiver, QUEUE_ATTRIBUTE, None)
         track_queue = getattr(receiver.track, "_queue", None)
         lib = libopus()

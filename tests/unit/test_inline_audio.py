@@ -44,7 +44,7 @@ def test_opus_decoded_at_16_khz_is_the_speech_aiortc_decodes_and_resamples() -> 
     mine_pcm, their_pcm, pts = [], [], []
     for data, timestamp in packets:
         encoded = SimpleNamespace(data=data, timestamp=timestamp)
-        inline.put((SimpleNamespace(name="opus"), encoded))
+        inline.put((SimpleNamespace(mimeType="audio/opus"), encoded))
         while not out.empty():
             frame = out.get_nowait()
             assert frame.sample_rate == 16_000 and frame.pcm.dtype == np.int16
