@@ -6,6 +6,7 @@ import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -20,6 +21,15 @@ from tests.support.redis_server import RedisServer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test and fixture runs on the event loop the server runs on in production:
+    uvloop (``NOVA_TEST_LOOP=asyncio`` runs the suite on asyncio's own, the fallback)."""
+    from server.eventloop import loop_factory
+
+    name = os.environ.get("NOVA_TEST_LOOP", "uvloop")
+    return {name: loop_factory(name)}
 
 
 @pytest.fixture(scope="session")

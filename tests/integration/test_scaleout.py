@@ -113,6 +113,7 @@ async def test_a_viewer_on_gateway_b_gets_what_the_embedded_server_gives_of_a_pu
     workers = [WorkerProcess(redis_server.url) for _ in range(2)]
     try:
         await asyncio.gather(*(w.ready() for w in workers))
+        assert all("(uvloop event loop)" in "".join(w.output) for w in workers)  # the default
         embedded = base_url(await nova())
         a, b = base_url(await nova(redis=redis_server.url)), base_url(await nova(redis=redis_server.url))
         await asyncio.gather(workers_seen(a, 2), workers_seen(b, 2))

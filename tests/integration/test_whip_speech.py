@@ -1,5 +1,6 @@
-"""A publisher that vanishes mid-sentence: real WebRTC, the real server, the real tiny.en model.
-(Live captions of whole streams are proven in test_streaming_accuracy.py.)"""
+"""A publisher that vanishes mid-sentence: real WebRTC, the real server, the real tiny.en model;
+its audio taken the short way, packet and frame. (Live captions of whole streams are proven in
+test_streaming_accuracy.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import aiohttp
 
 from bench.corpus import LIBRIVOX
 from bench.scoring import wer
+from server.media.inline_audio import QUEUE_ATTRIBUTE, InlineOpus
+from server.media.rtp_inline import inline_rtp
 from server.state import STATE
 from tests.support.whip_client import CaptionLog, WhipPublisher
 
@@ -39,6 +42,13 @@ async def test_a_publisher_that_vanishes_mid_sentence_still_gets_its_words_final
         await pub.log.wait_for(lambda log: any(len(m["text"].split()) >= 4 for m in log.captions()), 15)
         state = server.app[STATE]
         (publisher,) = state.publishers.values()
+        # The audio came the short way (rtp_inline.py, inline_audio.py): each packet handled in
+        # its datagram callback, not through aioice's queue and the DTLS task, and each frame
+        # handed to the publisher's feed, not through the track's queue.
+        (receiver,) = publisher.pc.getReceivers()
+        packets, frames = inline_rtp(receiver.transport), getattr(receiver, QUEUE_ATTRIBUTE)
+        assert packets is not None and packets.packets >= 100 and packets.refused == packets.failed == 0
+        assert isinstance(frames, InlineOpus) and frames.direct >= 100 and frames.queued == 0
         await pub.close()  # no DELETE, no goodbye: the peer is simply gone mid-sentence
         await probe.log.wait_for(lambda log: log.finals(), timeout=15)
         # The media task ends with the session's cleanup: nothing of the publisher outlives it.

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from server.loop_errors import LoopErrors, watch
+from server.eventloop import LoopErrors, watch
 
 
 async def fail(kind: type[Exception]) -> None:
@@ -25,7 +25,7 @@ async def test_each_unretrieved_exception_is_counted_and_each_kind_logged_once(
     other: list[str] = []
     unwatch_other = watch(loop, other.append)  # a second app on the same loop counts too
     assert isinstance(loop.get_exception_handler(), LoopErrors)
-    with caplog.at_level(logging.DEBUG, logger="server.loop_errors"):
+    with caplog.at_level(logging.DEBUG, logger="server.eventloop"):
         for kind in (AssertionError,) * 5 + (KeyError,):
             task = loop.create_task(fail(kind))
             await asyncio.wait([task])
