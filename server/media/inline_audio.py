@@ -99,9 +99,10 @@ class OpusDecoder16k:
         if not self._state or error.value:
             raise OSError(f"opus_decoder_create failed ({error.value})")
         self._buffer = np.zeros(MAX_FRAME, dtype=np.int16)
+        self._pointer = self._buffer.ctypes.data  # once: ``.ctypes`` builds an object each time
 
     def decode(self, data: bytes) -> np.ndarray:
-        n = self._lib.opus_decode(self._state, data, len(data), self._buffer.ctypes.data, MAX_FRAME, 0)
+        n = self._lib.opus_decode(self._state, data, len(data), self._pointer, MAX_FRAME, 0)
         if n < 0:
             raise ValueError(f"opus_decode failed ({n})")
         return self._buffer[:n].copy()
@@ -114,16 +115,19 @@ class OpusDecoder16k:
 
 Sink = Callable[[Decoded], None]
 
-# A track's consumer, where it takes decoded frames directly (weak: it goes with the track).
-_sinks: weakref.WeakKeyDictionary[MediaStreamTrack, Sink] = weakref.WeakKeyDictionary()
+# A track's consumer, where it takes decoded frames directly. Weak both ways: the consumer
+# (a publisher's feed) reaches its track through its peer, and a strong value would keep the
+# key, and the whole publisher, alive for good.
+_sinks: weakref.WeakKeyDictionary[MediaStreamTrack, weakref.WeakMethod[Sink]] = weakref.WeakKeyDictionary()
 
 
 def deliver_to(track: MediaStreamTrack, sink: Sink) -> None:
-    """Hand ``track``'s frames decoded inline to ``sink`` as they are decoded, on the event loop
-    inside aiortc's packet handling (so ``sink`` must be quick and must not raise; if it does
-    raise, the error is logged and later frames go through the track again). A track whose
-    audio is not decoded inline (another codec, no libopus) still yields its frames."""
-    _sinks[track] = sink
+    """Hand ``track``'s frames decoded inline to ``sink`` (a bound method, held weakly: its
+    object must live as long as the frames should go to it) as they are decoded, on the event
+    loop inside aiortc's packet handling: ``sink`` must be quick and must not raise (if it does,
+    the error is logged and later frames go through the track again). A track whose audio is
+    not decoded inline (another codec, no libopus) still yields its frames."""
+    _sinks[track] = weakref.WeakMethod(sink)  # type: ignore[arg-type]
 
 
 class InlineOpus:
@@ -182,8 +186,9 @@ class InlineOpus:
 
     def _find_sink(self) -> Sink | None:
         track = self._track() if self._track is not None else None
-        if track is not None:
-            self._sink = _sinks.get(track)
+        found = _sinks.get(track) if track is not None else None
+        # Kept strongly from here on: a cycle through the peer, no root, collected with it.
+        self._sink = found() if found is not None else None
         return self._sink
 
 

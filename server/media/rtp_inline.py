@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import types
 import weakref
 from collections.abc import Coroutine, Generator
@@ -34,13 +35,13 @@ from typing import Any
 
 import pylibsrtp
 from aiortc import RTCDtlsTransport
-from aiortc.clock import current_ms
 from aiortc.rtp import is_rtcp
 
 log = logging.getLogger(__name__)
 
 RX_BYTES = "_RTCDtlsTransport__rx_bytes"
 RX_PACKETS = "_RTCDtlsTransport__rx_packets"
+NTP_OFFSET = 2_208_988_800  # seconds from the NTP epoch (1900) to the Unix epoch
 
 
 class InlineRtp:
@@ -87,7 +88,7 @@ def handle_rtp_inline(dtls: RTCDtlsTransport) -> bool:
         if srtp is None or not data or not 127 < data[0] < 192 or is_rtcp(data) or not queue.empty():
             queued(data, component)
             return
-        arrival = current_ms()
+        arrival = int((time.time() + NTP_OFFSET) * 1000)  # aiortc's clock.current_ms, without datetimes
         setattr(dtls, RX_BYTES, getattr(dtls, RX_BYTES) + len(data))
         setattr(dtls, RX_PACKETS, getattr(dtls, RX_PACKETS) + 1)
         try:

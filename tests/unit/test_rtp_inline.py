@@ -7,12 +7,21 @@ proven in tests/integration/test_whip_speech.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+from aiortc.clock import current_ms
 
-from server.media.rtp_inline import InlineRtp, handle_rtp_inline, inline_rtp, run_now, skip_stun_parse
+from server.media.rtp_inline import (
+    NTP_OFFSET,
+    InlineRtp,
+    handle_rtp_inline,
+    inline_rtp,
+    run_now,
+    skip_stun_parse,
+)
 
 
 async def test_the_transport_of_the_pinned_aiortc_takes_the_inline_path() -> None:
@@ -25,6 +34,11 @@ async def test_the_transport_of_the_pinned_aiortc_takes_the_inline_path() -> Non
     connection.data_received(b"\x80\x6f" + bytes(30), 1)
     connection.data_received(b"\x16\xfe\xfd" + bytes(30), 1)  # a DTLS record
     assert connection._queue.qsize() == 2 and counts.packets == 0  # noqa: SLF001
+
+
+def test_the_arrival_time_is_aiortcs_clock() -> None:
+    """An audio receiver does not read it (only video's bandwidth estimator does); still the same."""
+    assert abs(int((time.time() + NTP_OFFSET) * 1000) - current_ms()) < 50
 
 
 async def test_rtp_skips_the_stun_parse_and_everything_else_still_gets_it() -> None:
