@@ -37,3 +37,28 @@ async def test_each_unretrieved_exception_is_counted_and_each_kind_logged_once(
     unwatch_other()
     unwatch()
     assert loop.get_exception_handler() is before
+
+
+def test_a_peer_closed_while_aiortc_connects_it_is_no_defect_and_anything_else_still_counts() -> None:
+    from aiortc.exceptions import InvalidStateError
+
+    class Peer:  # the shape of aiortc's RTCPeerConnection.__connect failing under a close
+        async def __connect(self) -> None:
+            raise InvalidStateError("RTCIceTransport is closed")
+
+        async def other(self) -> None:
+            raise InvalidStateError("RTCIceTransport is closed")
+
+    def raised(coro: object) -> BaseException:
+        with pytest.raises(InvalidStateError) as caught:
+            asyncio.run(coro)  # type: ignore[arg-type]
+        return caught.value
+
+    seen: list[str] = []
+    errors = LoopErrors(None)
+    errors.sinks.append(seen.append)
+    errors(asyncio.new_event_loop(), {"exception": raised(Peer()._Peer__connect())})  # type: ignore[attr-defined]
+    assert seen == []
+    errors(asyncio.new_event_loop(), {"exception": raised(Peer().other()), "message": "m"})
+    errors(asyncio.new_event_loop(), {"exception": ValueError("RTCIceTransport is closed"), "message": "m"})
+    assert seen == ["InvalidStateError", "ValueError"]
