@@ -119,9 +119,9 @@ async def main(out: Path, sessions: list[int], before: Path | None) -> None:
     variants.append(("after", Path.cwd()))
     rows: list[dict[str, Any]] = []
     try:
-        for n in sessions:
+        for step, n in enumerate(sessions):  # a count may repeat (16,16,32): more pairs, less noise
             for name, source in variants:  # alternating, so both see the same machine
-                r = await measure(source, redis.url, n, stream, wav, name)
+                r = await measure(source, redis.url, n, stream, wav, f"{name}{step}")
                 r["variant"] = name
                 rows.append(r)
                 print(name, {k: v for k, v in r.items() if k != "text"}, flush=True)
