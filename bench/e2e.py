@@ -87,14 +87,23 @@ def start_server(flags: list[str]) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    wait_healthy(server, base)
+    return server, base
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], base: str, what: str = "the server", tries: int = 600
+) -> None:
+    """Until ``base`` answers /health (``tries`` tenths of a second at most); a server that
+    never does is killed, and this raises."""
+    for _ in range(tries):
         try:
             urllib.request.urlopen(base + "/health", timeout=1)
-            return server, base
+            return
         except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the server did not come up")
+            time.sleep(0.1)  # polling the port under a deadline
+    proc.kill()
+    raise RuntimeError(f"{what} did not come up")
 
 
 class Timed(WhipPublisher):

@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.corpus import librivox, silence, write_wav
-from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb, run_sessions
+from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb, run_sessions, wait_healthy
 from bench.harness import write_report
 from tests.support.redis_server import RedisServer
 
@@ -78,14 +77,8 @@ def start_gateway(source: Path, redis_url: str, *extra: str) -> tuple[subprocess
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            return proc, base
-        except OSError:
-            time.sleep(0.1)  # polling the port under a deadline
-    proc.kill()
-    raise RuntimeError(f"the gateway from {source} did not come up")
+    wait_healthy(proc, base, f"the gateway from {source}")
+    return proc, base
 
 
 async def measure(source: Path, redis_url: str, n: int, stream: Any, wav: Path, tag: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import aiohttp
 import numpy as np
 
 from bench.corpus import ESPEAK_SENTENCES, LIBRIVOX_DIR, Stream, build, silence, write_wav
-from bench.e2e import free_port, proc_cpu_seconds
+from bench.e2e import free_port, proc_cpu_seconds, wait_healthy
 from bench.harness import write_report
 from bench.scoring import lost_runs, normalize, wer
 from pipeline.audio import read_audio
@@ -108,14 +108,8 @@ def start(tree: Path, flags: list[str]) -> tuple[subprocess.Popen[bytes], str, P
         stderr=log.open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            return server, base, log
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the server did not come up")
+    wait_healthy(server, base)
+    return server, base, log
 
 
 def voice_metrics(base: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ import aiohttp
 import numpy as np
 
 from bench.corpus import librivox, silence, write_wav
-from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb
+from bench.e2e import free_port, proc_cpu_seconds, proc_rss_mb, wait_healthy
 from bench.harness import pct, write_report
 from tests.support.whip_client import Viewer, WhipPublisher
 
@@ -91,7 +91,6 @@ async def run(base: str, pid: int, n: int, wav: Path, room: str) -> dict[str, fl
 async def main(counts: list[int], out: Path) -> None:
     import subprocess
     import sys
-    import urllib.request
 
     port = free_port()
     server = subprocess.Popen(
@@ -120,12 +119,7 @@ async def main(counts: list[int], out: Path) -> None:
     wav = write_wav(Path("/tmp/nova-bench-viewers.wav"), np.concatenate([stream.audio, silence(1.5)]))
     rows = []
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(server, base, tries=300)
         for n in counts:
             row = await run(base, server.pid, n, wav, f"fan{n}-{int(time.time())}")
             rows.append(row)
