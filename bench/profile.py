@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,6 @@ def measure(
 def device_name(device: str) -> str:
     if device == "cuda":
         try:
-            import subprocess
-
             name = subprocess.run(
                 ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                 capture_output=True,

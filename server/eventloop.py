@@ -21,10 +21,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from server.settings import ConfigError
+from server.settings import LOOPS, ConfigError
 
 T = TypeVar("T")
-LOOPS = ("uvloop", "asyncio")
 
 log = logging.getLogger(__name__)
 

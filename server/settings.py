@@ -14,6 +14,10 @@ class ConfigError(ValueError):
     """Settings that cannot work together; said in one line at startup."""
 
 
+# The event loops a server or worker may run on (server/eventloop.py makes them).
+LOOPS = ("uvloop", "asyncio")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -311,7 +315,7 @@ def _log_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--loop",
-        choices=("uvloop", "asyncio"),
+        choices=LOOPS,
         default=_env("loop", Settings.loop),
         help="the event loop: uvloop (default), or asyncio's own to fall back to (env NOVA_LOOP)",
     )

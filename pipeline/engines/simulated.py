@@ -115,8 +115,10 @@ class DeviceProfile:
 
     def batch_ms(self, frames: int, items: int, sequences: int, steps: int, aligned: int) -> dict[str, float]:
         """The device's time for one batch, by stage."""
-        beam = sequences > items and self.beam_step is not None
-        step = self.beam_step(items) if beam and self.beam_step is not None else self.step(sequences)
+        if sequences > items and self.beam_step is not None:
+            step = self.beam_step(items)  # beams priced by their items, where measured
+        else:
+            step = self.step(sequences)
         return {
             "encode": self.encode(items) * frames / 1000,
             "generate": steps * step,
